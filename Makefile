@@ -1,0 +1,23 @@
+# The README's commands. Each one makes the virtualenv first (once, and again when a
+# requirements file changes), so a fresh machine needs nothing but python3.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: run test lint bench
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+run: $(VENV)/.installed  ## the receiver, a worker, the simulator (embedded Redis when REDIS_URL is unset)
+	$(PY) -m callback_server dev
+
+test: $(VENV)/.installed  ## the whole suite, on a private redis-server it starts itself
+	$(PY) -m pytest
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check . && $(VENV)/bin/mypy callback_server workers scale_sim
+
+bench: $(VENV)/.installed
+	$(PY) bench/ingest.py && $(PY) bench/workers.py
