@@ -1,0 +1,157 @@
+"""Settings read once from the environment into a frozen, typed object.
+
+Fail closed: a missing or malformed value raises :class:`ConfigError` naming the
+variable, so a misconfigured dyno crashes at boot instead of accepting callbacks it
+cannot authenticate or store.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from callback_server import defaults
+from callback_server.exceptions import ConfigError
+
+
+class Secret:
+    """A string that never prints: repr, str and logs all show ``'**********'``."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The real value, for the one place that needs it."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "'**********'"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def _keys(env: Mapping[str, str], name: str, *, required: bool) -> tuple[Secret, ...]:
+    raw = env.get(name, "")
+    keys = tuple(part.strip() for part in raw.split(",") if part.strip())
+    if required and not keys:
+        raise ConfigError(
+            f"{name} is not set: the live callback auth key (from Scale's dashboard) is required; "
+            "give several comma-separated keys to rotate without downtime"
+        )
+    for key in keys:
+        if not key.isascii() or not key.isprintable():
+            raise ConfigError(f"{name} holds a key with non-ASCII or control characters")
+    return tuple(Secret(k) for k in keys)
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0.0) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not value >= minimum:  # also rejects nan
+        raise ConfigError(f"{name} must be at least {minimum}, got {raw}")
+    return value
+
+
+def _intervals(env: Mapping[str, str], name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        values = tuple(int(part) for part in raw.split(","))
+    except ValueError:
+        raise ConfigError(f"{name} must be comma-separated whole seconds, got {raw!r}") from None
+    if any(v < 0 for v in values):
+        raise ConfigError(f"{name} must not hold negative intervals, got {raw!r}")
+    return values
+
+
+def _names(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in env.get(name, "").split(",") if part.strip())
+
+
+def _redis_url(env: Mapping[str, str]) -> str:
+    url = env.get("REDIS_URL", "").strip()
+    if not url:
+        raise ConfigError(
+            "REDIS_URL is not set: point it at Redis (Heroku Redis sets it), "
+            "or use `python -m callback_server dev`, which starts an embedded Redis"
+        )
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"REDIS_URL must start with redis://, rediss:// or unix://, got scheme of {url[:10]!r}")
+    return url
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the web and worker processes read from the environment."""
+
+    redis_url: str
+    live_keys: tuple[Secret, ...]
+    test_keys: tuple[Secret, ...] = ()
+    max_content_length: int = defaults.MAX_CONTENT_LENGTH
+    dedup_ttl: int = defaults.DEDUP_TTL
+    redis_timeout: float = defaults.REDIS_TIMEOUT
+    queue_name: str = defaults.QUEUE_NAME
+    job_timeout: int = defaults.JOB_TIMEOUT
+    retry_intervals: tuple[int, ...] = defaults.RETRY_INTERVALS
+    effects_ttl: int = defaults.EFFECTS_TTL
+    heartbeat_interval: float = defaults.HEARTBEAT_INTERVAL
+    callback_handlers: tuple[str, ...] = ()
+    dashboard_password: Secret | None = None
+    scale_api_key: Secret | None = None
+    scale_api_url: str = defaults.SCALE_API_URL
+    reconcile_window: int = defaults.RECONCILE_WINDOW
+    reconcile_interval: int = defaults.RECONCILE_INTERVAL
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read and check every variable; raise :class:`ConfigError` naming the first bad one."""
+        env = os.environ if env is None else env
+        dashboard = env.get("DASHBOARD_PASSWORD", "").strip()
+        api_key = env.get("SCALE_API_KEY", "").strip()
+        return cls(
+            redis_url=_redis_url(env),
+            live_keys=_keys(env, "SCALE_CALLBACK_AUTH_KEY", required=True),
+            test_keys=_keys(env, "SCALE_TEST_CALLBACK_AUTH_KEY", required=False),
+            max_content_length=_int(env, "MAX_CONTENT_LENGTH", defaults.MAX_CONTENT_LENGTH, minimum=1024),
+            dedup_ttl=_int(env, "DEDUP_TTL", defaults.DEDUP_TTL, minimum=defaults.MIN_DEDUP_TTL),
+            redis_timeout=_float(env, "REDIS_TIMEOUT", defaults.REDIS_TIMEOUT, minimum=0.05),
+            queue_name=env.get("CALLBACK_QUEUE", "").strip() or defaults.QUEUE_NAME,
+            job_timeout=_int(env, "HANDLER_TIMEOUT", defaults.JOB_TIMEOUT, minimum=1),
+            retry_intervals=_intervals(env, "HANDLER_RETRY_INTERVALS", defaults.RETRY_INTERVALS),
+            effects_ttl=_int(env, "EFFECTS_TTL", defaults.EFFECTS_TTL, minimum=defaults.MIN_DEDUP_TTL),
+            heartbeat_interval=_float(env, "WORKER_HEARTBEAT", defaults.HEARTBEAT_INTERVAL, minimum=0.1),
+            callback_handlers=_names(env, "CALLBACK_HANDLERS"),
+            dashboard_password=Secret(dashboard) if dashboard else None,
+            scale_api_key=Secret(api_key) if api_key else None,
+            scale_api_url=(env.get("SCALE_API_URL", "").strip() or defaults.SCALE_API_URL).rstrip("/"),
+            reconcile_window=_int(env, "RECONCILE_WINDOW", defaults.RECONCILE_WINDOW, minimum=60),
+            reconcile_interval=_int(env, "RECONCILE_INTERVAL", defaults.RECONCILE_INTERVAL, minimum=60),
+        )

@@ -1,0 +1,55 @@
+"""Named defaults; each can be overridden by the environment variable in its comment."""
+
+MAX_CONTENT_LENGTH = 10 * 1024 * 1024
+"""MAX_CONTENT_LENGTH: the largest callback body accepted; larger ones get 413."""
+
+DEDUP_TTL = 7 * 24 * 3600
+"""DEDUP_TTL: how long a delivery's identity is remembered; Scale retries for 24 h, audits come later."""
+
+MIN_DEDUP_TTL = 24 * 3600
+"""The floor for DEDUP_TTL and EFFECTS_TTL: shorter than Scale's retry window would let retries in twice."""
+
+REDIS_TIMEOUT = 1.0
+"""REDIS_TIMEOUT: seconds per Redis connect or command on the ack path, so a 503 comes within ~3 s."""
+
+QUEUE_NAME = "callbacks"
+"""CALLBACK_QUEUE: the RQ queue completed tasks are put on."""
+
+JOB_TIMEOUT = 180
+"""HANDLER_TIMEOUT: seconds a delivery's handlers may run before they are stopped and retried."""
+
+RETRY_INTERVALS = (60, 300, 1800, 7200, 21600)
+"""HANDLER_RETRY_INTERVALS: waits between tries of a failing handler: 6 tries over about 8.5 hours."""
+
+EFFECTS_TTL = 30 * 24 * 3600
+"""EFFECTS_TTL: how long a handler's completion per delivery is remembered."""
+
+HEARTBEAT_INTERVAL = 5.0
+"""WORKER_HEARTBEAT: seconds between a busy worker's heartbeats; a dead one is noticed after 3 missed."""
+
+QUARANTINE_PREFIX = "scb:quarantine"
+"""Redis key prefix of quarantined deliveries (kept until replayed or deleted)."""
+
+SEEN_PREFIX = "scb:seen"
+"""Redis key prefix of delivery identities already accepted."""
+
+EFFECTS_PREFIX = "scb:done"
+"""Redis key prefix of the per-delivery record of handlers that completed."""
+
+UNHANDLED_KEY = "scb:unhandled"
+"""Redis list of deliveries whose task type no handler serves (recorded by the fallback)."""
+
+SCALE_API_URL = "https://api.scale.com/v1"
+"""SCALE_API_URL: the Scale API the reconciler asks; point it at the simulator locally."""
+
+RECONCILE_WINDOW = 2 * 24 * 3600
+"""RECONCILE_WINDOW: how far back each reconciliation looks (longer than Scale's 24 h of retries)."""
+
+RECONCILE_INTERVAL = 3600
+"""RECONCILE_INTERVAL: seconds between scheduled reconciliations."""
+
+RESULT_TTL = 600
+"""Seconds a finished job stays visible (dashboard, `rq info`) before RQ deletes it."""
+
+FAILURE_TTL = 30 * 24 * 3600
+"""Seconds a job that ran out of retries stays in the failed registry, ready for `failed replay`."""
