@@ -1,0 +1,26 @@
+"""A receiver for Scale API callbacks: verify, validate, deduplicate, queue durably, never lose one."""
+
+from __future__ import annotations
+
+import redis
+from flask import Flask
+
+from callback_server.config import Settings
+from callback_server.state import EXTENSION, ReceiverState
+
+
+def create_app(settings: Settings | None = None, *, connection: redis.Redis | None = None) -> Flask:
+    """Build the web app; with no settings given, read them from the environment (fail-fast)."""
+    from callback_server import dashboard, errors, health, ingest
+
+    settings = settings if settings is not None else Settings.from_env()
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
+    # Nothing here is a browser session; JSON answers stay compact on the hot path.
+    app.json.compact = True  # type: ignore[attr-defined]
+    app.extensions[EXTENSION] = ReceiverState.build(settings, connection)
+    errors.init_app(app)
+    app.register_blueprint(ingest.bp)
+    app.register_blueprint(health.bp)
+    dashboard.init_app(app)
+    return app

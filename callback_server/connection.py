@@ -1,0 +1,61 @@
+"""Redis connections for the web tier (short timeouts) and the workers (blocking reads)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from callback_server.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+def connect(settings: Settings, *, blocking: bool = False) -> redis.Redis:
+    """A client for ``REDIS_URL``.
+
+    The web tier's client gives up after ``REDIS_TIMEOUT`` per try with one retry (a pooled
+    socket may be stale after a Redis restart), so an unreachable Redis becomes a 503 within
+    about three seconds. Workers block on the queue, so theirs has no read timeout.
+    """
+    options: dict[str, Any] = {
+        "socket_connect_timeout": settings.redis_timeout,
+        "health_check_interval": 30,
+    }
+    if blocking:
+        options["socket_timeout"] = None
+        options["socket_keepalive"] = True
+    else:
+        options["socket_timeout"] = settings.redis_timeout
+        options["retry"] = Retry(NoBackoff(), 1)
+    if settings.redis_url.startswith("rediss://"):
+        # Heroku Redis serves TLS with a self-signed certificate, so it cannot be verified.
+        options["ssl_cert_reqs"] = None
+    return redis.Redis.from_url(settings.redis_url, **options)
+
+
+def eviction_policy(connection: redis.Redis) -> str | None:
+    """Redis's maxmemory-policy, read from INFO (Heroku Redis forbids CONFIG GET); None if unreachable."""
+    try:
+        info = connection.info("memory")
+    except redis.RedisError:
+        return None
+    policy = info.get("maxmemory_policy")
+    return str(policy) if policy is not None else None
+
+
+def warn_if_evicting(connection: redis.Redis) -> None:
+    """Log loudly when Redis may evict keys: an evicted job is a lost callback."""
+    policy = eviction_policy(connection)
+    if policy is None:
+        log.warning("redis unreachable at start; cannot check maxmemory-policy", extra={"outcome": "unknown"})
+    elif policy != "noeviction":
+        log.error(
+            "REDIS MAY EVICT QUEUED CALLBACKS: maxmemory-policy is %s; set it to noeviction "
+            "(heroku redis:maxmemory --policy noeviction)",
+            policy,
+            extra={"outcome": "misconfigured"},
+        )

@@ -1,0 +1,153 @@
+"""Deliveries: their identity, and accepting one onto the RQ queue exactly once.
+
+Scale sends no delivery id, so identity is derived from content: a retry repeats the same
+task id, status, completion time and response; an audit or recall of the same task changes
+one of them and is a new delivery.
+
+Accepting is one Lua script, so one Redis round trip: remember the identity (SET NX with a
+TTL) and, only if it was new, write the RQ job hash and push its id on the queue. Either
+all of that happens or none does, so 50 concurrent copies make one job, and a Redis that
+fails mid-request has marked nothing as seen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+from rq import Queue, Retry
+from rq.job import Job, JobStatus
+from rq.serializers import JSONSerializer
+
+from callback_server import defaults
+
+DISPATCH_FUNCTION = "workers.dispatch.process_delivery"
+"""What a worker runs for each delivery, by dotted path so the web tier imports no handler code."""
+
+CALLBACK = "callback"
+RECONCILE = "reconcile"
+REPLAY = "replay"
+SOURCES = (CALLBACK, RECONCILE, REPLAY)
+"""Where a delivery came from: Scale's POST, the reconciler, or a quarantine replay."""
+
+_ACCEPT_SCRIPT = """
+-- KEYS: seen key, job key, queue key, rq:queues.  ARGV: dedup ttl, job id, hset pairs...
+if not redis.call('SET', KEYS[1], ARGV[2], 'NX', 'EX', ARGV[1]) then
+  return 0
+end
+redis.call('HSET', KEYS[2], unpack(ARGV, 3))
+redis.call('RPUSH', KEYS[3], ARGV[2])
+redis.call('SADD', KEYS[4], KEYS[3])
+return 1
+"""
+
+
+def delivery_id(body: dict[str, Any]) -> str:
+    """The identity of a validated callback body: same content, same id; 32 hex characters."""
+    task = body["task"]
+    material = [body["task_id"], task.get("status"), task.get("completed_at"), body["response"]]
+    canonical = json.dumps(material, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A validated callback on its way to the queue; what the job carries, as JSON."""
+
+    delivery_id: str
+    task_id: str
+    task_type: str
+    mode: str
+    source: str
+    received_at: str
+    body: dict[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any], *, mode: str, source: str = CALLBACK) -> Delivery:
+        """Wrap a body that :func:`callback_server.schemas.load_callback` accepted."""
+        return cls(
+            delivery_id=delivery_id(body),
+            task_id=body["task_id"],
+            task_type=body["task"]["type"],
+            mode=mode,
+            source=source,
+            received_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
+            body=body,
+        )
+
+    def as_job_arg(self) -> dict[str, Any]:
+        """The single JSON argument of the dispatch job."""
+        return {
+            "delivery_id": self.delivery_id,
+            "task_id": self.task_id,
+            "type": self.task_type,
+            "mode": self.mode,
+            "source": self.source,
+            "received_at": self.received_at,
+            "body": self.body,
+        }
+
+
+def seen_key(identity: str) -> str:
+    """The Redis key that remembers an accepted delivery."""
+    return f"{defaults.SEEN_PREFIX}:{identity}"
+
+
+class DeliveryQueue:
+    """Puts deliveries on the RQ queue, at most once per identity within the dedup TTL."""
+
+    def __init__(
+        self,
+        connection: redis.Redis,
+        *,
+        queue_name: str = defaults.QUEUE_NAME,
+        dedup_ttl: int = defaults.DEDUP_TTL,
+        job_timeout: int = defaults.JOB_TIMEOUT,
+        retry_intervals: tuple[int, ...] = defaults.RETRY_INTERVALS,
+    ) -> None:
+        self.connection = connection
+        self.queue = Queue(queue_name, connection=connection, serializer=JSONSerializer)
+        self.dedup_ttl = dedup_ttl
+        self.job_timeout = job_timeout
+        self.retry = Retry(max=len(retry_intervals), interval=list(retry_intervals)) if retry_intervals else None
+        self._accept = connection.register_script(_ACCEPT_SCRIPT)
+
+    def build_job(self, delivery: Delivery) -> Job:
+        """The RQ job for a delivery, in the state ``Queue.enqueue`` would leave it, not yet saved."""
+        job = Job.create(
+            DISPATCH_FUNCTION,
+            args=(delivery.as_job_arg(),),
+            connection=self.connection,
+            serializer=JSONSerializer,
+            id=delivery.delivery_id,
+            description=(
+                f"{delivery.task_type} task {delivery.task_id} delivery {delivery.delivery_id} ({delivery.source})"
+            ),
+            timeout=self.job_timeout,
+            result_ttl=defaults.RESULT_TTL,
+            failure_ttl=defaults.FAILURE_TTL,
+            retry=self.retry,
+            origin=self.queue.name,
+            status=JobStatus.QUEUED,
+        )
+        job.enqueued_at = datetime.now(UTC)
+        return job
+
+    def accept(self, delivery: Delivery) -> bool:
+        """Queue the delivery unless its identity was seen; True if queued, False if a duplicate.
+
+        Raises redis errors as they come: the caller answers 503 and nothing was marked as seen.
+        """
+        job = self.build_job(delivery)
+        pairs: list[Any] = []
+        for name, value in job.to_dict().items():
+            pairs.extend((name, value))
+        result = self._accept(
+            keys=[seen_key(delivery.delivery_id), job.key, self.queue.key, Queue.redis_queues_keys],
+            args=[self.dedup_ttl, job.id, *pairs],
+        )
+        return bool(result)

@@ -1,0 +1,85 @@
+"""The endpoint Scale POSTs to: authenticate, parse, validate, deduplicate, enqueue, answer.
+
+It answers 200 only once Redis holds the job (``queued``), or already held it
+(``duplicate``), or holds the unreadable body for replay (``quarantined``); anything it
+could not store becomes a 503, so Scale tries again. It imports no handler code.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import redis
+from flask import Blueprint, Response, current_app, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from callback_server.auth import HEADER
+from callback_server.deliveries import Delivery
+from callback_server.exceptions import (
+    InvalidCallbackError,
+    PayloadTooLargeError,
+    StoreUnavailableError,
+    UnsupportedMediaTypeError,
+)
+from callback_server.schemas import load_callback
+from callback_server.state import receiver_state
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("ingest", __name__)
+
+
+def _is_json(mimetype: str) -> bool:
+    return mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json"))
+
+
+def _answer(status: str, started: float, **fields: Any) -> Response:
+    log.info(
+        "callback %s",
+        status,
+        extra={"outcome": status, "latency_ms": round((time.perf_counter() - started) * 1000, 2), **fields},
+    )
+    return jsonify(status=status)
+
+
+@bp.post("/callback")
+def receive() -> Response:
+    """Accept one callback from Scale."""
+    started = time.perf_counter()
+    state = receiver_state(current_app)
+    mode = state.keyring.mode_of(request.headers.get(HEADER))
+    if not _is_json(request.mimetype):
+        raise UnsupportedMediaTypeError(
+            f"callbacks must be application/json, got {request.mimetype or 'no content type'}"
+        )
+    try:
+        raw = request.get_data(cache=False)
+    except RequestEntityTooLarge:
+        raise PayloadTooLargeError(
+            f"body is over the limit of {current_app.config['MAX_CONTENT_LENGTH']} bytes"
+        ) from None
+    try:
+        body = load_callback(raw)
+    except InvalidCallbackError as exc:
+        try:
+            quarantine_id = state.quarantine.keep(
+                raw, reason=exc.message, details=exc.details, mode=mode, content_type=request.mimetype
+            )
+        except redis.RedisError as store_error:
+            raise StoreUnavailableError("could not store the delivery; try again") from store_error
+        return _answer("quarantined", started, mode=mode, reason=exc.message, quarantine_id=quarantine_id)
+    delivery = Delivery.from_body(body, mode=mode)
+    try:
+        queued = state.deliveries.accept(delivery)
+    except redis.RedisError as store_error:
+        raise StoreUnavailableError("could not queue the delivery; try again") from store_error
+    return _answer(
+        "queued" if queued else "duplicate",
+        started,
+        task_id=delivery.task_id,
+        type=delivery.task_type,
+        delivery_id=delivery.delivery_id,
+        mode=mode,
+    )

@@ -1,0 +1,51 @@
+"""The per-app objects (Redis client, key ring, stores), kept in ``app.extensions``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+from flask import Flask
+
+from callback_server.auth import KeyRing
+from callback_server.config import Settings
+from callback_server.connection import connect
+from callback_server.deliveries import DeliveryQueue
+from callback_server.quarantine import Quarantine
+
+EXTENSION = "callback_server"
+
+
+@dataclass(frozen=True)
+class ReceiverState:
+    """What the views need, built once per app."""
+
+    settings: Settings
+    connection: redis.Redis
+    keyring: KeyRing
+    deliveries: DeliveryQueue
+    quarantine: Quarantine
+
+    @classmethod
+    def build(cls, settings: Settings, connection: redis.Redis | None = None) -> ReceiverState:
+        """Wire the stores to one Redis client (no I/O happens here)."""
+        connection = connection if connection is not None else connect(settings)
+        return cls(
+            settings=settings,
+            connection=connection,
+            keyring=KeyRing.from_secrets(settings.live_keys, settings.test_keys),
+            deliveries=DeliveryQueue(
+                connection,
+                queue_name=settings.queue_name,
+                dedup_ttl=settings.dedup_ttl,
+                job_timeout=settings.job_timeout,
+                retry_intervals=settings.retry_intervals,
+            ),
+            quarantine=Quarantine(connection),
+        )
+
+
+def receiver_state(app: Flask) -> ReceiverState:
+    """The app's :class:`ReceiverState`."""
+    state: ReceiverState = app.extensions[EXTENSION]
+    return state
