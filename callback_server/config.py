@@ -134,6 +134,11 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read and check every variable; raise :class:`ConfigError` naming the first bad one."""
         env = os.environ if env is None else env
+        dedup_ttl = _int(env, "DEDUP_TTL", defaults.DEDUP_TTL, minimum=defaults.MIN_DEDUP_TTL)
+        reconcile_window = _int(env, "RECONCILE_WINDOW", defaults.RECONCILE_WINDOW, minimum=60)
+        if reconcile_window > dedup_ttl:
+            # Older deliveries are forgotten, so the reconciler would queue them a second time.
+            raise ConfigError(f"RECONCILE_WINDOW ({reconcile_window}) must not exceed DEDUP_TTL ({dedup_ttl})")
         dashboard = env.get("DASHBOARD_PASSWORD", "").strip()
         api_key = env.get("SCALE_API_KEY", "").strip()
         return cls(
@@ -141,7 +146,7 @@ class Settings:
             live_keys=_keys(env, "SCALE_CALLBACK_AUTH_KEY", required=True),
             test_keys=_keys(env, "SCALE_TEST_CALLBACK_AUTH_KEY", required=False),
             max_content_length=_int(env, "MAX_CONTENT_LENGTH", defaults.MAX_CONTENT_LENGTH, minimum=1024),
-            dedup_ttl=_int(env, "DEDUP_TTL", defaults.DEDUP_TTL, minimum=defaults.MIN_DEDUP_TTL),
+            dedup_ttl=dedup_ttl,
             redis_timeout=_float(env, "REDIS_TIMEOUT", defaults.REDIS_TIMEOUT, minimum=0.05),
             queue_name=env.get("CALLBACK_QUEUE", "").strip() or defaults.QUEUE_NAME,
             job_timeout=_int(env, "HANDLER_TIMEOUT", defaults.JOB_TIMEOUT, minimum=1),
@@ -152,6 +157,6 @@ class Settings:
             dashboard_password=Secret(dashboard) if dashboard else None,
             scale_api_key=Secret(api_key) if api_key else None,
             scale_api_url=(env.get("SCALE_API_URL", "").strip() or defaults.SCALE_API_URL).rstrip("/"),
-            reconcile_window=_int(env, "RECONCILE_WINDOW", defaults.RECONCILE_WINDOW, minimum=60),
+            reconcile_window=reconcile_window,
             reconcile_interval=_int(env, "RECONCILE_INTERVAL", defaults.RECONCILE_INTERVAL, minimum=60),
         )

@@ -42,8 +42,8 @@ UNHANDLED_KEY = "scb:unhandled"
 SCALE_API_URL = "https://api.scale.com/v1"
 """SCALE_API_URL: the Scale API the reconciler asks; point it at the simulator locally."""
 
-RECONCILE_WINDOW = 2 * 24 * 3600
-"""RECONCILE_WINDOW: how far back each reconciliation looks (longer than Scale's 24 h of retries)."""
+RECONCILE_WINDOW = 3 * 24 * 3600
+"""RECONCILE_WINDOW: how far back (by task creation) each run looks; at most DEDUP_TTL."""
 
 RECONCILE_INTERVAL = 3600
 """RECONCILE_INTERVAL: seconds between scheduled reconciliations."""

@@ -24,6 +24,7 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from callback_server import defaults
+from callback_server.config import Settings
 
 DISPATCH_FUNCTION = "workers.dispatch.process_delivery"
 """What a worker runs for each delivery, by dotted path so the web tier imports no handler code."""
@@ -115,6 +116,17 @@ class DeliveryQueue:
         self.job_timeout = job_timeout
         self.retry = Retry(max=len(retry_intervals), interval=list(retry_intervals)) if retry_intervals else None
         self._accept = connection.register_script(_ACCEPT_SCRIPT)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, connection: redis.Redis) -> DeliveryQueue:
+        """The accept path as configured: the web tier, replays and the reconciler all use this."""
+        return cls(
+            connection,
+            queue_name=settings.queue_name,
+            dedup_ttl=settings.dedup_ttl,
+            job_timeout=settings.job_timeout,
+            retry_intervals=settings.retry_intervals,
+        )
 
     def build_job(self, delivery: Delivery) -> Job:
         """The RQ job for a delivery, in the state ``Queue.enqueue`` would leave it, not yet saved."""

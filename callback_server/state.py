@@ -34,13 +34,7 @@ class ReceiverState:
             settings=settings,
             connection=connection,
             keyring=KeyRing.from_secrets(settings.live_keys, settings.test_keys),
-            deliveries=DeliveryQueue(
-                connection,
-                queue_name=settings.queue_name,
-                dedup_ttl=settings.dedup_ttl,
-                job_timeout=settings.job_timeout,
-                retry_intervals=settings.retry_intervals,
-            ),
+            deliveries=DeliveryQueue.from_settings(settings, connection),
             quarantine=Quarantine(connection),
         )
 

@@ -1,0 +1,81 @@
+"""Real processes for the tests that need them: gunicorn, workers, and waiting on conditions."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
+
+def wait_for(condition: Callable[[], T], timeout: float = 20.0, interval: float = 0.05, what: str = "") -> T:
+    """Poll until ``condition()`` is truthy and return it; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}")
+        time.sleep(interval)
+
+
+def child_env(**overrides: str) -> dict[str, str]:
+    """The environment of a child process: ours, the repo on the path, and the overrides."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SCALE_", "REDIS_URL", "CALLBACK_"))}
+    env["PYTHONPATH"] = str(ROOT)
+    env.update(overrides)
+    return env
+
+
+@contextmanager
+def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a child process with its output in ``log``; kill it on exit."""
+    with log.open("ab") as out:
+        proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def worker_args(*extra: str) -> list[str]:
+    """The command line of a worker process."""
+    return [sys.executable, "-m", "workers", *extra]
+
+
+@contextmanager
+def gunicorn(env: dict[str, str], port: int, log: Path, *extra: str) -> Iterator[str]:
+    """The real receiver under gunicorn with the shipped config; yields its base URL once it answers."""
+    args = [
+        sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}",
+        *extra, "callback_server:create_app()",
+    ]
+    base = f"http://127.0.0.1:{port}"
+    with process(args, env, log) as proc:
+
+        def up() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"gunicorn exited with {proc.returncode}: {log.read_text()[-2000:]}")
+            try:
+                return requests.get(f"{base}/healthz", timeout=1).status_code == 200
+            except requests.ConnectionError:
+                return False
+
+        wait_for(up, timeout=30, what="gunicorn to answer /healthz")
+        yield base

@@ -1,0 +1,151 @@
+"""Dispatch through a real (in-process) CallbackWorker: retries, isolation, timeouts, failures, replay."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from types import ModuleType
+
+import pytest
+import redis
+from click.testing import CliRunner
+from rq import Queue
+from rq.registry import FailedJobRegistry
+from rq.serializers import JSONSerializer
+
+from callback_server.cli import cli
+from callback_server.config import Settings
+from callback_server.jobs import failure_text
+from tests.conftest import TASK_TYPES
+from tests.workers.conftest import effects, enqueue
+from workers.effects import effects_key
+from workers.worker import build_worker
+
+
+@pytest.fixture
+def fast_settings(settings: Settings) -> Settings:
+    """Retries without waiting (interval 0 requeues at once), so a burst worker sees them all."""
+    return replace(settings, retry_intervals=(0, 0), job_timeout=2)
+
+
+def run_burst(settings: Settings) -> None:
+    build_worker(settings, connection=redis.Redis.from_url(settings.redis_url)).work(burst=True)
+
+
+def failed_ids(settings: Settings, conn: redis.Redis) -> list[str]:
+    queue = Queue(settings.queue_name, connection=conn, serializer=JSONSerializer)
+    return FailedJobRegistry(queue=queue).get_job_ids()
+
+
+@pytest.mark.parametrize("name", TASK_TYPES)
+def test_each_type_runs_every_handler_once(
+    fast_settings: Settings, redis_conn: redis.Redis, recording: ModuleType, name: str
+) -> None:
+    delivery = enqueue(fast_settings, redis_conn, name)
+    run_burst(fast_settings)
+    assert effects(redis_conn) == [f"record:{delivery.delivery_id}", f"second:{delivery.delivery_id}"]
+    done = redis_conn.hkeys(effects_key(delivery.delivery_id))
+    assert {d.decode().rsplit(".", 1)[-1] for d in done} == {"record", "second", f"log_{name}"}
+
+
+def test_retry_then_success_skips_the_handler_that_completed(
+    fast_settings: Settings, redis_conn: redis.Redis, recording: ModuleType
+) -> None:
+    redis_conn.set("test:fail:record", 1)
+    delivery = enqueue(fast_settings, redis_conn, "annotation")
+    run_burst(fast_settings)
+    d = delivery.delivery_id
+    assert effects(redis_conn, "test:started") == [f"record:{d}", f"second:{d}", f"record:{d}"]
+    assert effects(redis_conn) == [f"second:{d}", f"record:{d}"]
+    assert failed_ids(fast_settings, redis_conn) == []
+
+
+def test_one_failing_handler_of_three_does_not_rerun_the_others(
+    fast_settings: Settings, redis_conn: redis.Redis, recording: ModuleType
+) -> None:
+    redis_conn.set("test:fail:second", 2)
+    delivery = enqueue(fast_settings, redis_conn, "phonecall")
+    run_burst(fast_settings)
+    d = delivery.delivery_id
+    started = effects(redis_conn, "test:started")
+    assert started.count(f"record:{d}") == 1
+    assert started.count(f"second:{d}") == 3
+    assert effects(redis_conn) == [f"record:{d}", f"second:{d}"]
+    log_handler = [k for k in redis_conn.hkeys(effects_key(d)) if b"log_phonecall" in k]
+    assert len(log_handler) == 1
+
+
+def test_exhausted_retries_land_in_failed_registry_with_traceback_and_replay(
+    fast_settings: Settings, redis_conn: redis.Redis, recording: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    redis_conn.set("test:fail:second", 3)  # 1 try + 2 retries all fail
+    delivery = enqueue(fast_settings, redis_conn, "comparison")
+    run_burst(fast_settings)
+    d = delivery.delivery_id
+    assert failed_ids(fast_settings, redis_conn) == [d]
+    queue = Queue(fast_settings.queue_name, connection=redis_conn, serializer=JSONSerializer)
+    job = queue.fetch_job(d)
+    assert job is not None and job.is_failed
+    assert "HandlerFailedError" in failure_text(job)
+    assert "second told to fail" in failure_text(job)
+    assert "second told to fail" not in job.description
+    assert effects(redis_conn, "test:started").count(f"second:{d}") == 3
+
+    monkeypatch.setenv("REDIS_URL", fast_settings.redis_url)
+    monkeypatch.setenv("SCALE_CALLBACK_AUTH_KEY", "k")
+    runner = CliRunner()
+    listed = runner.invoke(cli, ["failed", "list"])
+    assert listed.exit_code == 0, listed.output
+    assert d in listed.output and "RuntimeError: second told to fail" in listed.output
+    replayed = runner.invoke(cli, ["failed", "replay", d])
+    assert replayed.exit_code == 0, replayed.output
+    assert f"{d}  requeued" in replayed.output
+    run_burst(fast_settings)
+    assert failed_ids(fast_settings, redis_conn) == []
+    # record had completed on the first try and is not run again; second finally succeeds.
+    assert effects(redis_conn) == [f"record:{d}", f"second:{d}"]
+    assert effects(redis_conn, "test:started").count(f"record:{d}") == 1
+
+
+def test_failed_replay_of_unknown_job_is_an_error(
+    fast_settings: Settings, redis_conn: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REDIS_URL", fast_settings.redis_url)
+    monkeypatch.setenv("SCALE_CALLBACK_AUTH_KEY", "k")
+    result = CliRunner().invoke(cli, ["failed", "replay", "nope"])
+    assert result.exit_code == 1
+    assert "not in the failed registry" in result.output
+    assert CliRunner().invoke(cli, ["failed", "replay"]).exit_code == 2
+
+
+def test_hung_handler_is_stopped_at_the_timeout_and_retried(
+    fast_settings: Settings, redis_conn: redis.Redis, recording: ModuleType
+) -> None:
+    settings = replace(fast_settings, job_timeout=1)
+    redis_conn.set("test:hang:record", 1)
+    delivery = enqueue(settings, redis_conn, "transcription")
+    run_burst(settings)
+    d = delivery.delivery_id
+    assert effects(redis_conn, "test:started").count(f"record:{d}") == 2
+    assert effects(redis_conn).count(f"record:{d}") == 1
+    assert effects(redis_conn).count(f"second:{d}") == 1
+
+
+def test_unknown_type_goes_to_the_fallback_and_is_recorded(
+    fast_settings: Settings, redis_conn: redis.Redis
+) -> None:
+    delivery = enqueue(fast_settings, redis_conn, "unknown_type")
+    run_burst(fast_settings)
+    (note,) = redis_conn.lrange("scb:unhandled", 0, -1)
+    assert json.loads(note)["delivery_id"] == delivery.delivery_id
+    assert json.loads(note)["type"] == "videoannotation"
+    assert failed_ids(fast_settings, redis_conn) == []
+
+
+def test_jobs_are_json_and_results_are_small(fast_settings: Settings, redis_conn: redis.Redis) -> None:
+    delivery = enqueue(fast_settings, redis_conn, "categorization")
+    run_burst(fast_settings)
+    queue = Queue(fast_settings.queue_name, connection=redis_conn, serializer=JSONSerializer)
+    job = queue.fetch_job(delivery.delivery_id)
+    assert job is not None and job.is_finished
+    assert job.return_value() == {"ran": ["workers.handlers.categorization.log_categorization"], "skipped": []}

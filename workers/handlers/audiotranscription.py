@@ -1,0 +1,23 @@
+"""Example: log an audio transcription's length, or its error."""
+
+import logging
+
+from workers import handles
+from workers.payloads import AudiotranscriptionTask
+
+log = logging.getLogger(__name__)
+
+
+@handles("audiotranscription")
+def log_audiotranscription(task: AudiotranscriptionTask) -> None:
+    """One line: words and seconds transcribed, or Scale's error."""
+    response = task.response
+    extra = {"task_id": task.task_id, "type": task.type, "delivery_id": task.delivery_id}
+    if not response.ok:
+        partial = len((response.transcript or "").split())
+        log.warning("audiotranscription %s failed: %s (%d words partial)", task.task_id, response.error, partial,
+                    extra=extra)
+        return
+    words = len((response.transcript or "").split())
+    log.info("audiotranscription %s: %d words over %.1f s", task.task_id, words, response.duration or 0.0,
+             extra=extra)
