@@ -54,12 +54,15 @@ def receive() -> Response:
         raise UnsupportedMediaTypeError(
             f"callbacks must be application/json, got {request.mimetype or 'no content type'}"
         )
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
     try:
         raw = request.get_data(cache=False)
     except RequestEntityTooLarge:
-        raise PayloadTooLargeError(
-            f"body is over the limit of {current_app.config['MAX_CONTENT_LENGTH']} bytes"
-        ) from None
+        raw = None
+    # A chunked body (no Content-Length) is cut at the limit without an error by werkzeug:
+    # reaching the limit exactly is taken as going over it, never as a complete body.
+    if raw is None or (request.content_length is None and len(raw) >= limit):
+        raise PayloadTooLargeError(f"body is over the limit of {limit} bytes")
     try:
         body = load_callback(raw)
     except InvalidCallbackError as exc:

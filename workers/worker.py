@@ -66,6 +66,11 @@ class CallbackWorker(SimpleWorker):
         self.lease = math.ceil(3 * heartbeat_interval)
         self._requeue = self.connection.register_script(_REQUEUE_ABANDONED)
 
+    @property
+    def dequeue_timeout(self) -> int:
+        """Wake from an idle wait for each maintenance round: RQ's default blocks for 6.75 minutes."""
+        return int(self.maintenance_interval)
+
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         """The lease on a running job: three heartbeats long."""
         return self.lease

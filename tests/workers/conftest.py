@@ -23,7 +23,8 @@ def recording() -> Iterator[ModuleType]:
     """The recording handlers, registered for this test only."""
     importlib.import_module("workers.handlers")  # the examples stay registered after the restore
     saved = {task_type: list(regs) for task_type, regs in registry._by_type.items()}
-    module = importlib.reload(sys.modules[RECORDING]) if RECORDING in sys.modules else importlib.import_module(RECORDING)
+    loaded = sys.modules.get(RECORDING)
+    module = importlib.reload(loaded) if loaded is not None else importlib.import_module(RECORDING)
     yield module
     registry._by_type.clear()
     registry._by_type.update(saved)

@@ -1,0 +1,129 @@
+"""The real gunicorn process with the shipped gunicorn.conf.py, and real worker processes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import redis
+import requests
+
+from callback_server.embedded import RedisProcess, free_port
+from tests.conftest import LIVE_KEY, TASK_TYPES, load_fixture
+from tests.processes import ROOT, child_env, gunicorn, process, wait_for, worker_args
+from tests.workers.conftest import effects
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def server_env(redis_conn: redis.Redis, redis_server: RedisProcess) -> dict[str, str]:
+    return child_env(
+        REDIS_URL=redis_server.url,
+        SCALE_CALLBACK_AUTH_KEY=LIVE_KEY,
+        CALLBACK_HANDLERS="tests.workers.recording_handlers",
+        WORKER_HEARTBEAT="0.3",
+        WEB_CONCURRENCY="2",
+        REDIS_TIMEOUT="0.5",
+    )
+
+
+@pytest.fixture
+def server(server_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
+    with gunicorn(server_env, free_port(), tmp_path / "gunicorn.log") as base:
+        yield base
+
+
+def post(base: str, body: object, key: str = LIVE_KEY, **kwargs: object) -> requests.Response:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    headers = {"scale-callback-auth": key, "Content-Type": "application/json"}
+    return requests.post(f"{base}/callback", data=data, headers=headers, timeout=10, **kwargs)  # type: ignore[arg-type]
+
+
+def test_gunicorn_serves_every_answer(server: str, redis_conn: redis.Redis) -> None:
+    body = load_fixture("annotation")
+    assert post(server, body).json() == {"status": "queued"}
+    assert post(server, body).json() == {"status": "duplicate"}
+    assert post(server, b"{oops").json() == {"status": "quarantined"}
+    assert post(server, body, key="wrong").status_code == 401
+    assert requests.get(f"{server}/readyz", timeout=5).json() == {"status": "ready"}
+
+
+def test_chunked_body_over_the_limit_gets_413(server: str, redis_conn: redis.Redis) -> None:
+    chunk = b" " * (1024 * 1024)
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(11):
+            yield chunk
+
+    response = requests.post(
+        f"{server}/callback",
+        data=chunks(),
+        headers={"scale-callback-auth": LIVE_KEY, "Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert response.status_code == 413
+    assert response.json()["error"] == "payload_too_large"
+    assert redis_conn.dbsize() == 0
+
+
+def test_chunked_body_under_the_limit_is_accepted(server: str, redis_conn: redis.Redis) -> None:
+    raw = json.dumps(load_fixture("transcription")).encode()
+    response = requests.post(
+        f"{server}/callback",
+        data=iter([raw[:100], raw[100:]]),
+        headers={"scale-callback-auth": LIVE_KEY, "Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert response.json() == {"status": "queued"}
+
+
+def test_fifty_concurrent_http_copies_make_one_job(server: str, redis_conn: redis.Redis) -> None:
+    body = json.dumps(load_fixture("categorization")).encode()
+    barrier = threading.Barrier(50)
+
+    def send(_: int) -> str:
+        barrier.wait()
+        return str(post(server, body).json()["status"])
+
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        answers = list(pool.map(send, range(50)))
+    assert sorted(set(answers)) == ["duplicate", "queued"]
+    assert answers.count("queued") == 1
+    assert redis_conn.llen("rq:queue:callbacks") == 1
+
+
+def test_end_to_end_all_types_each_handler_once_duplicates_run_nothing(
+    server: str, server_env: dict[str, str], redis_conn: redis.Redis, tmp_path: Path
+) -> None:
+    names = [*TASK_TYPES, "unknown_type"]
+    for name in names:
+        assert post(server, load_fixture(name)).json() == {"status": "queued"}
+        assert post(server, load_fixture(name)).json() == {"status": "duplicate"}
+    with process(worker_args("--no-scheduler"), server_env, tmp_path / "worker.log"):
+        wait_for(lambda: len(effects(redis_conn)) == 2 * len(names), timeout=30, what="every handler to run")
+        # Duplicates sent while the worker runs make no job either.
+        for name in names:
+            assert post(server, load_fixture(name)).json() == {"status": "duplicate"}
+        wait_for(lambda: redis_conn.llen("rq:queue:callbacks") == 0, what="the queue to drain")
+    done = effects(redis_conn)
+    assert len(done) == len(set(done)) == 2 * len(names)
+    assert {entry.split(":")[0] for entry in done} == {"record", "second"}
+    assert len(redis_conn.lrange("scb:unhandled", 0, -1)) == 1
+
+
+def test_gunicorn_refuses_to_boot_without_a_key(redis_server: RedisProcess, tmp_path: Path) -> None:
+    env = child_env(REDIS_URL=redis_server.url)
+    result = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "--bind", f"127.0.0.1:{free_port()}",
+         "callback_server:create_app()"],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode != 0
+    assert "SCALE_CALLBACK_AUTH_KEY is not set" in result.stderr
