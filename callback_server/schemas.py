@@ -115,9 +115,9 @@ class TaskSchema(_Open):
     callback_url = StrictString(allow_none=True)
     instruction = StrictString(allow_none=True)
     urgency = StrictString(allow_none=True)
-    params = fields.Dict(keys=fields.String(), allow_none=True)
-    response = fields.Dict(keys=fields.String(), allow_none=True)
-    metadata = fields.Dict(keys=fields.String(), allow_none=True)
+    params = fields.Dict(allow_none=True)
+    response = fields.Dict(allow_none=True)
+    metadata = fields.Dict(allow_none=True)
     is_test = StrictBoolean(allow_none=True)
     callback_succeeded = StrictBoolean(allow_none=True)
 
@@ -126,7 +126,7 @@ class EnvelopeSchema(_Open):
     """The body of a callback: ``{"task_id", "response", "task"}``."""
 
     task_id = StrictString(required=True, validate=validate.Length(min=1, max=200))
-    response = fields.Dict(keys=fields.String(), required=True)
+    response = fields.Dict(required=True)
     task = fields.Nested(TaskSchema, required=True)
 
     @validates_schema(skip_on_field_errors=True)
@@ -160,14 +160,14 @@ class FieldsResponse(_Open):
     """transcription and datacollection: ``fields``, keyed like the request's ``fields``."""
 
     # Schema.fields is marshmallow's own attribute, hence another name for the "fields" key.
-    answers = fields.Dict(keys=fields.String(), required=True, data_key="fields")
+    answers = fields.Dict(required=True, data_key="fields")
 
 
 class PhonecallResponse(_Open):
     """``outcome`` in no_pickup | hung_up | success, with optional ``fields`` and ``choice``."""
 
     outcome = StrictString(required=True, validate=validate.OneOf(["no_pickup", "hung_up", "success"]))
-    answers = fields.Dict(keys=fields.String(), allow_none=True, data_key="fields")
+    answers = fields.Dict(allow_none=True, data_key="fields")
     choice = StrictString(allow_none=True)
 
 
@@ -175,7 +175,7 @@ class ComparisonResponse(_Open):
     """``choice`` and/or ``fields``: at least one of them was requested."""
 
     choice = StrictString(allow_none=True)
-    answers = fields.Dict(keys=fields.String(), allow_none=True, data_key="fields")
+    answers = fields.Dict(allow_none=True, data_key="fields")
 
     @validates_schema(skip_on_field_errors=True)
     def _one_of(self, data: dict[str, Any], **kwargs: Any) -> None:

@@ -61,10 +61,9 @@ def test_each_recorded_callback_is_queued_once(client: FlaskClient, redis_conn: 
 def test_job_is_stored_as_json_not_pickle(client: FlaskClient, redis_conn: redis.Redis) -> None:
     post(client, load_fixture("categorization"))
     (job_id,) = redis_conn.lrange("rq:queue:callbacks", 0, -1)
-    import zlib
-
-    data = json.loads(zlib.decompress(redis_conn.hget(b"rq:job:" + job_id, "data")))
+    data = json.loads(redis_conn.hget(b"rq:job:" + job_id, "data"))
     assert data[0] == "workers.dispatch.process_delivery"
+    assert data[2][0]["task_id"] == load_fixture("categorization")["task_id"]
 
 
 def test_unknown_fields_are_kept(client: FlaskClient, redis_conn: redis.Redis) -> None:

@@ -1,0 +1,63 @@
+"""Delivery identity (pure) and the job hash the accept script writes (against RQ's own format)."""
+
+from __future__ import annotations
+
+import copy
+import zlib
+
+import redis
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from callback_server.deliveries import Delivery, DeliveryQueue, delivery_id
+from tests.conftest import load_fixture
+
+
+def test_identity_ignores_key_order_and_unrelated_fields() -> None:
+    body = load_fixture("annotation")
+    shuffled = dict(reversed(list(copy.deepcopy(body).items())))
+    shuffled["task"]["metadata"] = {"changed": True}
+    shuffled["task"]["callback_succeeded"] = False
+    assert delivery_id(body) == delivery_id(shuffled)
+    assert len(delivery_id(body)) == 32
+
+
+def test_identity_changes_with_status_completion_time_and_response() -> None:
+    body = load_fixture("categorization")
+    ids = {delivery_id(body)}
+    for change in (
+        lambda b: b["task"].update(status="canceled"),
+        lambda b: b["task"].update(completed_at="2020-01-01T00:00:00.000Z"),
+        lambda b: b.update(response={"category": "blue"}),
+        lambda b: b.update(task_id="other") or b["task"].update(task_id="other"),
+    ):
+        changed = copy.deepcopy(body)
+        change(changed)
+        ids.add(delivery_id(changed))
+    assert len(ids) == 5
+
+
+def test_job_hash_matches_what_rq_itself_writes(redis_conn: redis.Redis) -> None:
+    queue = DeliveryQueue(redis_conn)
+    delivery = Delivery.from_body(load_fixture("phonecall"), mode="test")
+    ours = dict(zip(*[iter(queue.job_fields(delivery))] * 2, strict=True))
+    theirs = queue.build_job(delivery).to_dict()
+    assert set(ours) == set(theirs)
+    for name in set(ours) - {"created_at", "enqueued_at", "data"}:
+        theirs_value = theirs[name].value if hasattr(theirs[name], "value") else theirs[name]
+        assert str(ours[name]) == str(theirs_value), name
+    assert ours["data"] == zlib.decompress(theirs["data"])
+
+
+def test_accepted_job_loads_in_rq_with_its_argument(redis_conn: redis.Redis) -> None:
+    queue = DeliveryQueue(redis_conn)
+    delivery = Delivery.from_body(load_fixture("datacollection"), mode="live")
+    assert queue.accept(delivery) is True
+    assert queue.accept(delivery) is False
+    job = Job.fetch(delivery.delivery_id, connection=redis_conn, serializer=JSONSerializer)
+    assert job.func_name == "workers.dispatch.process_delivery"
+    assert job.args == (delivery.as_job_arg(),) or list(job.args) == [delivery.as_job_arg()]
+    assert job.get_status() == "queued"
+    assert job.retries_left == 5
+    assert job.origin == "callbacks"
+    assert job.enqueued_at is not None
