@@ -123,7 +123,7 @@ class Settings:
     retry_intervals: tuple[int, ...] = defaults.RETRY_INTERVALS
     effects_ttl: int = defaults.EFFECTS_TTL
     heartbeat_interval: float = defaults.HEARTBEAT_INTERVAL
-    callback_handlers: tuple[str, ...] = ()
+    callback_handlers: tuple[str, ...] = defaults.CALLBACK_HANDLERS
     dashboard_password: Secret | None = None
     scale_api_key: Secret | None = None
     scale_api_url: str = defaults.SCALE_API_URL
@@ -153,7 +153,7 @@ class Settings:
             retry_intervals=_intervals(env, "HANDLER_RETRY_INTERVALS", defaults.RETRY_INTERVALS),
             effects_ttl=_int(env, "EFFECTS_TTL", defaults.EFFECTS_TTL, minimum=defaults.MIN_DEDUP_TTL),
             heartbeat_interval=_float(env, "WORKER_HEARTBEAT", defaults.HEARTBEAT_INTERVAL, minimum=0.1),
-            callback_handlers=_names(env, "CALLBACK_HANDLERS"),
+            callback_handlers=_names(env, "CALLBACK_HANDLERS") or defaults.CALLBACK_HANDLERS,
             dashboard_password=Secret(dashboard) if dashboard else None,
             scale_api_key=Secret(api_key) if api_key else None,
             scale_api_url=(env.get("SCALE_API_URL", "").strip() or defaults.SCALE_API_URL).rstrip("/"),

@@ -53,3 +53,6 @@ RESULT_TTL = 600
 
 FAILURE_TTL = 30 * 24 * 3600
 """Seconds a job that ran out of retries stays in the failed registry, ready for `failed replay`."""
+
+CALLBACK_HANDLERS = ("workers.handlers",)
+"""CALLBACK_HANDLERS: handler modules a worker imports; by default the examples for the seven types."""

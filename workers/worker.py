@@ -38,9 +38,6 @@ from workers.registry import import_handler_modules
 
 log = logging.getLogger(__name__)
 
-DEFAULT_HANDLER_MODULES = ("workers.handlers",)
-"""Imported before CALLBACK_HANDLERS: the example handlers of the seven task types."""
-
 
 _REQUEUE_ABANDONED = """
 -- KEYS: started registry, queue, job key.  ARGV: registry member, job id
@@ -122,7 +119,7 @@ class CallbackWorker(SimpleWorker):
 
 def build_worker(settings: Settings, connection: redis.Redis | None = None, **kwargs: Any) -> CallbackWorker:
     """A worker on the callback queue, with handler modules imported and effects TTL applied."""
-    import_handler_modules((*DEFAULT_HANDLER_MODULES, *settings.callback_handlers))
+    import_handler_modules(settings.callback_handlers)
     dispatch.effects_ttl = settings.effects_ttl
     connection = connection if connection is not None else connect(settings, blocking=True)
     queue = Queue(settings.queue_name, connection=connection, serializer=JSONSerializer)

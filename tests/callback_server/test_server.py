@@ -27,7 +27,7 @@ def server_env(redis_conn: redis.Redis, redis_server: RedisProcess) -> dict[str,
     return child_env(
         REDIS_URL=redis_server.url,
         SCALE_CALLBACK_AUTH_KEY=LIVE_KEY,
-        CALLBACK_HANDLERS="tests.workers.recording_handlers",
+        CALLBACK_HANDLERS="workers.handlers,tests.workers.recording_handlers",
         WORKER_HEARTBEAT="0.3",
         WEB_CONCURRENCY="2",
         REDIS_TIMEOUT="0.5",

@@ -26,7 +26,7 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
     env = {
         "REDIS_URL": settings.redis_url,
         "SCALE_CALLBACK_AUTH_KEY": LIVE_KEY,
-        "CALLBACK_HANDLERS": "tests.workers.recording_handlers",
+        "CALLBACK_HANDLERS": "workers.handlers,tests.workers.recording_handlers",
         "WORKER_HEARTBEAT": str(HEARTBEAT),
         "HANDLER_RETRY_INTERVALS": "0,0",
     }
