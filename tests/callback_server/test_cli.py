@@ -1,0 +1,102 @@
+"""The command line: quarantine list/show/replay/delete, with real Redis."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import redis
+from click.testing import CliRunner
+from flask.testing import FlaskClient
+
+from callback_server.cli import cli
+from callback_server.config import Settings
+from callback_server.quarantine import Quarantine
+from tests.callback_server.test_ingest import post, queued_jobs
+from tests.conftest import LIVE_KEY, load_fixture
+
+
+@pytest.fixture
+def runner(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.setenv("REDIS_URL", settings.redis_url)
+    monkeypatch.setenv("SCALE_CALLBACK_AUTH_KEY", LIVE_KEY)
+    return CliRunner()
+
+
+def quarantined_id(conn: redis.Redis) -> str:
+    (item,) = Quarantine(conn).recent()
+    return item.quarantine_id
+
+
+def test_list_and_show(runner: CliRunner, client: FlaskClient, redis_conn: redis.Redis) -> None:
+    post(client, b'{"task_id": truncated')
+    qid = quarantined_id(redis_conn)
+    listed = runner.invoke(cli, ["quarantine", "list"])
+    assert listed.exit_code == 0
+    assert qid in listed.output and "body is not valid JSON" in listed.output
+    assert "truncated" not in listed.output  # no bodies in the list
+    shown = runner.invoke(cli, ["quarantine", "show", qid])
+    assert shown.exit_code == 0
+    assert '{"task_id": truncated' in shown.output
+    assert LIVE_KEY not in shown.output
+
+
+def test_replay_after_a_fix_queues_once_and_clears(runner: CliRunner, client: FlaskClient,
+                                                      redis_conn: redis.Redis) -> None:
+    body = load_fixture("phonecall")
+    body["response"]["outcome"] = "voicemail"  # not an outcome we accept today
+    post(client, body)
+    qid = quarantined_id(redis_conn)
+    still_bad = runner.invoke(cli, ["quarantine", "replay", qid])
+    assert still_bad.exit_code == 1
+    assert "still invalid" in still_bad.output and "outcome" in still_bad.output
+    assert queued_jobs(redis_conn) == []
+    # An operator fixes the stored body (as a schema change would), then replays it.
+    key = f"scb:quarantine:{qid}"
+    fixed = json.loads(redis_conn.hget(key, "body"))
+    fixed["response"]["outcome"] = "success"
+    redis_conn.hset(key, "body", json.dumps(fixed))
+    replayed = runner.invoke(cli, ["quarantine", "replay", qid])
+    assert replayed.exit_code == 0, replayed.output
+    assert f"{qid}  queued" in replayed.output
+    (job,) = queued_jobs(redis_conn)
+    assert job.args[0]["source"] == "replay"
+    assert Quarantine(redis_conn).count() == 0
+    # Scale's own delivery of the same content afterwards is a duplicate.
+    assert post(client, fixed).get_json() == {"status": "duplicate"}
+
+
+def test_replay_all_and_delete(runner: CliRunner, client: FlaskClient, redis_conn: redis.Redis) -> None:
+    post(client, b"[1]")
+    post(client, b"{")
+    assert Quarantine(redis_conn).count() == 2
+    replayed = runner.invoke(cli, ["quarantine", "replay", "--all"])
+    assert replayed.exit_code == 1
+    assert replayed.output.count("still invalid") == 2
+    for qid in Quarantine(redis_conn).ids():
+        assert runner.invoke(cli, ["quarantine", "delete", qid]).exit_code == 0
+    assert Quarantine(redis_conn).count() == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["quarantine", "show", "nope"], "no quarantined delivery with id 'nope'"),
+        (["quarantine", "delete", "nope"], "no quarantined delivery with id 'nope'"),
+        (["quarantine", "replay"], "name quarantine ids, or give --all"),
+        (["quarantine", "list", "--limit", "0"], "0 is not in the range"),
+    ],
+)
+def test_bad_commands_say_what_is_wrong(runner: CliRunner, redis_conn: redis.Redis, args: list[str],
+                                        message: str) -> None:
+    result = runner.invoke(cli, args)
+    assert result.exit_code != 0
+    assert message in result.output
+
+
+def test_missing_config_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.setenv("SCALE_CALLBACK_AUTH_KEY", LIVE_KEY)
+    result = CliRunner().invoke(cli, ["quarantine", "list"])
+    assert result.exit_code == 1
+    assert "REDIS_URL is not set" in result.output
