@@ -1,0 +1,35 @@
+"""A local simulator of the Scale v1 API: tasks, test-mode completion, callbacks with retries and faults.
+
+`create_app(settings)` builds the Flask app and does no background work; start the scheduler
+with ``app.extensions["scale_sim"].start()`` (``python -m scale_sim`` does), or use
+:class:`scale_sim.server.SimServer` to run the whole thing on a free loopback port.
+"""
+
+from __future__ import annotations
+
+from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException
+
+from scale_sim import api, pages
+from scale_sim.config import Secret, SimSettings
+from scale_sim.simulator import Simulator
+
+__all__ = ["Secret", "SimSettings", "Simulator", "create_app"]
+
+
+def create_app(settings: SimSettings | None = None) -> Flask:
+    """Build the simulator app; settings default to the environment. Opens (creates) the SQLite file."""
+    settings = SimSettings.from_env() if settings is None else settings
+    app = Flask(__name__)
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # keep task attributes in the reference's order
+    app.extensions["scale_sim"] = Simulator(settings)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(pages.bp)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response | HTTPException:
+        if request.path.startswith("/v1/"):
+            return api.http_error(exc)
+        return exc
+
+    return app

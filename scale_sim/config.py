@@ -1,0 +1,146 @@
+"""Simulator settings, read once from the environment into a frozen, typed object.
+
+A malformed value raises :class:`ConfigError` naming the variable, so a typo in a fault list
+or a port stops the simulator at boot rather than quietly simulating something else.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from scale_sim import defaults
+from scale_sim.exceptions import ConfigError, FaultSpecError
+from scale_sim.faults import FaultValues, parse_faults
+
+
+class Secret:
+    """A string that never prints: repr and str show ``'**********'``."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The real value, for the one place that sends it."""
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "'**********'"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def is_http_url(value: str) -> bool:
+    """True for an absolute http(s) URL with a host, as Scale requires of callback URLs."""
+    parts = urlsplit(value)
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise ConfigError(f"{name} must be a finite number >= 0, got {raw!r}")
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, low: int, high: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _faults(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    specs = tuple(part.strip() for part in env.get(name, "").split(",") if part.strip())
+    try:
+        parse_faults(specs)
+    except FaultSpecError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+    return specs
+
+
+def _url(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    if not is_http_url(raw):
+        raise ConfigError(f"{name} must be an absolute http:// or https:// URL, got {raw!r}")
+    return raw
+
+
+def _timeout(env: Mapping[str, str], name: str) -> float:
+    value = _float(env, name, defaults.CALLBACK_TIMEOUT)
+    if value == 0:
+        raise ConfigError(f"{name} must be more than 0 seconds")
+    return value
+
+
+@dataclass(frozen=True)
+class SimSettings:
+    """Everything the simulator reads from the environment; build one directly in tests."""
+
+    port: int = defaults.PORT
+    host: str = defaults.HOST
+    callback_auth_key: Secret = Secret("")
+    completion_delay: float = defaults.COMPLETION_DELAY
+    time_scale: float = defaults.TIME_SCALE
+    faults: tuple[str, ...] = ()
+    rate_limit: float = defaults.RATE_LIMIT
+    seed: int = defaults.SEED
+    default_callback_url: str | None = None
+    data_path: str = defaults.DATA_PATH
+    callback_timeout: float = defaults.CALLBACK_TIMEOUT
+
+    def __post_init__(self) -> None:
+        self.fault_values()  # a bad fault list fails here too, not at the first completion
+
+    def fault_values(self) -> FaultValues:
+        """The parsed SCALE_SIM_FAULTS, applied to every task."""
+        try:
+            return parse_faults(self.faults)
+        except FaultSpecError as exc:
+            raise ConfigError(f"SCALE_SIM_FAULTS: {exc}") from None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> SimSettings:
+        """Read and check every variable; raise :class:`ConfigError` naming the first bad one."""
+        env = os.environ if env is None else env
+        return cls(
+            port=_int(env, "PORT", defaults.PORT, low=0, high=65535),
+            host=env.get("SCALE_SIM_HOST", "").strip() or defaults.HOST,
+            callback_auth_key=Secret(env.get("SCALE_SIM_CALLBACK_AUTH_KEY", "").strip()),
+            completion_delay=_float(env, "SCALE_SIM_COMPLETION_DELAY", defaults.COMPLETION_DELAY),
+            time_scale=_float(env, "SCALE_SIM_TIME_SCALE", defaults.TIME_SCALE),
+            faults=_faults(env, "SCALE_SIM_FAULTS"),
+            rate_limit=_float(env, "SCALE_SIM_RATE_LIMIT", defaults.RATE_LIMIT),
+            seed=_int(env, "SCALE_SIM_SEED", defaults.SEED, low=-(2**63), high=2**63 - 1),
+            default_callback_url=_url(env, "SCALE_SIM_DEFAULT_CALLBACK_URL"),
+            data_path=env.get("SCALE_SIM_DATA", "").strip() or defaults.DATA_PATH,
+            callback_timeout=_timeout(env, "SCALE_SIM_CALLBACK_TIMEOUT"),
+        )

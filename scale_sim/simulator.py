@@ -1,0 +1,286 @@
+"""The simulator's state and background work: tasks complete by themselves and their callbacks go out.
+
+One scheduler thread completes due tasks and hands due callback tries to a small pool of
+sender threads; everything it acts on is read from SQLite, so after a restart it picks up
+pending completions and deliveries where they stood. Nothing runs until :meth:`Simulator.start`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from scale_sim import defaults
+from scale_sim.auth import Account
+from scale_sim.config import SimSettings
+from scale_sim.delivery import callback_body, plan_deliveries, retry_delay, send_callback, wrong_key_for
+from scale_sim.exceptions import InvalidRequestError
+from scale_sim.faults import Faults, effective_faults
+from scale_sim.pagination import ListQuery, page_body
+from scale_sim.ratelimit import RateLimiter
+from scale_sim.responses import generate_response
+from scale_sim.store import Delivery, Store
+from scale_sim.tasks import build_task, iso_ms, new_task_id, now_ms
+from scale_sim.validation import TaskSpec
+
+logger = logging.getLogger(__name__)
+
+MAX_PASSES = 1000
+"""Bound on :meth:`Simulator.run_pending`'s passes, so a fault that re-queues work cannot spin forever."""
+
+
+class Simulator:
+    """The API's operations plus the background scheduler; lives in ``app.extensions["scale_sim"]``."""
+
+    def __init__(self, settings: SimSettings) -> None:
+        self.settings = settings
+        self.store = Store(settings.data_path)
+        self.limiter = RateLimiter(settings.rate_limit)
+        self._env_faults = settings.fault_values()
+        self._wake = threading.Condition()
+        self._dirty = False
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._in_flight: set[int] = set()
+        self._in_flight_lock = threading.Lock()
+
+    # -- the API's operations ------------------------------------------------------------------------
+
+    def create_task(self, account: Account, spec: TaskSpec) -> dict[str, Any]:
+        """Store a checked task; it completes by itself after SCALE_SIM_COMPLETION_DELAY (test and live)."""
+        created_ms = now_ms()
+        task_id = new_task_id(created_ms)
+        task = build_task(spec, task_id, created_ms, is_test=account.is_test)
+        complete_at = created_ms / 1000 + self.settings.completion_delay
+        self.store.insert_task(task, account=account.id, complete_at=complete_at, faults=spec.faults)
+        logger.info("task created task_id=%s type=%s account=%s", task_id, spec.type, account.label)
+        self._notify()
+        return self.store.get_task(task_id)
+
+    def get_task(self, account: Account, task_id: str) -> dict[str, Any]:
+        """The task, if it is this account's (TaskNotFoundError otherwise)."""
+        return self.store.get_task(task_id, account.id)
+
+    def cancel_task(self, account: Account, task_id: str) -> dict[str, Any]:
+        """Cancel a pending task (TaskStateError, a 500, when it is completed or canceled)."""
+        task = self.store.cancel_task(task_id, account.id)
+        logger.info("task canceled task_id=%s type=%s", task_id, task["type"])
+        return task
+
+    def list_tasks(self, account: Account, query: ListQuery) -> dict[str, Any]:
+        """One page of the account's tasks, shaped as `GET /v1/tasks` answers."""
+        docs, total, offset = self.store.list_tasks(account.id, query)
+        return page_body(docs, total=total, limit=query.limit, offset=offset)
+
+    def complete_task(
+        self, task_id: str, response: dict[str, Any], account: Account | None = None
+    ) -> dict[str, Any]:
+        """Complete a pending task by hand with `response`; its callback goes out under its faults."""
+        task = self.store.get_task(task_id, account.id if account else None)
+        if task["status"] != "pending":
+            raise InvalidRequestError(
+                f"Task {task_id} is {task['status']}; only pending tasks can be completed"
+            )
+        completed = self._finish(task, response, self.faults_for(task_id))
+        if completed is None:
+            raise InvalidRequestError(f"Task {task_id} is no longer pending")
+        return completed
+
+    def delivery_log(self, account: Account, task_id: str) -> dict[str, Any]:
+        """The task's callback copies and every try: attempt number, time, status code or error."""
+        task = self.store.get_task(task_id, account.id)
+        deliveries, attempts = self.store.delivery_log(task_id)
+        return {
+            "task_id": task_id,
+            "status": task["status"],
+            "callback_url": task["callback_url"],
+            "callback_succeeded": task.get("callback_succeeded"),
+            "faults": self.faults_for(task_id).describe(),
+            "deliveries": deliveries,
+            "attempts": attempts,
+        }
+
+    def faults_for(self, task_id: str) -> Faults:
+        """SCALE_SIM_FAULTS merged with the task's own `metadata.sim_faults`."""
+        return effective_faults(self._env_faults, self.store.task_faults(task_id))
+
+    # -- background work -----------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        """True between start() and stop()."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        """Start the scheduler thread and the sender pool; pending work from a previous run resumes."""
+        if self.running:
+            return
+        self._stopping.clear()
+        self._pool = ThreadPoolExecutor(defaults.DELIVERY_WORKERS, thread_name_prefix="scale-sim-callback")
+        self._thread = threading.Thread(target=self._loop, name="scale-sim-scheduler", daemon=True)
+        self._thread.start()
+        logger.info("scheduler started data=%s", self.settings.data_path)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the scheduler and wait for callback tries in flight; unsent ones stay queued in SQLite."""
+        self._stopping.set()
+        self._notify()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        with self._in_flight_lock:
+            self._in_flight.clear()
+
+    def close(self) -> None:
+        """Stop, then close the database."""
+        self.stop()
+        self.store.close()
+
+    def run_pending(self) -> None:
+        """Do everything due now in the calling thread (for tests that want no background thread)."""
+        if self.running:
+            raise RuntimeError("run_pending() is for a simulator whose scheduler is not started")
+        self._stopping.clear()  # a stop() before must not make this pass return early
+        for _ in range(MAX_PASSES):
+            if not self._pass(self._attempt):
+                return
+
+    def _notify(self) -> None:
+        with self._wake:
+            self._dirty = True
+            self._wake.notify_all()
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._pass(self._submit)
+                with self._in_flight_lock:
+                    busy = set(self._in_flight)
+                wake_at = self.store.next_wakeup(busy, defaults.REORDER_HOLD_LIMIT)
+            except Exception:
+                # Keep simulating after a bad pass (e.g. the disk filled up): log it with its
+                # traceback and try again shortly rather than let the thread die unseen.
+                logger.exception("scheduler pass failed")
+                wake_at = time.time() + defaults.MAX_IDLE_WAIT
+            with self._wake:
+                if self._dirty or self._stopping.is_set():
+                    self._dirty = False
+                    continue
+                wait = defaults.MAX_IDLE_WAIT if wake_at is None else wake_at - time.time()
+                if wait > 0:
+                    self._wake.wait(min(wait, defaults.MAX_IDLE_WAIT))
+                self._dirty = False
+
+    def _pass(self, dispatch: Callable[[Delivery], None]) -> bool:
+        """Complete due tasks, release expired holds, dispatch due callback tries; True if it did anything."""
+        did = False
+        now = time.time()
+        for due in self.store.due_completions(now):
+            if self._stopping.is_set():
+                return did
+            faults = effective_faults(self._env_faults, due.faults)
+            oversize = faults.oversize and due.task["type"] == "annotation"
+            response = generate_response(due.task, self.settings.seed, oversize=oversize)
+            did = self._finish(due.task, response, faults) is not None or did
+        if self.store.release_held(now=now, held_before=now - defaults.REORDER_HOLD_LIMIT):
+            did = True
+        with self._in_flight_lock:
+            busy = set(self._in_flight)
+        for delivery in self.store.due_deliveries(time.time(), busy):
+            if self._stopping.is_set():
+                return did
+            dispatch(delivery)
+            did = True
+        return did
+
+    def _finish(
+        self, task: dict[str, Any], response: dict[str, Any], faults: Faults
+    ) -> dict[str, Any] | None:
+        completed_ms = now_ms()
+        plans = plan_deliveries(task["callback_url"], faults, now=completed_ms / 1000)
+        completed = self.store.complete_task(
+            task["task_id"],
+            response,
+            completed_ms=completed_ms,
+            completed_at=iso_ms(completed_ms),
+            plans=plans,
+        )
+        if completed is not None:
+            logger.info(
+                "task completed task_id=%s type=%s faults=%s",
+                task["task_id"],
+                task["type"],
+                ",".join(faults.describe()) or "-",
+            )
+            self._notify()
+        return completed
+
+    def _submit(self, delivery: Delivery) -> None:
+        pool = self._pool
+        if pool is None:
+            return
+        with self._in_flight_lock:
+            self._in_flight.add(delivery.id)
+        try:
+            pool.submit(self._attempt_and_release, delivery)
+        except RuntimeError:  # the pool is shutting down: the try stays queued in SQLite for next start
+            with self._in_flight_lock:
+                self._in_flight.discard(delivery.id)
+
+    def _attempt_and_release(self, delivery: Delivery) -> None:
+        try:
+            self._attempt(delivery)
+        except Exception:
+            logger.exception("callback try failed to run task_id=%s copy=%s", delivery.task_id, delivery.copy)
+        finally:
+            with self._in_flight_lock:
+                self._in_flight.discard(delivery.id)
+            self._notify()
+
+    def _attempt(self, delivery: Delivery) -> None:
+        """One POST of one copy of a task's callback, logged, with the next try scheduled if it failed."""
+        task = self.store.callback_task(delivery.task_id)
+        key = self.settings.callback_auth_key.reveal()
+        auth_value = wrong_key_for(key) if delivery.wrong_key else (key or None)
+        result = send_callback(
+            delivery.url, callback_body(task), auth_value, timeout=self.settings.callback_timeout
+        )
+        attempt = delivery.attempts + 1
+        finished = time.time()
+        if result.delivered:
+            state, next_at = "succeeded", None
+        else:
+            delay = retry_delay(attempt, self.settings.time_scale)
+            state, next_at = ("failed", None) if delay is None else ("pending", finished + delay)
+        outcome = self.store.record_attempt(
+            delivery,
+            at=iso_ms(int(finished * 1000)),
+            status_code=result.status_code,
+            error=result.error,
+            duration_ms=result.duration_ms,
+            state=state,
+            next_attempt_at=next_at,
+        )
+        logger.info(
+            "callback try task_id=%s copy=%d attempt=%d status=%s error=%s latency_ms=%d state=%s"
+            " callback_succeeded=%s",
+            delivery.task_id,
+            delivery.copy,
+            attempt,
+            result.status_code,
+            result.error,
+            result.duration_ms,
+            state,
+            outcome,
+        )
+        if delivery.attempts == 0:
+            # `reorder`: a held callback goes out right after the next task's first try.
+            self.store.release_held(now=finished, except_task=delivery.task_id)
