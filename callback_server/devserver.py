@@ -58,6 +58,8 @@ def dev(port: int, sim_port: int, no_sim: bool, data: str) -> None:
     if not no_sim:
         commands["sim"] = [python, "-m", "scale_sim"]
     processes: dict[str, subprocess.Popen[bytes]] = {}
+    # SIGTERM (a supervisor, `timeout`) stops the stack as cleanly as Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         for name, command in commands.items():
             child_env = {**env, "PORT": str(sim_port if name == "sim" else port)}
