@@ -150,12 +150,12 @@ def failed_list(limit: int) -> None:
     settings = _settings()
     connection = connect(settings)
     registry = _failed_registry(settings, connection)
-    ids = registry.get_job_ids(0, limit - 1)
+    ids = registry.get_job_ids(0, limit - 1, cleanup=False)
     for job in Job.fetch_many(ids, connection=connection, serializer=JSONSerializer):
         if job is None:
             continue
         click.echo(f"{job.id}  {job.ended_at or ''}  {job.description}  | {failure_line(job)}")
-    click.echo(f"{len(ids)} of {registry.count} failed", err=True)
+    click.echo(f"{len(ids)} of {registry.get_job_count(cleanup=False)} failed", err=True)
 
 
 @failed.command("replay")
@@ -168,7 +168,7 @@ def failed_replay(job_ids: tuple[str, ...], replay_all: bool) -> None:
     settings = _settings()
     connection = connect(settings)
     registry = _failed_registry(settings, connection)
-    ids = registry.get_job_ids() if replay_all else list(job_ids)
+    ids = registry.get_job_ids(cleanup=False) if replay_all else list(job_ids)
     missing = 0
     for job_id in ids:
         if job_id not in registry:
@@ -235,7 +235,15 @@ def reconcile_command(
             start = end - (timedelta(hours=hours) if hours else timedelta(seconds=settings.reconcile_window))
         if start >= end:
             raise click.BadParameter("the window is empty: --since must be before --until")
-        summary = run_locked(reconciler, start, end, lock_ttl=max(settings.reconcile_interval, 300))
+        try:
+            summary = run_locked(reconciler, start, end, lock_ttl=max(settings.reconcile_interval, 300))
+        except redis.RedisError as exc:
+            if not schedule:
+                raise click.ClickException(f"redis: {type(exc).__name__}: {exc}") from None
+            # The clock keeps going: the next run covers the same window again.
+            click.echo(f"RECONCILIATION SKIPPED: redis: {type(exc).__name__}", err=True)
+            time.sleep(settings.reconcile_interval)
+            continue
         if summary is None:
             click.echo("another reconciliation is running; skipped", err=True)
         else:

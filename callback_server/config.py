@@ -104,7 +104,8 @@ def _redis_url(env: Mapping[str, str]) -> str:
             "or use `python -m callback_server dev`, which starts an embedded Redis"
         )
     if not url.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError(f"REDIS_URL must start with redis://, rediss:// or unix://, got scheme of {url[:10]!r}")
+        # Not echoed: a URL without its scheme may start with the password.
+        raise ConfigError("REDIS_URL must start with redis://, rediss:// or unix://")
     return url
 
 
@@ -139,6 +140,14 @@ class Settings:
         if reconcile_window > dedup_ttl:
             # Older deliveries are forgotten, so the reconciler would queue them a second time.
             raise ConfigError(f"RECONCILE_WINDOW ({reconcile_window}) must not exceed DEDUP_TTL ({dedup_ttl})")
+        retry_intervals = _intervals(env, "HANDLER_RETRY_INTERVALS", defaults.RETRY_INTERVALS)
+        effects_ttl = _int(env, "EFFECTS_TTL", defaults.EFFECTS_TTL, minimum=defaults.MIN_DEDUP_TTL)
+        if effects_ttl < defaults.FAILURE_TTL + sum(retry_intervals):
+            # A failed job can be replayed until FAILURE_TTL; its completed handlers must still be known.
+            raise ConfigError(
+                f"EFFECTS_TTL ({effects_ttl}) must be at least the failed-job lifetime plus the retry "
+                f"schedule ({defaults.FAILURE_TTL + sum(retry_intervals)} s)"
+            )
         dashboard = env.get("DASHBOARD_PASSWORD", "").strip()
         api_key = env.get("SCALE_API_KEY", "").strip()
         return cls(
@@ -150,8 +159,8 @@ class Settings:
             redis_timeout=_float(env, "REDIS_TIMEOUT", defaults.REDIS_TIMEOUT, minimum=0.05),
             queue_name=env.get("CALLBACK_QUEUE", "").strip() or defaults.QUEUE_NAME,
             job_timeout=_int(env, "HANDLER_TIMEOUT", defaults.JOB_TIMEOUT, minimum=1),
-            retry_intervals=_intervals(env, "HANDLER_RETRY_INTERVALS", defaults.RETRY_INTERVALS),
-            effects_ttl=_int(env, "EFFECTS_TTL", defaults.EFFECTS_TTL, minimum=defaults.MIN_DEDUP_TTL),
+            retry_intervals=retry_intervals,
+            effects_ttl=effects_ttl,
             heartbeat_interval=_float(env, "WORKER_HEARTBEAT", defaults.HEARTBEAT_INTERVAL, minimum=0.1),
             callback_handlers=_names(env, "CALLBACK_HANDLERS") or defaults.CALLBACK_HANDLERS,
             dashboard_password=Secret(dashboard) if dashboard else None,

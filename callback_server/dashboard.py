@@ -65,7 +65,7 @@ def snapshot(connection: redis.Redis, queue_name: str, limit: int = 20) -> dict[
     failed_registry = FailedJobRegistry(queue=queue)
     failed = []
     for job in queue.job_class.fetch_many(
-        failed_registry.get_job_ids(0, limit - 1), connection=connection, serializer=JSONSerializer
+        failed_registry.get_job_ids(0, limit - 1, cleanup=False), connection=connection, serializer=JSONSerializer
     ):
         if job is not None:
             failed.append({"id": job.id, "description": job.description, "error": failure_line(job)})
@@ -73,10 +73,12 @@ def snapshot(connection: redis.Redis, queue_name: str, limit: int = 20) -> dict[
     return {
         "counts": [
             ("queued", queue.count),
-            ("running", StartedJobRegistry(queue=queue).count),
-            ("waiting to retry", ScheduledJobRegistry(queue=queue).count),
-            ("failed", failed_registry.count),
-            ("finished (recent)", FinishedJobRegistry(queue=queue).count),
+            # cleanup=False throughout: RQ's counting would run its abandoned-job pass, which
+            # retries or fails jobs; a page view must never do that.
+            ("running", StartedJobRegistry(queue=queue).get_job_count(cleanup=False)),
+            ("waiting to retry", ScheduledJobRegistry(queue=queue).get_job_count(cleanup=False)),
+            ("failed", failed_registry.get_job_count(cleanup=False)),
+            ("finished (recent)", FinishedJobRegistry(queue=queue).get_job_count(cleanup=False)),
             ("quarantined", quarantine.count()),
         ],
         "failed": failed,

@@ -21,8 +21,8 @@ JOB_TIMEOUT = 180
 RETRY_INTERVALS = (60, 300, 1800, 7200, 21600)
 """HANDLER_RETRY_INTERVALS: waits between tries of a failing handler: 6 tries over about 8.5 hours."""
 
-EFFECTS_TTL = 30 * 24 * 3600
-"""EFFECTS_TTL: how long a handler's completion per delivery is remembered."""
+EFFECTS_TTL = 31 * 24 * 3600
+"""EFFECTS_TTL: how long a handler's completion is remembered: past a failed job's replayable life."""
 
 HEARTBEAT_INTERVAL = 5.0
 """WORKER_HEARTBEAT: seconds between a busy worker's heartbeats; a dead one is noticed after 3 missed."""

@@ -26,6 +26,7 @@ from rq.utils import utcformat
 
 from callback_server import defaults
 from callback_server.config import Settings
+from callback_server.schemas import parse_timestamp
 
 DISPATCH_FUNCTION = "workers.dispatch.process_delivery"
 """What a worker runs for each delivery, by dotted path so the web tier imports no handler code."""
@@ -51,9 +52,19 @@ return 1
 def delivery_id(body: dict[str, Any]) -> str:
     """The identity of a validated callback body: same content, same id; 32 hex characters."""
     task = body["task"]
-    material = [body["task_id"], task.get("status"), task.get("completed_at"), body["response"]]
+    material = [body["task_id"], task.get("status"), _instant(task.get("completed_at")), body["response"]]
     canonical = json.dumps(material, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
+
+
+def _instant(value: str | None) -> str | None:
+    """A timestamp as one canonical UTC string, so the list API and the callback agree on it."""
+    if not value:
+        return value
+    moment = parse_timestamp(value)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 @dataclass(frozen=True)
@@ -125,7 +136,7 @@ class DeliveryQueue:
         self.dedup_ttl = dedup_ttl
         self.job_timeout = job_timeout
         self.retry = Retry(max=len(retry_intervals), interval=list(retry_intervals)) if retry_intervals else None
-        self._accept = connection.register_script(_ACCEPT_SCRIPT)
+        self._accept_sha = hashlib.sha1(_ACCEPT_SCRIPT.encode()).hexdigest()
         template = self.build_job(_TEMPLATE_DELIVERY).to_dict()
         self._template = {name: value.value if isinstance(value, JobStatus) else value
                           for name, value in template.items()}
@@ -182,9 +193,37 @@ class DeliveryQueue:
 
         Raises redis errors as they come: the caller answers 503 and nothing was marked as seen.
         """
-        result = self._accept(
-            keys=[seen_key(delivery.delivery_id), Job.key_for(delivery.delivery_id), self.queue.key,
-                  Queue.redis_queues_keys],
-            args=[self.dedup_ttl, delivery.delivery_id, *self.job_fields(delivery)],
-        )
-        return bool(result)
+        keys = (seen_key(delivery.delivery_id), Job.key_for(delivery.delivery_id), self.queue.key,
+                Queue.redis_queues_keys)
+        return bool(self._run_accept(keys, (self.dedup_ttl, delivery.delivery_id, *self.job_fields(delivery))))
+
+    def _run_accept(self, keys: tuple[str, ...], args: tuple[Any, ...]) -> Any:
+        """EVALSHA on a pooled connection, without redis-py's generic command machinery.
+
+        That machinery costs more CPU than the rest of the ack path, and its blanket retry is
+        wrong here: a timeout while *reading* the reply may mean the script ran, so only a
+        failure to *send* (a stale pooled socket after a Redis restart) is tried again.
+        """
+        pool = self.connection.connection_pool
+        for attempt in (1, 2):
+            conn = pool.get_connection()
+            try:
+                try:
+                    conn.send_command("EVALSHA", self._accept_sha, len(keys), *keys, *args)
+                except (redis.ConnectionError, redis.TimeoutError):
+                    conn.disconnect()
+                    if attempt == 2:
+                        raise
+                    continue
+                try:
+                    return conn.read_response()
+                except redis.exceptions.NoScriptError:
+                    # First use on this server (or after a restart without the script cache).
+                    conn.send_command("EVAL", _ACCEPT_SCRIPT, len(keys), *keys, *args)
+                    return conn.read_response()
+                except (redis.ConnectionError, redis.TimeoutError):
+                    conn.disconnect()
+                    raise
+            finally:
+                pool.release(conn)
+        raise AssertionError("unreachable")

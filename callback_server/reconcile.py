@@ -143,7 +143,9 @@ class ScaleAPI:
                 seen_tokens.add(token)
                 params.pop("offset", None)
                 params["next_token"] = token
-            elif page.get("has_more") and docs:
+            elif page.get("has_more"):
+                if not docs:
+                    raise ScaleAPIError("GET tasks: has_more with an empty page; paging would never end")
                 params.pop("next_token", None)
                 offset += len(docs)
                 params["offset"] = offset

@@ -19,6 +19,7 @@ from rq.timeouts import JobTimeoutException
 
 from callback_server import defaults
 from workers.effects import Effects
+from workers.lease import Lease, LeaseLostError
 from workers.payloads import Task, build_task
 from workers.registry import HandlerRegistry
 
@@ -34,6 +35,9 @@ registry = HandlerRegistry()
 
 effects_ttl: int = defaults.EFFECTS_TTL
 """Set by the worker from EFFECTS_TTL at start."""
+
+current_lease: Lease | None = None
+"""The lease of the job running in this process, set by CallbackWorker (None under plain RQ workers)."""
 
 
 def _job_connection() -> redis.Redis:
@@ -69,7 +73,7 @@ def process_delivery(delivery: dict[str, Any]) -> dict[str, list[str]]:
     job = get_current_job()
     attempt = (job.number_of_retries or 0) + 1 if job is not None else 1
     task = build_task(delivery)
-    effects = Effects(connection, task.delivery_id, effects_ttl)
+    effects = Effects(connection, task.delivery_id, effects_ttl, current_lease)
     done = effects.completed()
     ran: list[str] = []
     skipped: list[str] = []
@@ -82,8 +86,9 @@ def process_delivery(delivery: dict[str, Any]) -> dict[str, list[str]]:
         started = time.perf_counter()
         try:
             registration.fn(task)
-        except JobTimeoutException:
+        except (JobTimeoutException, LeaseLostError):
             # The timeout fires once: carrying on would leave the next handlers unbounded.
+            # A lost lease means another worker may be running this delivery now.
             raise
         except Exception:
             failed[registration.name] = traceback.format_exc()

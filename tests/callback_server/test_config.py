@@ -51,9 +51,16 @@ def test_keys_rotate_and_never_print() -> None:
         ({**BASE, "HANDLER_RETRY_INTERVALS": "60,-1"}, "HANDLER_RETRY_INTERVALS must not hold negative"),
         ({**BASE, "RECONCILE_WINDOW": "999999999"}, "RECONCILE_WINDOW (999999999) must not exceed DEDUP_TTL"),
         ({**BASE, "WORKER_HEARTBEAT": "0"}, "WORKER_HEARTBEAT must be at least"),
+        ({**BASE, "EFFECTS_TTL": "86400"}, "EFFECTS_TTL (86400) must be at least the failed-job lifetime"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError) as raised:
         Settings.from_env(env)
     assert message in str(raised.value)
+
+
+def test_a_bad_redis_url_is_not_echoed() -> None:
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({**BASE, "REDIS_URL": "hunter2@redis.example.com:6379"})
+    assert "hunter2" not in str(raised.value)

@@ -22,6 +22,13 @@ def test_identity_ignores_key_order_and_unrelated_fields() -> None:
     assert len(delivery_id(body)) == 32
 
 
+def test_identity_reads_completion_time_as_an_instant_not_a_string() -> None:
+    body = load_fixture("categorization")
+    listed = copy.deepcopy(body)
+    listed["task"]["completed_at"] = "2016-06-23T21:54:44.904000+00:00"  # the same instant, spelled otherwise
+    assert delivery_id(body) == delivery_id(listed)
+
+
 def test_identity_changes_with_status_completion_time_and_response() -> None:
     body = load_fixture("categorization")
     ids = {delivery_id(body)}

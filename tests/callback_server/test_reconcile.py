@@ -197,3 +197,19 @@ def test_redis_down_mid_run_is_an_incomplete_run(
         redis_server.start()
     assert not summary.complete
     assert summary.errors[0].startswith("redis: ")
+
+
+def test_has_more_with_an_empty_page_is_an_error_not_a_complete_run(
+    settings: Settings, redis_conn: redis.Redis
+) -> None:
+    scale = FakeScale([], tokens=False)
+    scale.tasks = []
+    app_answers = {"docs": [], "total": 5, "limit": 100, "offset": 0, "has_more": True}
+    scale.server.app.view_functions["tasks"] = lambda: app_answers  # type: ignore[attr-defined]
+    scale.thread.start()
+    try:
+        summary = reconciler_for(scale, settings, redis_conn, []).run(*WINDOW)
+    finally:
+        scale.server.shutdown()
+    assert not summary.complete
+    assert "has_more with an empty page" in summary.errors[0]

@@ -6,11 +6,14 @@ through the job's own connection, and take their instructions from Redis keys.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 from rq import get_current_job
 
 from workers import handles
+from workers.lease import lease_key
 from workers.payloads import Task
 
 EFFECTS = "test:effects"
@@ -39,6 +42,12 @@ def record(task: Task) -> None:
         raise RuntimeError("record told to fail")
     if conn.decr("test:hang:record") >= 0:
         time.sleep(3600)
+    if conn.decr("test:kill:record") >= 0:
+        os.kill(os.getpid(), signal.SIGKILL)  # a handler that takes its worker down (OOM, a segfault)
+    if conn.decr("test:lose_lease:record") >= 0:
+        job = get_current_job()
+        assert job is not None
+        conn.delete(lease_key(job.id))  # as if this worker stalled past its lease
     _note(task, "record", EFFECTS)
 
 
