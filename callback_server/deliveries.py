@@ -38,15 +38,25 @@ SOURCES = (CALLBACK, RECONCILE, REPLAY)
 """Where a delivery came from: Scale's POST, the reconciler, or a quarantine replay."""
 
 _ACCEPT_SCRIPT = """
--- KEYS: seen key, job key, queue key, rq:queues.  ARGV: dedup ttl, job id, hset pairs...
+-- KEYS: seen key, job key, queue key, rq:queues.
+-- ARGV: dedup ttl, job id, time, data, description; the job's fixed fields are written in below.
 if not redis.call('SET', KEYS[1], ARGV[2], 'NX', 'EX', ARGV[1]) then
   return 0
 end
-redis.call('HSET', KEYS[2], unpack(ARGV, 3))
+redis.call('HSET', KEYS[2], 'created_at', ARGV[3], 'enqueued_at', ARGV[3], 'data', ARGV[4],
+           'description', ARGV[5]%(fixed)s)
 redis.call('RPUSH', KEYS[3], ARGV[2])
 redis.call('SADD', KEYS[4], KEYS[3])
 return 1
 """
+PER_DELIVERY_FIELDS = ("created_at", "enqueued_at", "data", "description")
+"""The job hash fields that differ per delivery; every other field is fixed per queue config."""
+
+
+def _lua_string(value: object) -> str:
+    """A Lua string literal for a fixed job field (decimal escapes: safe for any byte)."""
+    raw = value if isinstance(value, bytes) else str(value).encode("utf-8")
+    return '"' + "".join(chr(b) if 32 <= b < 127 and b not in (34, 92) else f"\\{b:03d}" for b in raw) + '"'
 
 
 def delivery_id(body: dict[str, Any]) -> str:
@@ -78,10 +88,13 @@ class Delivery:
     source: str
     received_at: str
     body: dict[str, Any] = field(repr=False)
+    raw: str | None = field(default=None, repr=False, compare=False)
 
     @classmethod
-    def from_body(cls, body: dict[str, Any], *, mode: str, source: str = CALLBACK) -> Delivery:
-        """Wrap a body that :func:`callback_server.schemas.load_callback` accepted."""
+    def from_body(
+        cls, body: dict[str, Any], *, mode: str, source: str = CALLBACK, raw: str | None = None
+    ) -> Delivery:
+        """Wrap a body that :func:`callback_server.schemas.load_callback` accepted (``raw``: its JSON text)."""
         return cls(
             delivery_id=delivery_id(body),
             task_id=body["task_id"],
@@ -90,10 +103,14 @@ class Delivery:
             source=source,
             received_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
             body=body,
+            raw=raw,
         )
 
     def as_job_arg(self) -> dict[str, Any]:
         """The single JSON argument of the dispatch job."""
+        return {**self._envelope(), "body": self.body}
+
+    def _envelope(self) -> dict[str, Any]:
         return {
             "delivery_id": self.delivery_id,
             "task_id": self.task_id,
@@ -101,8 +118,17 @@ class Delivery:
             "mode": self.mode,
             "source": self.source,
             "received_at": self.received_at,
-            "body": self.body,
         }
+
+    def job_data(self) -> bytes:
+        """The job's ``data`` as RQ's JSON serializer writes it: ``[func, None, [arg], {}]``.
+
+        The body is spliced in as the text Scale sent (it parsed as JSON, so it is valid
+        JSON) rather than serialized a second time on the ack path.
+        """
+        body = self.raw if self.raw is not None else json.dumps(self.body)
+        head = json.dumps(self._envelope())[:-1]
+        return f'["{DISPATCH_FUNCTION}", null, [{head}, "body": {body}}}], {{}}]'.encode()
 
 
 def describe(delivery: Delivery) -> str:
@@ -136,10 +162,13 @@ class DeliveryQueue:
         self.dedup_ttl = dedup_ttl
         self.job_timeout = job_timeout
         self.retry = Retry(max=len(retry_intervals), interval=list(retry_intervals)) if retry_intervals else None
-        self._accept_sha = hashlib.sha1(_ACCEPT_SCRIPT.encode()).hexdigest()
         template = self.build_job(_TEMPLATE_DELIVERY).to_dict()
-        self._template = {name: value.value if isinstance(value, JobStatus) else value
-                          for name, value in template.items()}
+        self._fixed = {name: value.value if isinstance(value, JobStatus) else value
+                       for name, value in template.items() if name not in PER_DELIVERY_FIELDS}
+        # The fixed fields are part of the script's text, so each accept sends 9 arguments, not 40.
+        fixed = "".join(f", {_lua_string(k)}, {_lua_string(v)}" for k, v in self._fixed.items())
+        self._accept_script = _ACCEPT_SCRIPT % {"fixed": fixed}
+        self._accept_sha = hashlib.sha1(self._accept_script.encode()).hexdigest()
 
     @classmethod
     def from_settings(cls, settings: Settings, connection: redis.Redis) -> DeliveryQueue:
@@ -171,22 +200,18 @@ class DeliveryQueue:
         job.enqueued_at = datetime.now(UTC)
         return job
 
-    def job_fields(self, delivery: Delivery) -> list[Any]:
-        """The job hash of a delivery as HSET pairs, from a template RQ built once.
+    def job_fields(self, delivery: Delivery) -> dict[str, Any]:
+        """The job hash the accept script writes for a delivery (the fixed fields and the varying ones).
 
-        What varies per delivery (id, data, description, times) is filled in; the rest is
-        exactly what RQ's own ``Job.to_dict`` wrote for the template, so a change in RQ's
-        format is followed, not guessed. ``data`` is left uncompressed (RQ reads both):
-        zlib on every callback is CPU the ack path does not need to spend.
+        The fixed fields are exactly what RQ's own ``Job.to_dict`` wrote for a template job, so
+        a change in RQ's format is followed, not guessed. ``data`` is left uncompressed (RQ reads
+        both): zlib on every callback is CPU the ack path does not need to spend.
         """
-        stamp = utcformat(datetime.now(UTC))
-        data = _JSON.dumps((DISPATCH_FUNCTION, None, (delivery.as_job_arg(),), {}))
-        fields = {**self._template, "created_at": stamp, "enqueued_at": stamp, "data": data,
-                  "description": describe(delivery)}
-        pairs: list[Any] = []
-        for name, value in fields.items():
-            pairs.extend((name, value))
-        return pairs
+        stamp, data, description = self._varying(delivery)
+        return {**self._fixed, "created_at": stamp, "enqueued_at": stamp, "data": data, "description": description}
+
+    def _varying(self, delivery: Delivery) -> tuple[str, bytes, str]:
+        return utcformat(datetime.now(UTC)), delivery.job_data(), describe(delivery)
 
     def accept(self, delivery: Delivery) -> bool:
         """Queue the delivery unless its identity was seen; True if queued, False if a duplicate.
@@ -195,7 +220,7 @@ class DeliveryQueue:
         """
         keys = (seen_key(delivery.delivery_id), Job.key_for(delivery.delivery_id), self.queue.key,
                 Queue.redis_queues_keys)
-        return bool(self._run_accept(keys, (self.dedup_ttl, delivery.delivery_id, *self.job_fields(delivery))))
+        return bool(self._run_accept(keys, (self.dedup_ttl, delivery.delivery_id, *self._varying(delivery))))
 
     def _run_accept(self, keys: tuple[str, ...], args: tuple[Any, ...]) -> Any:
         """EVALSHA on a pooled connection, without redis-py's generic command machinery.
@@ -219,7 +244,7 @@ class DeliveryQueue:
                     return conn.read_response()
                 except redis.exceptions.NoScriptError:
                     # First use on this server (or after a restart without the script cache).
-                    conn.send_command("EVAL", _ACCEPT_SCRIPT, len(keys), *keys, *args)
+                    conn.send_command("EVAL", self._accept_script, len(keys), *keys, *args)
                     return conn.read_response()
                 except (redis.ConnectionError, redis.TimeoutError):
                     conn.disconnect()

@@ -24,7 +24,7 @@ from callback_server.exceptions import (
     StoreUnavailableError,
     UnsupportedMediaTypeError,
 )
-from callback_server.schemas import load_callback
+from callback_server.schemas import load_callback_text
 from callback_server.state import receiver_state
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ def receive() -> Response:
     if raw is None or (request.content_length is None and len(raw) >= limit):
         raise PayloadTooLargeError(f"body is over the limit of {limit} bytes")
     try:
-        body = load_callback(raw)
+        body, text = load_callback_text(raw)
     except InvalidCallbackError as exc:
         try:
             quarantine_id = state.quarantine.keep(
@@ -79,7 +79,7 @@ def receive() -> Response:
         except redis.RedisError as store_error:
             raise StoreUnavailableError("could not store the delivery; try again") from store_error
         return _answer("quarantined", started, mode=mode, reason=exc.message, quarantine_id=quarantine_id)
-    delivery = Delivery.from_body(body, mode=mode)
+    delivery = Delivery.from_body(body, mode=mode, raw=text)
     try:
         queued = state.deliveries.accept(delivery)
     except redis.RedisError as store_error:

@@ -254,6 +254,11 @@ def _reject_constant(name: str) -> None:
 
 
 def load_callback(raw: bytes) -> dict[str, Any]:
+    """Decode, parse and validate a callback body; see :func:`load_callback_text`."""
+    return load_callback_text(raw)[0]
+
+
+def load_callback_text(raw: bytes) -> tuple[dict[str, Any], str]:
     """Decode, parse and validate a callback body; :class:`InvalidCallbackError` says why not.
 
     Strict on purpose: UTF-8 only (``json.loads`` would guess UTF-16 from bytes), no NaN or
@@ -274,4 +279,4 @@ def load_callback(raw: bytes) -> dict[str, Any]:
     errors = validate_callback(body)
     if errors:
         raise InvalidCallbackError("body does not match the callback schema", errors)
-    return body
+    return body, text
