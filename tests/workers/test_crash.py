@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -89,3 +90,14 @@ def test_worker_without_redis_url_names_the_variable(tmp_path: Path) -> None:
     with process(worker_args("--burst"), env, log) as proc:
         assert proc.wait(timeout=30) != 0
     assert "REDIS_URL is not set" in log.read_text()
+
+
+def test_delayed_retry_runs_through_rqs_scheduler(settings: Settings, redis_conn: redis.Redis, tmp_path: Path) -> None:
+    redis_conn.set("test:fail:second", 1)
+    delivery = enqueue(replace(settings, retry_intervals=(1,)), redis_conn, "datacollection")
+    env = worker_env(settings, HANDLER_RETRY_INTERVALS="1")
+    with process(worker_args(), env, tmp_path / "worker.log"):  # the Procfile's line: scheduler included
+        wait_for(lambda: len(effects(redis_conn)) == 2, timeout=30, what="the delayed retry to succeed")
+    d = delivery.delivery_id
+    assert effects(redis_conn) == [f"record:{d}", f"second:{d}"]
+    assert effects(redis_conn, "test:started").count(f"second:{d}") == 2

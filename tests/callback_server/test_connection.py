@@ -1,0 +1,67 @@
+"""Redis connections: eviction warnings, TLS options, and logs that never carry a key or a body."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import redis
+from flask.testing import FlaskClient
+
+from callback_server.config import Settings
+from callback_server.connection import connect, eviction_policy, warn_if_evicting
+from tests.callback_server.test_ingest import post
+from tests.conftest import LIVE_KEY, OLD_LIVE_KEY, load_fixture, make_settings
+
+
+def test_warns_loudly_when_redis_may_evict(settings: Settings, redis_conn: redis.Redis,
+                                            caplog: pytest.LogCaptureFixture) -> None:
+    assert eviction_policy(redis_conn) == "noeviction"
+    with caplog.at_level(logging.WARNING):
+        warn_if_evicting(connect(settings))
+    assert not caplog.records
+    redis_conn.config_set("maxmemory-policy", "allkeys-lru")
+    try:
+        with caplog.at_level(logging.WARNING):
+            warn_if_evicting(connect(settings))
+    finally:
+        redis_conn.config_set("maxmemory-policy", "noeviction")
+    (record,) = caplog.records
+    assert record.levelno == logging.ERROR
+    assert "REDIS MAY EVICT QUEUED CALLBACKS" in record.getMessage() and "allkeys-lru" in record.getMessage()
+
+
+def test_unreachable_redis_at_start_is_a_warning_not_a_crash(caplog: pytest.LogCaptureFixture) -> None:
+    settings = make_settings("redis://127.0.0.1:9/0")
+    with caplog.at_level(logging.WARNING):
+        warn_if_evicting(connect(settings))
+    assert "cannot check maxmemory-policy" in caplog.text
+
+
+def test_rediss_urls_accept_heroku_self_signed_certificates() -> None:
+    client = connect(make_settings("rediss://:secret@example.com:6380/0"))
+    kwargs = client.connection_pool.connection_kwargs
+    assert kwargs["ssl_cert_reqs"] is None
+    assert client.connection_pool.connection_class.__name__ == "SSLConnection"
+    blocking = connect(make_settings("redis://localhost:6379/0"), blocking=True)
+    assert blocking.connection_pool.connection_kwargs["socket_timeout"] is None
+
+
+def test_logs_carry_ids_and_outcomes_but_never_keys_or_bodies(
+    client: FlaskClient, redis_conn: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = load_fixture("phonecall")
+    with caplog.at_level(logging.DEBUG):
+        post(client, body)
+        post(client, body)
+        post(client, b'{"secret_payload_marker": 1}')
+        post(client, body, key="wrong-key-attempt")
+    text = caplog.text + "".join(str(r.__dict__) for r in caplog.records)
+    for secret in (LIVE_KEY, OLD_LIVE_KEY, "wrong-key-attempt", "alex@example.com", "secret_payload_marker"):
+        assert secret not in text
+    outcomes = [getattr(r, "outcome", None) for r in caplog.records if r.name.startswith("callback_server")]
+    assert outcomes[:3] == ["queued", "duplicate", "quarantined"]
+    assert "unauthorized" in outcomes
+    queued = next(r for r in caplog.records if getattr(r, "outcome", None) == "queued")
+    assert queued.task_id == body["task_id"] and queued.type == "phonecall"  # type: ignore[attr-defined]
+    assert queued.latency_ms >= 0  # type: ignore[attr-defined]
