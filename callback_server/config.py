@@ -27,6 +27,9 @@ class Secret:
         """The real value, for the one place that needs it."""
         return self._value
 
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
     def __repr__(self) -> str:
         return "'**********'"
 

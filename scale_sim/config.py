@@ -12,36 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from callback_server.config import Secret
 from scale_sim import defaults
 from scale_sim.exceptions import ConfigError, FaultSpecError
 from scale_sim.faults import FaultValues, parse_faults
-
-
-class Secret:
-    """A string that never prints: repr and str show ``'**********'``."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        """The real value, for the one place that sends it."""
-        return self._value
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
-
-    def __repr__(self) -> str:
-        return "'**********'"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
 
 
 def is_http_url(value: str) -> bool:

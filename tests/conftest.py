@@ -15,6 +15,7 @@ from flask.testing import FlaskClient
 from callback_server import create_app
 from callback_server.config import Settings
 from callback_server.embedded import RedisProcess
+from callback_server.schemas import TASK_TYPES  # noqa: F401 - re-exported for the tests
 
 FIXTURES = Path(__file__).parent / "fixtures"
 LIVE_KEY = "live-callback-key-0123456789"
@@ -83,13 +84,3 @@ def load_fixture(name: str) -> dict[str, Any]:
     data: dict[str, Any] = json.loads((FIXTURES / f"{name}.json").read_text())
     return data
 
-
-TASK_TYPES = (
-    "categorization",
-    "transcription",
-    "phonecall",
-    "comparison",
-    "annotation",
-    "datacollection",
-    "audiotranscription",
-)

@@ -37,6 +37,21 @@ def child_env(**overrides: str) -> dict[str, str]:
     return env
 
 
+def stack_env(redis_url: str, **overrides: str) -> dict[str, str]:
+    """The environment of a test receiver or worker: our key, the recording handlers, a fast lease."""
+    from tests.conftest import LIVE_KEY
+
+    base = {
+        "REDIS_URL": redis_url,
+        "SCALE_CALLBACK_AUTH_KEY": LIVE_KEY,
+        "CALLBACK_HANDLERS": "workers.handlers,tests.workers.recording_handlers",
+        "WORKER_HEARTBEAT": "0.3",
+        "HANDLER_RETRY_INTERVALS": "0,0",
+        "WEB_CONCURRENCY": "2",
+    }
+    return child_env(**{**base, **overrides})
+
+
 @contextmanager
 def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
     """Run a child process with its output in ``log``; kill it on exit."""

@@ -25,7 +25,7 @@ from callback_server.reconcile import Reconciler, ScaleAPI
 from scale_sim.config import Secret, SimSettings
 from scale_sim.server import SimServer
 from tests.conftest import LIVE_KEY, TASK_TYPES, make_settings
-from tests.processes import ROOT, child_env, gunicorn, process, wait_for, worker_args
+from tests.processes import ROOT, gunicorn, process, stack_env, wait_for, worker_args
 from tests.scale_sim.support import json_body
 from tests.scale_sim.test_client import CLIENT_TYPES
 from tests.workers.conftest import effects
@@ -71,14 +71,7 @@ class Stack:
 
 @pytest.fixture
 def stack(redis_conn: redis.Redis, redis_server: RedisProcess, tmp_path: Path) -> Iterator[Stack]:
-    env = child_env(
-        REDIS_URL=redis_server.url,
-        SCALE_CALLBACK_AUTH_KEY=LIVE_KEY,
-        CALLBACK_HANDLERS="workers.handlers,tests.workers.recording_handlers",
-        WORKER_HEARTBEAT="0.3",
-        HANDLER_RETRY_INTERVALS="0,0",
-        WEB_CONCURRENCY="2",
-    )
+    env = stack_env(redis_server.url)
     with gunicorn(env, free_port(), tmp_path / "gunicorn.log") as base:
         settings = SimSettings(
             callback_auth_key=Secret(LIVE_KEY),

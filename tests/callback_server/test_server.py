@@ -16,7 +16,7 @@ import requests
 
 from callback_server.embedded import RedisProcess, free_port
 from tests.conftest import LIVE_KEY, TASK_TYPES, load_fixture
-from tests.processes import ROOT, child_env, gunicorn, process, wait_for, worker_args
+from tests.processes import ROOT, child_env, gunicorn, process, stack_env, wait_for, worker_args
 from tests.workers.conftest import effects
 
 pytestmark = pytest.mark.slow
@@ -24,14 +24,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def server_env(redis_conn: redis.Redis, redis_server: RedisProcess) -> dict[str, str]:
-    return child_env(
-        REDIS_URL=redis_server.url,
-        SCALE_CALLBACK_AUTH_KEY=LIVE_KEY,
-        CALLBACK_HANDLERS="workers.handlers,tests.workers.recording_handlers",
-        WORKER_HEARTBEAT="0.3",
-        WEB_CONCURRENCY="2",
-        REDIS_TIMEOUT="0.5",
-    )
+    return stack_env(redis_server.url, REDIS_TIMEOUT="0.5")
 
 
 @pytest.fixture

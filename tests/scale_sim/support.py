@@ -13,6 +13,8 @@ from typing import Any, TypeVar
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
+from scale_sim.validation import TASK_TYPES  # noqa: F401 - re-exported for the tests
+
 T = TypeVar("T")
 
 TEST_KEY = "test_0123456789abcdef"
@@ -285,12 +287,3 @@ def json_body(callback_url: str, task_type: str) -> dict[str, Any]:
     return {"callback_url": callback_url, **bodies[task_type]}
 
 
-TASK_TYPES = (
-    "categorization",
-    "transcription",
-    "phonecall",
-    "comparison",
-    "annotation",
-    "datacollection",
-    "audiotranscription",
-)

@@ -13,7 +13,7 @@ import redis
 
 from callback_server.config import Settings
 from tests.conftest import LIVE_KEY
-from tests.processes import child_env, process, wait_for, worker_args
+from tests.processes import child_env, process, stack_env, wait_for, worker_args
 from tests.workers.conftest import effects, enqueue
 from workers.effects import effects_key
 
@@ -24,14 +24,7 @@ HEARTBEAT = 0.3
 
 
 def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
-    env = {
-        "REDIS_URL": settings.redis_url,
-        "SCALE_CALLBACK_AUTH_KEY": LIVE_KEY,
-        "CALLBACK_HANDLERS": "workers.handlers,tests.workers.recording_handlers",
-        "WORKER_HEARTBEAT": str(HEARTBEAT),
-        "HANDLER_RETRY_INTERVALS": "0,0",
-    }
-    return child_env(**{**env, **extra})
+    return stack_env(settings.redis_url, **{"WORKER_HEARTBEAT": str(HEARTBEAT), **extra})
 
 
 def test_sigkill_mid_handler_reruns_it_after_restart_exactly_once(
