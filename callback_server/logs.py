@@ -65,6 +65,12 @@ def configure_logging(level: int = logging.INFO) -> None:
     root = logging.getLogger()
     if any(isinstance(h.formatter, KeyValueFormatter) for h in root.handlers):
         return
+    # The logging HOWTO's optimisations: the line prints none of these, and every callback
+    # logs once, so collecting them (a stack walk for the caller) is wasted CPU.
+    logging._srcfile = None  # type: ignore[attr-defined]
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(KeyValueFormatter())
     root.addHandler(handler)
