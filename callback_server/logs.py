@@ -67,7 +67,7 @@ def configure_logging(level: int = logging.INFO) -> None:
         return
     # The logging HOWTO's optimisations: the line prints none of these, and every callback
     # logs once, so collecting them (a stack walk for the caller) is wasted CPU.
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
