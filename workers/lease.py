@@ -23,11 +23,6 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[
 return 0
 """
 
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
 
 class LeaseLostError(Exception):
     """This worker's lease on the job lapsed and the job may run elsewhere: stop, record nothing."""
@@ -62,7 +57,3 @@ class Lease:
             return True
         self.lost.set()
         return False
-
-    def release(self, connection: redis.Redis) -> None:
-        """Give the lease up after the job ended (only if it is still ours)."""
-        connection.eval(_RELEASE, 1, self.key, self.owner)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 from typing import Any
 
 import redis
@@ -76,6 +77,9 @@ class CallbackWorker(SimpleWorker):
         self.heartbeat_interval = heartbeat_interval
         self.lease_seconds = math.ceil(3 * heartbeat_interval)
         self._lease_connection = _short_timeout_client(self.connection, timeout=min(2.0, heartbeat_interval))
+        self._running: tuple[Lease, Job, Execution] | None = None
+        self._running_lock = threading.Lock()
+        self._renewer: threading.Thread | None = None
 
     @property
     def dequeue_timeout(self) -> int:
@@ -87,41 +91,52 @@ class CallbackWorker(SimpleWorker):
         return self.lease_seconds
 
     def execute_job(self, job: Job, queue: Queue) -> None:
-        """Run the job in this process under a lease that a thread renews."""
+        """Run the job in this process under a lease that the renewal thread keeps alive."""
         lease = Lease(job.id, self.name, self.lease_seconds * 1000)
         lease.take(self.connection)
         execution = self.prepare_execution(job)
-        finished = threading.Event()
-        beat = threading.Thread(target=self._renew, args=(lease, job, execution, finished), daemon=True)
-        beat.start()
+        self._start_renewer()
+        with self._running_lock:
+            self._running = (lease, job, execution)
         dispatch.current_lease = lease
         try:
             self.perform_job(job, queue, execution)
         finally:
             dispatch.current_lease = None
-            finished.set()
-            beat.join(timeout=self.heartbeat_interval + 5)
-            try:
-                lease.release(self.connection)
-            except redis.RedisError:
-                pass  # it expires by itself
+            with self._running_lock:
+                self._running = None
+        # The lease is left to expire rather than deleted: one round trip less per job, and a
+        # finished job is never recovered (recovery requires the status "started").
         self.set_state(WorkerStatus.IDLE)
 
-    def _renew(self, lease: Lease, job: Job, execution: Execution, finished: threading.Event) -> None:
-        while not finished.wait(self.heartbeat_interval):
-            try:
-                if not lease.renew(self._lease_connection):
-                    log.error("lost the lease on a running job; it stops at its next handler",
-                              extra={"delivery_id": job.id, "outcome": "lease_lost"})
-                    return
-                pipe = self._lease_connection.pipeline(transaction=False)
-                self.heartbeat(self.lease_seconds, pipeline=pipe)
-                execution.heartbeat(job.started_job_registry, self.lease_seconds, pipe)
-                pipe.execute()
-            except Exception:
-                # Keep trying: a renewal that fails for a whole lease lets the job be recovered
-                # elsewhere, and the fence then stops this run before its next handler.
-                log.warning("could not renew a job lease", exc_info=True, extra={"delivery_id": job.id})
+    def _start_renewer(self) -> None:
+        if self._renewer is None or not self._renewer.is_alive():
+            self._renewer = threading.Thread(target=self._renew_forever, name="lease-renewer", daemon=True)
+            self._renewer.start()
+
+    def _renew_forever(self) -> None:
+        """Every heartbeat, renew the running job's lease, the worker's and the execution's heartbeats."""
+        while True:
+            time.sleep(self.heartbeat_interval)
+            with self._running_lock:
+                if self._running is None:
+                    continue
+                lease, job, execution = self._running
+                if lease.lost.is_set():
+                    continue
+                try:
+                    if not lease.renew(self._lease_connection):
+                        log.error("lost the lease on a running job; it stops at its next handler",
+                                  extra={"delivery_id": job.id, "outcome": "lease_lost"})
+                        continue
+                    pipe = self._lease_connection.pipeline(transaction=False)
+                    self.heartbeat(self.lease_seconds, pipeline=pipe)
+                    execution.heartbeat(job.started_job_registry, self.lease_seconds, pipe)
+                    pipe.execute()
+                except Exception:
+                    # Keep trying: a renewal that fails for a whole lease lets the job be recovered
+                    # elsewhere, and the fence then stops this run before its next handler.
+                    log.warning("could not renew a job lease", exc_info=True, extra={"delivery_id": job.id})
 
     def _finalize_failure(self, job: Job, queue: Queue, execution: Execution, exc_info: Any) -> None:
         """A run that lost its lease leaves the job to whoever recovered it: no failure, no retry."""
