@@ -2,15 +2,20 @@
 on the command line; the environment variables named here are Heroku's own or documented in the README.
 """
 
-import multiprocessing
 import os
 
+from callback_server.config import ServerSettings
+
+# PORT and WEB_CONCURRENCY are checked like every other variable: a bad one stops the boot
+# with a message naming it.
+_server = ServerSettings.from_env()
+
 # Heroku tells the dyno which port to listen on.
-bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
+bind = f"0.0.0.0:{_server.port}"
 
 # Heroku sets WEB_CONCURRENCY from the dyno's size. The ack path waits on one Redis round
 # trip per callback, so more processes than cores keep the CPU busy during those waits.
-workers = int(os.environ.get("WEB_CONCURRENCY", str(2 * multiprocessing.cpu_count() + 1)))
+workers = _server.web_concurrency
 
 # Plain sync workers: the ack path is short and CPU-bound, and measured faster than gthread,
 # whose threads queue behind the GIL (bench/ingest.py compares). Scale is a fast machine

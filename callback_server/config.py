@@ -172,3 +172,21 @@ class Settings:
             reconcile_window=reconcile_window,
             reconcile_interval=_int(env, "RECONCILE_INTERVAL", defaults.RECONCILE_INTERVAL, minimum=60),
         )
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """What gunicorn.conf.py reads: the port and the number of web processes."""
+
+    port: int
+    web_concurrency: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, *, cpu_count: int | None = None) -> ServerSettings:
+        """PORT (Heroku sets it) and WEB_CONCURRENCY (default: two per core, plus one)."""
+        env = os.environ if env is None else env
+        cores = cpu_count if cpu_count is not None else (os.cpu_count() or 1)
+        port = _int(env, "PORT", defaults.PORT, minimum=1)
+        if port > 65535:
+            raise ConfigError(f"PORT must be at most 65535, got {port}")
+        return cls(port=port, web_concurrency=_int(env, "WEB_CONCURRENCY", 2 * cores + 1, minimum=1))

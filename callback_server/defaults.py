@@ -1,5 +1,8 @@
 """Named defaults; each can be overridden by the environment variable in its comment."""
 
+PORT = 5000
+"""PORT: where the web process listens when Heroku does not say."""
+
 MAX_CONTENT_LENGTH = 10 * 1024 * 1024
 """MAX_CONTENT_LENGTH: the largest callback body accepted; larger ones get 413."""
 

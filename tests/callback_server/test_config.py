@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from callback_server.auth import KeyRing
-from callback_server.config import Secret, Settings
+from callback_server.config import Secret, ServerSettings, Settings
 from callback_server.exceptions import CallbackAuthError, ConfigError
 
 BASE = {"REDIS_URL": "redis://localhost:6379/0", "SCALE_CALLBACK_AUTH_KEY": "k1"}
@@ -64,3 +64,15 @@ def test_a_bad_redis_url_is_not_echoed() -> None:
     with pytest.raises(ConfigError) as raised:
         Settings.from_env({**BASE, "REDIS_URL": "hunter2@redis.example.com:6379"})
     assert "hunter2" not in str(raised.value)
+
+
+def test_server_settings() -> None:
+    assert ServerSettings.from_env({}, cpu_count=2) == ServerSettings(port=5000, web_concurrency=5)
+    assert ServerSettings.from_env({"PORT": "8080", "WEB_CONCURRENCY": "3"}) == ServerSettings(8080, 3)
+    for env, message in (
+        ({"PORT": "http"}, "PORT must be a whole number"),
+        ({"PORT": "70000"}, "PORT must be at most 65535"),
+        ({"WEB_CONCURRENCY": "0"}, "WEB_CONCURRENCY must be at least 1"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            ServerSettings.from_env(env)
