@@ -1,4 +1,4 @@
-"""Ingest benchmark: bare Flask vs naive validate+enqueue vs the real endpoint, same gunicorn config.
+"""Ingest benchmark: bare Flask, a durable-ack floor, naive validate+enqueue, and the real endpoint.
 
 Run: ``.venv/bin/python bench/ingest.py [--duration 15] [--connections 32]``. Needs ``wrk``
 (Debian package). Each request carries a ~1 KB categorization callback with a unique task
@@ -30,6 +30,7 @@ from callback_server.embedded import RedisProcess, free_port  # noqa: E402
 KEY = "bench-callback-key"
 APPS = {
     "bare": "bench.apps:bare()",
+    "floor": "bench.apps:floor()",
     "naive": "bench.apps:naive()",
     "real": "callback_server:create_app()",
 }
@@ -149,7 +150,7 @@ def main() -> None:
                     redis.Redis.from_url(server.url).flushall()
                     results[name] = run_wrk(url, script, args.duration, args.connections, args.threads)
                     conn = redis.Redis.from_url(server.url)
-                    results[name]["queued"] = conn.llen("rq:queue:callbacks") + conn.llen("rq:queue:naive")
+                    results[name]["queued"] = sum(conn.llen(f"rq:queue:{q}") for q in ("callbacks", "naive", "floor"))
                 finally:
                     proc.terminate()
                     proc.wait(timeout=30)
