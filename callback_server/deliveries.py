@@ -225,9 +225,9 @@ class DeliveryQueue:
     def _run_accept(self, keys: tuple[str, ...], args: tuple[Any, ...]) -> Any:
         """EVALSHA on a pooled connection, without redis-py's generic command machinery.
 
-        That machinery costs more CPU than the rest of the ack path, and its blanket retry is
-        wrong here: a timeout while *reading* the reply may mean the script ran, so only a
-        failure to *send* (a stale pooled socket after a Redis restart) is tried again.
+        Its blanket retry is wrong here: a timeout while *reading* the reply may mean the script
+        ran, so only a failure to *send* is tried again (the pool already replaces sockets that
+        Redis closed, e.g. after a restart).
         """
         pool = self.connection.connection_pool
         for attempt in (1, 2):
