@@ -13,21 +13,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from callback_server.schemas import TASK_TYPES
 from scale_sim import defaults
 from scale_sim.config import is_http_url
 from scale_sim.exceptions import FaultSpecError, InvalidRequestError
 from scale_sim.faults import FaultValues, parse_fault_list
-
-TASK_TYPES = (
-    "categorization",
-    "transcription",
-    "phonecall",
-    "comparison",
-    "annotation",
-    "datacollection",
-    "audiotranscription",
-)
-"""The seven task types the reference documents."""
 
 TYPE_ALIASES = {"categorize": "categorization"}
 """The 2016 endpoint name for categorization; tasks created there still have type categorization."""
