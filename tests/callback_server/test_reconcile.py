@@ -213,3 +213,52 @@ def test_has_more_with_an_empty_page_is_an_error_not_a_complete_run(
         scale.server.shutdown()
     assert not summary.complete
     assert "has_more with an empty page" in summary.errors[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        ([], {}, "SCALE_API_KEY is not set"),
+        (["--since", "yesterday"], {"SCALE_API_KEY": API_KEY}, "not an ISO-8601 time: 'yesterday'"),
+        (["--since", "2026-01-02T00:00:00Z", "--hours", "2"], {"SCALE_API_KEY": API_KEY}, "not both"),
+        (["--since", "2026-01-02T00:00:00Z", "--until", "2026-01-01T00:00:00Z"], {"SCALE_API_KEY": API_KEY},
+         "the window is empty"),
+        (["--hours", "-1"], {"SCALE_API_KEY": API_KEY}, "-1"),
+    ],
+)
+def test_reconcile_command_rejects_bad_input_before_calling_the_api(
+    settings: Settings, redis_conn: redis.Redis, monkeypatch: pytest.MonkeyPatch,
+    args: list[str], env: dict[str, str], message: str,
+) -> None:
+    from click.testing import CliRunner
+
+    from callback_server.cli import cli
+
+    monkeypatch.setenv("REDIS_URL", settings.redis_url)
+    monkeypatch.setenv("SCALE_CALLBACK_AUTH_KEY", "k")
+    monkeypatch.setenv("SCALE_API_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.delenv("SCALE_API_KEY", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(cli, ["reconcile", *args])
+    assert result.exit_code != 0
+    assert message in result.output
+    assert RunLog(redis_conn).recent() == []
+
+
+def test_reconcile_command_reports_an_incomplete_run_and_exits_1(
+    fake: FakeScale, settings: Settings, redis_conn: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from callback_server.cli import cli
+
+    fake.failures = [(401, {})]
+    for name, value in {"REDIS_URL": settings.redis_url, "SCALE_CALLBACK_AUTH_KEY": "k",
+                        "SCALE_API_URL": fake.url, "SCALE_API_KEY": API_KEY}.items():
+        monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(cli, ["reconcile", "--hours", "1"])
+    assert result.exit_code == 1
+    assert "RECONCILIATION INCOMPLETE" in result.output
+    assert "HTTP 401" in result.output
+    assert API_KEY not in result.output
