@@ -19,25 +19,27 @@ from tests.processes import child_env, process, wait_for
 pytestmark = pytest.mark.slow
 
 
+def answers(url: str) -> bool:
+    """True once the URL answers 200 (a refused connection is just "not yet")."""
+    try:
+        return requests.get(url, timeout=1).status_code == 200
+    except requests.ConnectionError:
+        return False
+
+
 def test_dev_runs_receiver_worker_and_simulator_on_an_embedded_redis_and_stops_them_all(tmp_path: Path) -> None:
     port, sim_port = free_port(), free_port()
     args = [sys.executable, "-m", "callback_server", "dev", "--port", str(port), "--sim-port", str(sim_port),
             "--data", str(tmp_path / "var")]
     log = tmp_path / "dev.log"
     with process(args, child_env(), log) as dev:
-        def up() -> bool:
-            try:
-                return requests.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200
-            except requests.ConnectionError:
-                return False
-
-        wait_for(up, timeout=60, what="the receiver")
+        wait_for(lambda: answers(f"http://127.0.0.1:{port}/readyz"), timeout=60, what="the receiver")
         body = load_fixture("categorization")
         answer = requests.post(f"http://127.0.0.1:{port}/callback", data=json.dumps(body), timeout=10,
                                headers={"scale-callback-auth": DEV_CALLBACK_KEY, "Content-Type": "application/json"})
         assert answer.json() == {"status": "queued"}
         # The simulator completes a task and calls the receiver back; the worker logs the result.
-        wait_for(lambda: requests.get(f"http://127.0.0.1:{sim_port}/", timeout=1).ok, timeout=30, what="the sim")
+        wait_for(lambda: answers(f"http://127.0.0.1:{sim_port}/"), timeout=30, what="the simulator")
         created = requests.post(
             f"http://127.0.0.1:{sim_port}/v1/task/categorization", auth=("test_dev", ""), timeout=10,
             data={"instruction": "Red or blue?", "attachment_type": "text", "attachment": "tomato",
