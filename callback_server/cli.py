@@ -27,7 +27,7 @@ from callback_server.exceptions import CallbackServerError, InvalidCallbackError
 from callback_server.jobs import failure_line
 from callback_server.logs import configure_logging
 from callback_server.quarantine import Quarantine
-from callback_server.reconcile import RUNS_KEPT, RunLog, RunSummary, build_reconciler, run_locked
+from callback_server.reconcile import RUNS_KEPT, Reconciler, RunLog, RunSummary, build_reconciler, run_locked
 from callback_server.schemas import load_callback, parse_timestamp
 
 
@@ -218,6 +218,8 @@ def reconcile_command(
     """Queue completed tasks whose callbacks never arrived (same validation and dedup as callbacks)."""
     if ctx.invoked_subcommand is not None:
         return
+    if since and hours:
+        raise click.UsageError("give --since or --hours, not both")
     configure_logging()
     settings = _settings()
     connection = connect(settings)
@@ -225,8 +227,16 @@ def reconcile_command(
         reconciler = build_reconciler(settings, connection)
     except CallbackServerError as exc:
         raise click.ClickException(exc.message) from None
-    if since and hours:
-        raise click.UsageError("give --since or --hours, not both")
+    try:
+        _reconcile_loop(ctx, reconciler, settings, since, until, hours, schedule)
+    finally:
+        reconciler.close()
+
+
+def _reconcile_loop(
+    ctx: click.Context, reconciler: Reconciler, settings: Settings, since: str | None, until: str | None,
+    hours: float | None, schedule: bool,
+) -> None:
     while True:
         end = _parse_when(until, "--until") if until else datetime.now(UTC)
         if since:

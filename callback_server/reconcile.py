@@ -82,6 +82,10 @@ class ScaleAPI:
         self.backoff = backoff
         self.sleep = sleep
 
+    def close(self) -> None:
+        """Close the pooled HTTP connections."""
+        self.session.close()
+
     def _get(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
         rate_limited = failures = 0
         while True:
@@ -220,6 +224,10 @@ class Reconciler:
         self.deliveries = deliveries
         self.quarantine = quarantine
         self.connection = deliveries.connection
+
+    def close(self) -> None:
+        """Release the API client's connections."""
+        self.api.close()
 
     def run(self, start: datetime, end: datetime) -> RunSummary:
         """Reconcile one window; the summary says whether it completed, and is kept in the run log."""

@@ -178,6 +178,7 @@ def test_reconciliation_racing_live_callbacks_makes_no_duplicate(stack: Stack) -
     finally:
         stop.set()
         racer.join()
+        reconciler.close()
     wait_for(lambda: len(stack.handled()) == 21, timeout=30, what="every task handled")
     wait_for(lambda: stack.conn.llen("rq:queue:callbacks") == 0, what="the queue to drain")
     runs = stack.handled()
@@ -212,7 +213,10 @@ def test_rate_limited_pagination_over_several_pages(
         api = ScaleAPI(sim.api_url, ReceiverSecret(API_KEY), sleep=sleep)
         reconciler = Reconciler(api, DeliveryQueue.from_settings(receiver_settings, redis_conn), Quarantine(redis_conn))
         now = datetime.now(UTC)
-        summary = reconciler.run(now - timedelta(hours=1), now + timedelta(minutes=1))
+        try:
+            summary = reconciler.run(now - timedelta(hours=1), now + timedelta(minutes=1))
+        finally:
+            reconciler.close()
     assert summary.complete, summary.errors
     assert (summary.seen, summary.queued) == (230, 230)
     assert waits, "the simulator's 429s were not waited out"

@@ -75,9 +75,22 @@ def fake() -> Iterator[FakeScale]:
     scale.server.shutdown()
 
 
+_OPEN: list[Reconciler] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_reconcilers() -> Iterator[None]:
+    """Close the API clients' keep-alive connections, or they surface later as ResourceWarnings."""
+    yield
+    while _OPEN:
+        _OPEN.pop().close()
+
+
 def reconciler_for(fake: FakeScale, settings: Settings, conn: redis.Redis, sleeps: list[float]) -> Reconciler:
     api = ScaleAPI(fake.url, Secret(API_KEY), backoff=0.01, sleep=sleeps.append)
-    return Reconciler(api, DeliveryQueue.from_settings(settings, conn), Quarantine(conn))
+    reconciler = Reconciler(api, DeliveryQueue.from_settings(settings, conn), Quarantine(conn))
+    _OPEN.append(reconciler)
+    return reconciler
 
 
 WINDOW = (datetime.now(UTC) - timedelta(days=1), datetime.now(UTC))
@@ -162,7 +175,9 @@ def test_client_errors_stop_at_once(
 
 def test_unreachable_api_is_reported(settings: Settings, redis_conn: redis.Redis) -> None:
     api = ScaleAPI("http://127.0.0.1:9/v1", Secret(API_KEY), backoff=0.0, sleep=lambda _: None, timeout=1)
-    summary = Reconciler(api, DeliveryQueue.from_settings(settings, redis_conn), Quarantine(redis_conn)).run(*WINDOW)
+    reconciler = Reconciler(api, DeliveryQueue.from_settings(settings, redis_conn), Quarantine(redis_conn))
+    _OPEN.append(reconciler)
+    summary = reconciler.run(*WINDOW)
     assert not summary.complete
     assert summary.errors == ["GET tasks: unreachable after 4 tries: ConnectionError"]
 
