@@ -201,7 +201,8 @@ def test_rate_limited_pagination_over_several_pages(
             client.create_task(CLIENT_TYPES[TASK_TYPES[i % 7]], **json_body("http://127.0.0.1:9/cb", TASK_TYPES[i % 7]))
         wait_for(lambda: client.api.get_request("tasks", params={"status": "completed", "limit": 1})["total"] == 230,
                  timeout=60, what="all tasks to complete")
-    limited = SimSettings(**{**settings.__dict__, "rate_limit": 2.0})
+    # Half a request per second: even a slow machine pages faster than that, so 429s must come.
+    limited = SimSettings(**{**settings.__dict__, "rate_limit": 0.5})
     with SimServer(limited, start_scheduler=False) as sim:
         waits: list[float] = []
 

@@ -73,6 +73,7 @@ def fake() -> Iterator[FakeScale]:
     scale.thread.start()
     yield scale
     scale.server.shutdown()
+    scale.server.server_close()
 
 
 _OPEN: list[Reconciler] = []
@@ -226,6 +227,7 @@ def test_has_more_with_an_empty_page_is_an_error_not_a_complete_run(
         summary = reconciler_for(scale, settings, redis_conn, []).run(*WINDOW)
     finally:
         scale.server.shutdown()
+        scale.server.server_close()
     assert not summary.complete
     assert "has_more with an empty page" in summary.errors[0]
 
