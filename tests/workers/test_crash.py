@@ -12,6 +12,7 @@ import pytest
 import redis
 
 from callback_server.config import Settings
+from callback_server.embedded import RedisProcess
 from tests.conftest import LIVE_KEY
 from tests.processes import child_env, process, stack_env, wait_for, worker_args
 from tests.workers.conftest import effects, enqueue
@@ -94,3 +95,20 @@ def test_delayed_retry_runs_through_rqs_scheduler(settings: Settings, redis_conn
     d = delivery.delivery_id
     assert effects(redis_conn) == [f"record:{d}", f"second:{d}"]
     assert effects(redis_conn, "test:started").count(f"second:{d}") == 2
+
+
+def test_worker_rides_out_a_redis_restart_while_idle(
+    settings: Settings, redis_conn: redis.Redis, redis_server: RedisProcess, tmp_path: Path
+) -> None:
+    log = tmp_path / "worker.log"
+    with process(worker_args(), worker_env(settings), log) as proc:
+        wait_for(lambda: redis_conn.smembers("rq:workers"), what="the worker to register")
+        redis_server.stop()
+        wait_for(lambda: "could not connect to Redis" in log.read_text(), what="the worker to notice")
+        redis_server.start()
+        conn = redis.Redis.from_url(redis_server.url)
+        delivery = enqueue(settings, conn, "comparison")
+        wait_for(lambda: len(effects(conn)) == 2, timeout=30, what="the delivery after the restart")
+        assert proc.poll() is None
+    d = delivery.delivery_id
+    assert effects(conn) == [f"record:{d}", f"second:{d}"]
