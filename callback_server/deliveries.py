@@ -34,8 +34,7 @@ DISPATCH_FUNCTION = "workers.dispatch.process_delivery"
 CALLBACK = "callback"
 RECONCILE = "reconcile"
 REPLAY = "replay"
-SOURCES = (CALLBACK, RECONCILE, REPLAY)
-"""Where a delivery came from: Scale's POST, the reconciler, or a quarantine replay."""
+"""Where a delivery came from (its ``source``): Scale's POST, the reconciler, or a quarantine replay."""
 
 _ACCEPT_SCRIPT = """
 -- KEYS: seen key, job key, queue key, rq:queues.

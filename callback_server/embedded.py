@@ -71,8 +71,8 @@ class RedisProcess:
         try:
             while True:
                 try:
+                    # Answers only once the AOF is loaded (BusyLoadingError until then).
                     client.ping()
-                    # After a restart the AOF is replayed before PING answers "LOADING"-free.
                     return
                 except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
                     if self.process.poll() is not None:

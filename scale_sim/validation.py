@@ -8,6 +8,7 @@ what goes into ``params`` and what stays at the top level of the task.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -223,10 +224,11 @@ def _categorization(read: _Reader, top: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
-def _transcription(read: _Reader, top: dict[str, Any]) -> dict[str, Any]:
+def _fields_task(read: _Reader, top: dict[str, Any], attachment_types: tuple[str, ...]) -> dict[str, Any]:
+    """transcription and datacollection: the same parameters, different attachment types."""
     top["instruction"] = read.string("instruction", required=True)
     return {
-        "attachment_type": read.choice("attachment_type", ATTACHMENT_TYPES, required=True),
+        "attachment_type": read.choice("attachment_type", attachment_types, required=True),
         "attachment": read.string("attachment", required=True),
         "fields": read.string_map("fields", required=True),
     }
@@ -287,15 +289,6 @@ def _annotation(read: _Reader, top: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
-def _datacollection(read: _Reader, top: dict[str, Any]) -> dict[str, Any]:
-    top["instruction"] = read.string("instruction", required=True)
-    return {
-        "attachment_type": read.choice("attachment_type", DATACOLLECTION_ATTACHMENT_TYPES, required=True),
-        "attachment": read.string("attachment", required=True),
-        "fields": read.string_map("fields", required=True),
-    }
-
-
 def _audiotranscription(read: _Reader, top: dict[str, Any]) -> dict[str, Any]:
     top["instruction"] = read.string("instruction", required=False) or defaults.AUDIO_INSTRUCTION
     return {
@@ -307,11 +300,11 @@ def _audiotranscription(read: _Reader, top: dict[str, Any]) -> dict[str, Any]:
 
 _CHECKERS: dict[str, Callable[[_Reader, dict[str, Any]], dict[str, Any]]] = {
     "categorization": _categorization,
-    "transcription": _transcription,
+    "transcription": functools.partial(_fields_task, attachment_types=ATTACHMENT_TYPES),
     "phonecall": _phonecall,
     "comparison": _comparison,
     "annotation": _annotation,
-    "datacollection": _datacollection,
+    "datacollection": functools.partial(_fields_task, attachment_types=DATACOLLECTION_ATTACHMENT_TYPES),
     "audiotranscription": _audiotranscription,
 }
 
