@@ -1,8 +1,9 @@
 """Deliveries: their identity, and accepting one onto the RQ queue exactly once.
 
 Scale sends no delivery id, so identity is derived from content: a retry repeats the same
-task id, status, completion time and response; an audit or recall of the same task changes
-one of them and is a new delivery.
+task id, status, completion time, response and audit trail; every event of the same task
+(an error, each audit, a recall, the next completion) changes one of them and is a new
+delivery.
 
 Accepting is one Lua script, so one Redis round trip: remember the identity (SET NX with a
 TTL) and, only if it was new, write the RQ job hash and push its id on the queue. Either
@@ -26,7 +27,7 @@ from rq.utils import utcformat
 
 from callback_server import defaults
 from callback_server.config import Settings
-from callback_server.schemas import parse_timestamp
+from callback_server.events import Event, derive_event, parse_instant
 
 DISPATCH_FUNCTION = "workers.dispatch.process_delivery"
 """What a worker runs for each delivery, by dotted path so the web tier imports no handler code."""
@@ -59,21 +60,43 @@ def _lua_string(value: object) -> str:
 
 
 def delivery_id(body: dict[str, Any]) -> str:
-    """The identity of a validated callback body: same content, same id; 32 hex characters."""
+    """The identity of a validated callback body: same content, same id; 32 hex characters.
+
+    It reads only the task's state (never ``updated_at`` nor ``callback_completed``, which move
+    without a new event), so a task from the list API has the identity of its callback. For a
+    task never audited it is exactly what it was before audits counted, so an upgrade in the
+    middle of Scale's retries does not accept a delivery twice.
+    """
     task = body["task"]
-    material = [body["task_id"], task.get("status"), _instant(task.get("completed_at")), body["response"]]
+    material: list[Any] = [body["task_id"], task.get("status"), _instant(task.get("completed_at")), body["response"]]
+    audit_state = _audit_state(task)
+    if audit_state is not None:
+        material.append(audit_state)
     canonical = json.dumps(material, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
+    # surrogatepass: JSON may escape a lone surrogate inside a response; it hashes like any text.
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
-def _instant(value: str | None) -> str | None:
-    """A timestamp as one canonical UTC string, so the list API and the callback agree on it."""
-    if not value:
-        return value
-    moment = parse_timestamp(value)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+def _audit_state(task: dict[str, Any]) -> list[Any] | None:
+    """The review status and the audit trail, in the fields that tell one audit from the next."""
+    audits = [a for a in task.get("audits") or () if isinstance(a, dict)]
+    review = task.get("customer_review_status")
+    if not audits and review in (None, "pending"):
+        return None
+    trail = [
+        [_instant(a.get("audited_at")), a.get("audit_result"), a.get("audit_source"), a.get("audited_by")]
+        for a in audits
+    ]
+    return [review, trail]
+
+
+def _instant(value: Any) -> Any:
+    """A timestamp as one canonical UTC string, so the list API and the callback agree on it.
+
+    One that names no instant (only outside ``completed_at``, which validation checks) is kept as sent.
+    """
+    moment = parse_instant(value)
+    return value if moment is None else moment.isoformat(timespec="microseconds")
 
 
 @dataclass(frozen=True)
@@ -88,6 +111,7 @@ class Delivery:
     received_at: str
     body: dict[str, Any] = field(repr=False)
     raw: str | None = field(default=None, repr=False, compare=False)
+    event: Event = Event("completed")
 
     @classmethod
     def from_body(
@@ -103,6 +127,7 @@ class Delivery:
             received_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
             body=body,
             raw=raw,
+            event=derive_event(body["task"]),
         )
 
     def as_job_arg(self) -> dict[str, Any]:
@@ -117,6 +142,8 @@ class Delivery:
             "mode": self.mode,
             "source": self.source,
             "received_at": self.received_at,
+            "event": self.event.name,
+            "review_status": self.event.review_status,
         }
 
     def job_data(self) -> bytes:
@@ -131,8 +158,9 @@ class Delivery:
 
 
 def describe(delivery: Delivery) -> str:
-    """A job description that names ids, never payload content."""
-    return f"{delivery.task_type} task {delivery.task_id} delivery {delivery.delivery_id} ({delivery.source})"
+    """A job description that names ids and the event, never payload content."""
+    event = delivery.event.name + (f" {delivery.event.review_status}" if delivery.event.review_status else "")
+    return f"{delivery.task_type} {event} task {delivery.task_id} delivery {delivery.delivery_id} ({delivery.source})"
 
 
 _JSON = JSONSerializer()

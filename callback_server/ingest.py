@@ -70,7 +70,13 @@ def receive() -> Response:
     if raw is None or (request.content_length is None and len(raw) >= limit):
         raise PayloadTooLargeError(f"body is over the limit of {limit} bytes")
     try:
-        body, text = load_callback_text(raw)
+        delivery = _delivery(raw, mode)
+        try:
+            queued = state.deliveries.accept(delivery)
+        except redis.RedisError as store_error:
+            raise StoreUnavailableError("could not queue the delivery; try again") from store_error
+        except Exception as exc:
+            raise _unqueueable(exc) from exc
     except InvalidCallbackError as exc:
         try:
             quarantine_id = state.quarantine.keep(
@@ -79,16 +85,31 @@ def receive() -> Response:
         except redis.RedisError as store_error:
             raise StoreUnavailableError("could not store the delivery; try again") from store_error
         return _answer("quarantined", started, mode=mode, reason=exc.message, quarantine_id=quarantine_id)
-    delivery = Delivery.from_body(body, mode=mode, raw=text)
-    try:
-        queued = state.deliveries.accept(delivery)
-    except redis.RedisError as store_error:
-        raise StoreUnavailableError("could not queue the delivery; try again") from store_error
     return _answer(
         "queued" if queued else "duplicate",
         started,
         task_id=delivery.task_id,
         type=delivery.task_type,
+        event=delivery.event.name,
         delivery_id=delivery.delivery_id,
         mode=mode,
     )
+
+
+def _delivery(raw: bytes, mode: str) -> Delivery:
+    """The delivery a body makes, or :class:`InvalidCallbackError`: never any other exception.
+
+    Validation is meant to catch everything a delivery cannot be built from; should anything
+    slip past it, the body is still kept (quarantined) rather than answered with a 500 that
+    Scale would retry for 24 hours and then drop.
+    """
+    body, text = load_callback_text(raw)
+    try:
+        return Delivery.from_body(body, mode=mode, raw=text)
+    except Exception as exc:
+        raise _unqueueable(exc) from exc
+
+
+def _unqueueable(exc: Exception) -> InvalidCallbackError:
+    log.error("valid body could not be queued; quarantined", exc_info=True, extra={"outcome": "quarantined"})
+    return InvalidCallbackError(f"body passed validation but could not be queued: {type(exc).__name__}")

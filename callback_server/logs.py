@@ -13,6 +13,7 @@ import time
 FIELDS = (
     "task_id",
     "type",
+    "event",
     "delivery_id",
     "mode",
     "source",

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
+from callback_server.events import CANCELED, ERROR, RECALLED, STATUS_EVENTS, derive_event, parse_instant
 from callback_server.exceptions import InvalidCallbackError
 
 MAX_COORDINATE = 2**31
@@ -27,7 +29,23 @@ TASK_TYPES = (
     "datacollection",
     "audiotranscription",
 )
-"""The task types whose responses this receiver knows; any other type goes to the fallback."""
+"""The task types of the 2016 API (the simulator serves these, plus today's common ones)."""
+
+GEOMETRY_TYPES = ("imageannotation", "polygonannotation", "lineannotation", "pointannotation", "cuboidannotation")
+"""Today's image types whose response is a list of typed shapes (``annotations``)."""
+
+FILE_RESULT_TYPES = (
+    "videoannotation",
+    "videoboxannotation",
+    "videoplaybackannotation",
+    "videocuboidannotation",
+    "lidarannotation",
+    "lidarlinking",
+    "lidarsegmentation",
+    "lidartopdown",
+    "sensorfusion",
+)
+"""Today's video and lidar types, whose result is a file: ``annotations: {url}``."""
 
 
 class StrictString(fields.String):
@@ -37,6 +55,24 @@ class StrictString(fields.String):
         if non_empty:
             kwargs.setdefault("validate", validate.Length(min=1))
         super().__init__(**kwargs)
+
+
+class IdString(StrictString):
+    """An id or a type name: it keys Redis records and log lines, so it must be encodable text.
+
+    JSON can escape a lone surrogate (``"\\ud800"``), which no UTF-8 encoder accepts.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(validate=validate.Length(min=1, max=200), **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        text: str = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValidationError("Holds an unpaired surrogate escape: not encodable text.") from None
+        return text
 
 
 class StrictBoolean(fields.Field):
@@ -79,22 +115,80 @@ class StringOrList(fields.Field):
         raise ValidationError("Not a string or a list of strings.")
 
 
+def _is_number(value: Any, minimum: float, maximum: float) -> bool:
+    """The fast form of :class:`JsonNumber`'s check, for items of long lists."""
+    return (
+        not isinstance(value, bool)
+        and isinstance(value, int | float)
+        and (not isinstance(value, float) or math.isfinite(value))
+        and minimum <= value <= maximum
+    )
+
+
+def _is_optional_string(value: Any) -> bool:
+    return value is None or isinstance(value, str)
+
+
+class ListOf(fields.Field):
+    """A list of objects checked by ``schema``, in time linear in its length and with errors capped.
+
+    A response may hold 100,000 boxes: marshmallow would take seconds over them, and its error
+    dict for a list of empty objects grows to 65 times the body. So each item is first checked
+    by ``fast`` (a plain predicate that agrees with the schema); only items it doubts go through
+    marshmallow, for their messages, and only the first :data:`MAX_ITEM_ERRORS` of them.
+    """
+
+    def __init__(self, schema: type[Schema], fast: Callable[[Any], bool], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.schema = schema()
+        self.fast = fast
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> list[Any]:
+        if not isinstance(value, list):
+            raise ValidationError("Not a list.")
+        errors: dict[int | str, Any] = {}
+        invalid = 0
+        for index, item in enumerate(value):
+            if isinstance(item, dict) and self.fast(item):
+                continue
+            if len(errors) >= MAX_ITEM_ERRORS:
+                invalid += 1
+                continue
+            item_errors = self.schema.validate(item) if isinstance(item, dict) else {"_schema": ["Not an object."]}
+            if item_errors:
+                invalid += 1
+                errors[index] = item_errors
+        if invalid:
+            if invalid > len(errors):
+                errors["_more"] = [f"{invalid - len(errors)} more invalid items are not listed"]
+            raise ValidationError(errors)
+        return value
+
+
+MAX_ITEM_ERRORS = 20
+"""How many invalid items of one list a validation error lists; the rest are counted."""
+
+
+def parse_timestamp(value: str) -> datetime:
+    """A Scale timestamp as an aware UTC datetime; ValueError when it names no instant.
+
+    Accepts what Scale prints, sloppy forms included (``2016-9-03T07:38:32.368Z``).
+    """
+    moment = parse_instant(value)
+    if moment is None:
+        raise ValueError(f"not an ISO-8601 instant: {value!r}")
+    return moment
+
+
 class Timestamp(fields.Field):
-    """An ISO-8601 timestamp, kept as the string Scale sent."""
+    """A timestamp the pipeline relies on (``completed_at``): it must name an instant; kept as sent."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         if not isinstance(value, str):
             raise ValidationError("Not an ISO-8601 timestamp string.")
-        try:
-            parse_timestamp(value)
-        except ValueError:
-            raise ValidationError("Not an ISO-8601 timestamp.") from None
+        if parse_instant(value) is None:
+            raise ValidationError("Not an ISO-8601 timestamp with a UTC instant.")
         return value
-
-
-def parse_timestamp(value: str) -> datetime:
-    """Parse Scale's timestamps ("2016-06-23T09:10:02.798Z"), which older Pythons reject for the Z."""
-    return datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
 
 
 class _Open(Schema):
@@ -104,13 +198,29 @@ class _Open(Schema):
         unknown = INCLUDE
 
 
-class TaskSchema(_Open):
-    """The task object Scale embeds in every callback."""
+class AuditSchema(_Open):
+    """One entry of ``task.audits``: only what event derivation reads is checked."""
 
-    task_id = StrictString(required=True, non_empty=True, validate=validate.Length(min=1, max=200))
-    type = StrictString(required=True, validate=validate.Length(min=1, max=100))
-    status = StrictString(allow_none=True)
-    created_at = Timestamp(allow_none=True)
+    audit_result = StrictString(allow_none=True)
+    audit_source = StrictString(allow_none=True)
+    audited_by = StrictString(allow_none=True)
+
+
+def _fast_audit(item: dict[str, Any]) -> bool:
+    return all(_is_optional_string(item.get(name)) for name in ("audit_result", "audit_source", "audited_by"))
+
+
+class TaskSchema(_Open):
+    """The task object Scale embeds in every callback (and the list API returns).
+
+    Checked: what the pipeline reads (ids, type, status, ``completed_at``, the audit trail).
+    Other timestamps (``created_at``, ``updated_at``, ...) are kept as sent, even malformed:
+    they are no reason to hold back a result.
+    """
+
+    task_id = IdString(required=True)
+    type = IdString(required=True)
+    status = StrictString(required=True, validate=validate.OneOf(list(STATUS_EVENTS)))
     completed_at = Timestamp(allow_none=True)
     callback_url = StrictString(allow_none=True)
     instruction = StrictString(allow_none=True)
@@ -120,13 +230,17 @@ class TaskSchema(_Open):
     metadata = fields.Dict(allow_none=True)
     is_test = StrictBoolean(allow_none=True)
     callback_succeeded = StrictBoolean(allow_none=True)
+    audits = ListOf(AuditSchema, _fast_audit, allow_none=True)
+    customer_review_status = StrictString(allow_none=True)
 
 
 class EnvelopeSchema(_Open):
-    """The body of a callback: ``{"task_id", "response", "task"}``."""
+    """The body of a callback: ``{"task_id", "response", "task"}`` (today also a top-level ``status``)."""
 
-    task_id = StrictString(required=True, validate=validate.Length(min=1, max=200))
-    response = fields.Dict(required=True)
+    task_id = IdString(required=True)
+    status = StrictString(allow_none=True)
+    # Required, but null for a recall; which events need an object is checked per event.
+    response = fields.Dict(required=True, allow_none=True)
     task = fields.Nested(TaskSchema, required=True)
 
     @validates_schema(skip_on_field_errors=True)
@@ -136,23 +250,34 @@ class EnvelopeSchema(_Open):
 
 
 class CategorizationResponse(_Open):
-    """``category``: a string, or a list when ``allow_multiple``; ``category_id`` alike."""
+    """2016: ``category`` (a string, or a list), ``category_id`` alike; today: ``taxonomies``."""
 
-    category = StringOrList(required=True)
+    category = StringOrList()
     category_id = StringOrList()
+    taxonomies = fields.Dict(keys=fields.String(), values=StringOrList())
 
     @validates_schema(skip_on_field_errors=True)
     def _same_shape(self, data: dict[str, Any], **kwargs: Any) -> None:
-        if "category_id" in data and isinstance(data["category_id"], list) != isinstance(data["category"], list):
+        if "category" not in data and "taxonomies" not in data:
+            raise ValidationError("a categorization response needs category or taxonomies", field_name="category")
+        if "category_id" in data and isinstance(data["category_id"], list) != isinstance(data.get("category"), list):
             raise ValidationError("must have the same shape as category", field_name="category_id")
 
 
+def _allows_multiple(params: dict[str, Any]) -> bool:
+    """``allow_multiple`` as JSON (true) or as the form-encoded string ("true")."""
+    value = params.get("allow_multiple")
+    return value is True or (isinstance(value, str) and value.strip().lower() == "true")
+
+
 def _categorization_matches_params(response: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
-    """A list answer needs ``allow_multiple``; a single one must not be a list."""
-    multiple = params.get("allow_multiple") is True
-    if multiple != isinstance(response["category"], list):
-        wanted = "a list because allow_multiple is true" if multiple else "a string: allow_multiple is not set"
-        return {"category": [f"Must be {wanted}."]}
+    """A task that allows several answers gets a list; a list without ``allow_multiple`` is fine.
+
+    The 2016 text never lists ``allow_multiple`` among the stored params, so its absence is no
+    evidence that a list answer is wrong.
+    """
+    if "category" in response and _allows_multiple(params) and not isinstance(response["category"], list):
+        return {"category": ["Must be a list because allow_multiple is true."]}
     return {}
 
 
@@ -183,20 +308,203 @@ class ComparisonResponse(_Open):
             raise ValidationError("a comparison response needs choice or fields", field_name="_schema")
 
 
-class Box(_Open):
-    """One bounding box, in pixels."""
+_COORD = {"minimum": -MAX_COORDINATE, "maximum": MAX_COORDINATE}
+_SIZE = {"minimum": 0, "maximum": MAX_COORDINATE}
 
-    left = JsonNumber(required=True, minimum=-MAX_COORDINATE, maximum=MAX_COORDINATE)
-    top = JsonNumber(required=True, minimum=-MAX_COORDINATE, maximum=MAX_COORDINATE)
-    width = JsonNumber(required=True, minimum=0, maximum=MAX_COORDINATE)
-    height = JsonNumber(required=True, minimum=0, maximum=MAX_COORDINATE)
+
+class Box(_Open):
+    """One bounding box, in pixels (``attributes`` and ``uuid`` when Scale sends them)."""
+
+    left = JsonNumber(required=True, **_COORD)
+    top = JsonNumber(required=True, **_COORD)
+    width = JsonNumber(required=True, **_SIZE)
+    height = JsonNumber(required=True, **_SIZE)
     label = StrictString(allow_none=True)
+    uuid = StrictString(allow_none=True)
+    attributes = fields.Dict(allow_none=True)
+
+
+def _fast_labels(item: dict[str, Any]) -> bool:
+    attributes = item.get("attributes")
+    return (
+        _is_optional_string(item.get("label"))
+        and _is_optional_string(item.get("uuid"))
+        and (attributes is None or isinstance(attributes, dict))
+    )
+
+
+def _fast_box(item: dict[str, Any]) -> bool:
+    return (
+        all(name in item and _is_number(item[name], -MAX_COORDINATE, MAX_COORDINATE) for name in ("left", "top"))
+        and all(name in item and _is_number(item[name], 0, MAX_COORDINATE) for name in ("width", "height"))
+        and _fast_labels(item)
+    )
 
 
 class AnnotationResponse(_Open):
     """``annotations``: a list of boxes."""
 
-    annotations = fields.List(fields.Nested(Box), required=True)
+    annotations = ListOf(Box, _fast_box, required=True)
+
+
+class Vertex(_Open):
+    """A point of a polygon or a line."""
+
+    x = JsonNumber(required=True, **_COORD)
+    y = JsonNumber(required=True, **_COORD)
+
+
+def _fast_vertex(item: dict[str, Any]) -> bool:
+    return all(name in item and _is_number(item[name], -MAX_COORDINATE, MAX_COORDINATE) for name in ("x", "y"))
+
+
+class Geometry(_Open):
+    """One imageannotation shape: a box, polygon, line, point, cuboid, ellipse, or one Scale adds later."""
+
+    type = StrictString(allow_none=True)
+    label = StrictString(allow_none=True)
+    uuid = StrictString(allow_none=True)
+    attributes = fields.Dict(allow_none=True)
+
+    @validates_schema(skip_on_field_errors=True)
+    def _shape(self, data: dict[str, Any], **kwargs: Any) -> None:
+        shape = data.get("type") or "box"
+        if shape == "box":
+            errors = Box().validate(data)
+        elif shape in ("polygon", "line"):
+            errors = _Vertices().validate(data)
+        elif shape == "point":
+            errors = Vertex().validate(data)
+        else:
+            errors = {}  # cuboid, ellipse and shapes to come: kept as sent
+        if errors:
+            raise ValidationError(errors)
+
+
+class _Vertices(_Open):
+    vertices = ListOf(Vertex, _fast_vertex, required=True)
+
+
+def _fast_geometry(item: dict[str, Any]) -> bool:
+    shape = item.get("type") or "box"
+    if not isinstance(shape, str) or not _fast_labels(item):
+        return False
+    if shape == "box":
+        return _fast_box(item)
+    if shape in ("polygon", "line"):
+        vertices = item.get("vertices")
+        return isinstance(vertices, list) and all(isinstance(v, dict) and _fast_vertex(v) for v in vertices)
+    if shape == "point":
+        return _fast_vertex(item)
+    return True
+
+
+class ImageannotationResponse(_Open):
+    """imageannotation (and the polygon/line/point/cuboid types): typed shapes, ``global_attributes``."""
+
+    annotations = ListOf(Geometry, _fast_geometry, required=True)
+    global_attributes = fields.Dict(allow_none=True)
+
+
+class TextcollectionResponse(_Open):
+    """``annotations``: values keyed by the request's field ids."""
+
+    annotations = fields.Dict(required=True)
+
+
+class Entity(_Open):
+    """A named entity: a labelled span of the text."""
+
+    id = StrictString(allow_none=True)
+    start = JsonNumber(allow_none=True, minimum=0)
+    end = JsonNumber(allow_none=True, minimum=0)
+    text = StrictString(allow_none=True)
+    label = StrictString(allow_none=True)
+
+
+def _fast_entity(item: dict[str, Any]) -> bool:
+    return all(_is_optional_string(item.get(n)) for n in ("id", "text", "label")) and all(
+        item.get(n) is None or _is_number(item[n], 0, math.inf) for n in ("start", "end")
+    )
+
+
+class Relationship(_Open):
+    """A named link between two entities."""
+
+    id = StrictString(allow_none=True)
+    source_ref = StrictString(allow_none=True)
+    target_ref = StrictString(allow_none=True)
+    name = StrictString(allow_none=True)
+
+
+def _fast_relationship(item: dict[str, Any]) -> bool:
+    return all(_is_optional_string(item.get(n)) for n in ("id", "source_ref", "target_ref", "name"))
+
+
+class NamedEntityResponse(_Open):
+    """namedentityrecognition: ``annotations`` (entities) and ``relationships``."""
+
+    annotations = ListOf(Entity, _fast_entity, required=True)
+    relationships = ListOf(Relationship, _fast_relationship, allow_none=True)
+
+
+class DocumentField(_Open):
+    """One transcribed field of a document."""
+
+    uuid = StrictString(allow_none=True)
+    label = StrictString(allow_none=True)
+    text = StrictString(allow_none=True)
+    page = JsonNumber(allow_none=True, minimum=0)
+    location = fields.Dict(allow_none=True)
+
+
+def _fast_document_field(item: dict[str, Any]) -> bool:
+    location = item.get("location")
+    page = item.get("page")
+    return (
+        all(_is_optional_string(item.get(n)) for n in ("uuid", "label", "text"))
+        and (page is None or _is_number(page, 0, math.inf))
+        and (location is None or isinstance(location, dict))
+    )
+
+
+class DocumentTranscriptionResponse(_Open):
+    """documenttranscription: ``annotations``, one per transcribed field."""
+
+    annotations = ListOf(DocumentField, _fast_document_field, required=True)
+
+
+class FileLink(_Open):
+    """Where Scale put a result file (older video results held the frames inline instead)."""
+
+    url = StrictString(allow_none=True)
+
+
+class FileResultResponse(_Open):
+    """video and lidar types: the result is a file, ``annotations: {url}`` (and ``events: {url}``)."""
+
+    annotations = fields.Nested(FileLink, required=True)
+    events = fields.Nested(FileLink, allow_none=True)
+
+
+class AttachmentError(_Open):
+    """An attachment Scale could not fetch, with the HTTP status it got."""
+
+    url = StrictString(allow_none=True)
+    statusCode = JsonNumber(allow_none=True)  # noqa: N815 - Scale's own name
+
+
+def _fast_attachment_error(item: dict[str, Any]) -> bool:
+    code = item.get("statusCode")
+    return _is_optional_string(item.get("url")) and (code is None or _is_number(code, -math.inf, math.inf))
+
+
+class ErrorResponse(_Open):
+    """An error at creation: ``{"error", "attachments": [...]}`` (or ``frames`` for lidar and video)."""
+
+    error = StrictString(required=True)
+    attachments = ListOf(AttachmentError, _fast_attachment_error, allow_none=True)
+    frames = fields.List(fields.Raw(), allow_none=True)
 
 
 class AudiotranscriptionResponse(_Open):
@@ -212,9 +520,7 @@ class AudiotranscriptionResponse(_Open):
             return
         missing = [name for name in ("transcript", "duration") if data.get(name) is None]
         if missing:
-            raise ValidationError(
-                "required unless the response carries an error", field_name=missing[0]
-            )
+            raise ValidationError("required unless the response carries an error", field_name=missing[0])
 
 
 RESPONSE_SCHEMAS: dict[str, type[Schema]] = {
@@ -225,32 +531,60 @@ RESPONSE_SCHEMAS: dict[str, type[Schema]] = {
     "annotation": AnnotationResponse,
     "datacollection": FieldsResponse,
     "audiotranscription": AudiotranscriptionResponse,
+    **dict.fromkeys(GEOMETRY_TYPES, ImageannotationResponse),
+    "textcollection": TextcollectionResponse,
+    "namedentityrecognition": NamedEntityResponse,
+    "documenttranscription": DocumentTranscriptionResponse,
+    **dict.fromkeys(FILE_RESULT_TYPES, FileResultResponse),
 }
-"""Which schema checks the ``response`` of each known task type."""
+"""Which schema checks the ``response`` of each known task type (other types are kept unchecked)."""
 
 _ENVELOPE = EnvelopeSchema()
 _RESPONSES: dict[str, Schema] = {name: schema() for name, schema in RESPONSE_SCHEMAS.items()}
+_ERROR = ErrorResponse()
 
 
 def validate_callback(body: Any) -> dict[str, Any]:
-    """The validation errors of a parsed callback body, as marshmallow's nested dict; empty when valid."""
+    """The validation errors of a parsed callback body, as marshmallow's nested dict; empty when valid.
+
+    What is checked depends on the event (:func:`callback_server.events.derive_event`): the
+    type's response schema for a completion or an audit, the documented error shape for an
+    error, nothing but "an object or null" for a recall or a cancellation.
+    """
     if not isinstance(body, dict):
         return {"_schema": ["The body must be a JSON object."]}
     errors: dict[str, Any] = _ENVELOPE.validate(body)
     if errors:
         return errors
-    task_type = body["task"]["type"]
-    schema = _RESPONSES.get(task_type)
-    if schema is None:
+    task = body["task"]
+    event = derive_event(task)
+    response = body["response"]
+    if event.name in (RECALLED, CANCELED):
         return {}
-    response_errors = schema.validate(body["response"])
-    if not response_errors and task_type == "categorization":
-        response_errors = _categorization_matches_params(body["response"], body["task"].get("params") or {})
+    if response is None:
+        return {"response": [f"Must be an object for a {event.name} event."]}
+    if event.name == ERROR:
+        response_errors = _ERROR.validate(response)
+    else:
+        schema = _RESPONSES.get(task["type"])
+        if schema is None:
+            return {}
+        response_errors = schema.validate(response)
+        if not response_errors and task["type"] == "categorization":
+            response_errors = _categorization_matches_params(response, task.get("params") or {})
     return {"response": response_errors} if response_errors else {}
 
 
 def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    """A JSON number as a float; ``1e400`` would silently become ``inf``, which no JSON can carry on."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} is too large to represent")
+    return value
 
 
 def load_callback(raw: bytes) -> dict[str, Any]:
@@ -261,8 +595,9 @@ def load_callback(raw: bytes) -> dict[str, Any]:
 def load_callback_text(raw: bytes) -> tuple[dict[str, Any], str]:
     """Decode, parse and validate a callback body; :class:`InvalidCallbackError` says why not.
 
-    Strict on purpose: UTF-8 only (``json.loads`` would guess UTF-16 from bytes), no NaN or
-    Infinity, and Python's own limits on digits and nesting turn into a specific reason.
+    Strict on purpose: UTF-8 only (``json.loads`` would guess UTF-16 from bytes), no NaN,
+    Infinity or numbers too large for a float, and Python's own limits on digits and nesting
+    turn into a specific reason.
     """
     try:
         text = raw.decode("utf-8")
@@ -271,7 +606,7 @@ def load_callback_text(raw: bytes) -> tuple[dict[str, Any], str]:
     if not text.strip():
         raise InvalidCallbackError("body is empty")
     try:
-        body = json.loads(text, parse_constant=_reject_constant)
+        body = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except RecursionError:
         raise InvalidCallbackError("body nests too deeply to parse") from None
     except ValueError as exc:

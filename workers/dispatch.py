@@ -18,8 +18,8 @@ from rq import get_current_job
 from rq.timeouts import JobTimeoutException
 
 from callback_server import defaults
+from callback_server.events import Event
 from workers.effects import Effects
-from workers.lease import Lease, LeaseLostError
 from workers.payloads import Task, build_task
 from workers.registry import HandlerRegistry
 
@@ -36,10 +36,6 @@ registry = HandlerRegistry()
 effects_ttl: int = defaults.EFFECTS_TTL
 """Set by the worker from EFFECTS_TTL at start."""
 
-current_lease: Lease | None = None
-"""The lease of the job running in this process, set by CallbackWorker (None under plain RQ workers)."""
-
-
 def _job_connection() -> redis.Redis:
     job = get_current_job()
     if job is None:
@@ -54,13 +50,21 @@ def record_unhandled(task: Task) -> None:
         "delivery_id": task.delivery_id,
         "task_id": task.task_id,
         "type": task.type,
+        "event": task.event,
+        "review_status": task.review_status,
         "recorded_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
     }
     connection.lpush(defaults.UNHANDLED_KEY, json.dumps(note))
     log.warning(
-        "no handler for task type; recorded in %s",
+        "no handler for this type and event; recorded in %s",
         defaults.UNHANDLED_KEY,
-        extra={"task_id": task.task_id, "type": task.type, "delivery_id": task.delivery_id, "outcome": "unhandled"},
+        extra={
+            "task_id": task.task_id,
+            "type": task.type,
+            "event": task.event,
+            "delivery_id": task.delivery_id,
+            "outcome": "unhandled",
+        },
     )
 
 
@@ -73,22 +77,21 @@ def process_delivery(delivery: dict[str, Any]) -> dict[str, list[str]]:
     job = get_current_job()
     attempt = (job.number_of_retries or 0) + 1 if job is not None else 1
     task = build_task(delivery)
-    effects = Effects(connection, task.delivery_id, effects_ttl, current_lease)
+    effects = Effects(connection, task.delivery_id, effects_ttl)
     done = effects.completed()
     ran: list[str] = []
     skipped: list[str] = []
     failed: dict[str, str] = {}
     fields = {"task_id": task.task_id, "type": task.type, "delivery_id": task.delivery_id, "attempt": attempt}
-    for registration in registry.handlers_for(task.type):
+    for registration in registry.handlers_for(task.type, Event(task.event, task.review_status)):
         if registration.name in done:
             skipped.append(registration.name)
             continue
         started = time.perf_counter()
         try:
             registration.fn(task)
-        except (JobTimeoutException, LeaseLostError):
+        except JobTimeoutException:
             # The timeout fires once: carrying on would leave the next handlers unbounded.
-            # A lost lease means another worker may be running this delivery now.
             raise
         except Exception:
             failed[registration.name] = traceback.format_exc()

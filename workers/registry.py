@@ -1,5 +1,9 @@
 """The handler registry: ``@handles("annotation")`` plugs a plain function in for a task type.
 
+A handler gets its type's *results* by default: completions, and audits that fixed the
+response. Other events are opted into with ``events=``: ``@handles("categorization",
+events={"error"})``, ``events="*"`` for all of them.
+
 Registration happens at import; registering the same function for the same type twice is a
 mistake (usually a module imported under two names) and fails loudly then, not at 3 a.m.
 """
@@ -12,6 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from callback_server.events import COMPLETED, EVENTS, Event
 from callback_server.exceptions import HandlerRegistrationError
 
 log = logging.getLogger(__name__)
@@ -19,8 +24,29 @@ log = logging.getLogger(__name__)
 ANY = "*"
 """The task type that matches every delivery."""
 
+COMPLETION = Event(COMPLETED)
+
+RESULTS = None
+"""``events`` of a handler that takes its type's results: completions and fixed audits (the default)."""
+
 Handler = Callable[[Any], object]
 F = TypeVar("F", bound=Handler)
+EventsArg = str | Iterable[str] | None
+
+
+def _events(task_type: str, events: EventsArg) -> frozenset[str] | None:
+    """``events=`` as given to ``@handles``, checked: None (results), ``"*"``, or event names."""
+    if events is None:
+        return RESULTS
+    if events == ANY:
+        return frozenset(EVENTS)
+    names = frozenset([events] if isinstance(events, str) else events)
+    unknown = sorted(names - set(EVENTS))
+    if unknown or not names:
+        raise HandlerRegistrationError(
+            f"events for {task_type!r} must be '*' or some of {', '.join(EVENTS)}; got {sorted(names) or 'none'}"
+        )
+    return names
 
 
 def handler_name(fn: Handler) -> str:
@@ -30,11 +56,16 @@ def handler_name(fn: Handler) -> str:
 
 @dataclass(frozen=True)
 class Registration:
-    """One handler for one task type."""
+    """One handler for one task type and the events it asked for (None: results only)."""
 
     task_type: str
     name: str
     fn: Handler
+    events: frozenset[str] | None = RESULTS
+
+    def wants(self, event: Event) -> bool:
+        """Whether this handler runs for a delivery of ``event``."""
+        return event.carries_result if self.events is None else event.name in self.events
 
 
 class HandlerRegistry:
@@ -44,31 +75,37 @@ class HandlerRegistry:
         self._by_type: dict[str, list[Registration]] = {}
         self.fallback = fallback
 
-    def register(self, task_type: str, fn: F) -> F:
-        """Add ``fn`` for ``task_type`` (``"*"`` for all); a second identical registration raises."""
+    def register(self, task_type: str, fn: F, events: EventsArg = RESULTS) -> F:
+        """Add ``fn`` for ``task_type`` (``"*"`` for all) and ``events``; a second registration raises."""
         if not isinstance(task_type, str) or not task_type:
             raise HandlerRegistrationError(f"task type must be a non-empty string, got {task_type!r}")
         if not callable(fn):
             raise HandlerRegistrationError(f"handler for {task_type!r} is not callable: {fn!r}")
+        wanted = _events(task_type, events)
         name = handler_name(fn)
         existing = self._by_type.setdefault(task_type, [])
         if any(r.name == name for r in existing):
             raise HandlerRegistrationError(f"{name} is already registered for {task_type!r}")
-        existing.append(Registration(task_type, name, fn))
+        existing.append(Registration(task_type, name, fn, wanted))
         return fn
 
-    def handles(self, task_type: str) -> Callable[[F], F]:
-        """Decorator form of :meth:`register`."""
+    def handles(self, task_type: str, *, events: EventsArg = RESULTS) -> Callable[[F], F]:
+        """Decorator form of :meth:`register`: ``@handles("categorization", events={"error"})``."""
 
         def decorate(fn: F) -> F:
-            return self.register(task_type, fn)
+            return self.register(task_type, fn, events)
 
         return decorate
 
-    def handlers_for(self, task_type: str) -> list[Registration]:
-        """Who runs for a delivery of ``task_type``: its handlers, then the ``*`` ones, else the fallback."""
-        found = [*self._by_type.get(task_type, ()), *self._by_type.get(ANY, ())]
-        if not self._by_type.get(task_type) and self.fallback is not None:
+    def handlers_for(self, task_type: str, event: Event = COMPLETION) -> list[Registration]:
+        """Who runs for a delivery: its type's handlers for the event, then the ``*`` ones.
+
+        When none of its type's handlers asked for the event, the fallback runs first and
+        records it, so a delivery nobody serves is never silently dropped.
+        """
+        own = [r for r in self._by_type.get(task_type, ()) if r.wants(event)]
+        found = [*own, *(r for r in self._by_type.get(ANY, ()) if r.wants(event))]
+        if not own and self.fallback is not None:
             found.insert(0, Registration(task_type, handler_name(self.fallback), self.fallback))
         return found
 

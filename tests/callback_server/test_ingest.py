@@ -78,6 +78,30 @@ def test_unknown_fields_are_kept(client: FlaskClient, redis_conn: redis.Redis) -
     assert job.args[0]["body"]["response"]["annotations"][0]["confidence"] == 0.9
 
 
+def test_a_list_category_without_allow_multiple_is_queued(client: FlaskClient, redis_conn: redis.Redis) -> None:
+    """The 2016 text never lists allow_multiple among the stored params: a list answer is no proof of error."""
+    body = _with("categorization", ["response", "category"], ["red", "blue"])
+    body["task"]["response"] = body["response"]
+    assert post(client, body).get_json() == {"status": "queued"}
+
+
+def test_form_encoded_allow_multiple_still_asks_for_a_list(client: FlaskClient, redis_conn: redis.Redis) -> None:
+    body = load_fixture("categorization")
+    body["task"]["params"]["allow_multiple"] = "true"
+    assert post(client, body).get_json() == {"status": "quarantined"}
+    body["response"] = body["task"]["response"] = {"category": ["red"]}
+    assert post(client, body).get_json() == {"status": "queued"}
+
+
+def test_a_lone_surrogate_in_a_response_is_queued_not_a_500(client: FlaskClient, redis_conn: redis.Redis) -> None:
+    raw = json.dumps(load_fixture("categorization")).replace('"category": "red"', '"category": "\\ud800"')
+    assert "\\ud800" in raw
+    first = post(client, raw)
+    assert first.status_code == 200
+    assert first.get_json() == {"status": "queued"}
+    assert post(client, raw).get_json() == {"status": "duplicate"}
+
+
 def test_audit_callback_with_different_content_is_a_new_delivery(
     client: FlaskClient, redis_conn: redis.Redis
 ) -> None:
@@ -222,7 +246,6 @@ BAD_BODIES: dict[str, bytes | str | Any] = {
     "bad completed_at": _with("categorization", ["task", "completed_at"], "yesterday"),
     "is_test as string": _with("categorization", ["task", "is_test"], "true"),
     "category a number": _with("categorization", ["response", "category"], 7),
-    "category list without allow_multiple": _with("categorization", ["response", "category"], ["red"]),
     "category string with allow_multiple": _with("categorization_multiple", ["response", "category"], "Red Cross"),
     "category_id shape differs": _with("categorization_multiple", ["response", "category_id"], "123"),
     "transcription fields a list": _with("transcription", ["response", "fields"], ["Some Title"]),
@@ -238,6 +261,23 @@ BAD_BODIES: dict[str, bytes | str | Any] = {
     "audio without duration": _with("audiotranscription", ["response", "duration"], _DELETE),
     "audio negative duration": _with("audiotranscription", ["response", "duration"], -1.5),
     "audio error a number": _with("audiotranscription_error", ["response", "error"], 500),
+    # Since events: what still cannot be a delivery of any event.
+    "task without status": _with("categorization", ["task", "status"], _DELETE),
+    "status Scale never sends": _with("categorization", ["task", "status"], "in_progress"),
+    "completed with null response": _with("categorization", ["response"], None),
+    "error event without a message": _with(
+        "categorization", ["task"], {**load_fixture("categorization")["task"], "status": "error", "completed_at": None}
+    ),
+    "categorization with neither form": _with("categorization", ["response"], {"category_id": "x"}),
+    "taxonomies not an object": _with("categorization", ["response"], {"taxonomies": ["a"]}),
+    "taxonomy answer a number": _with("categorization", ["response"], {"taxonomies": {"colour": 3}}),
+    "audits not a list": _with("categorization", ["task", "audits"], {"audit_result": "accepted"}),
+    "audit result a number": _with("categorization", ["task", "audits"], [{"audit_result": 1}]),
+    "completed_at with no UTC instant": _with("categorization", ["task", "completed_at"], "0001-01-01T00:00:00+14:00"),
+    "lone surrogate in task_id": '{"task_id": "a\\ud800", "response": {"category": "red"}, "task": '
+    '{"task_id": "a\\ud800", "type": "categorization", "status": "completed", "response": {"category": "red"}}}',
+    "number too large for a float": json.dumps(load_fixture("categorization")).replace('"metadata": {}', '"metadata": {"n": 1e400}'),
+    "annotation box missing width": _with("annotation", ["response", "annotations", 0, "width"], _DELETE),
 }
 
 

@@ -138,7 +138,7 @@ def test_unknown_type_goes_to_the_fallback_and_is_recorded(
     run_burst(fast_settings)
     (note,) = redis_conn.lrange("scb:unhandled", 0, -1)
     assert json.loads(note)["delivery_id"] == delivery.delivery_id
-    assert json.loads(note)["type"] == "videoannotation"
+    assert json.loads(note)["type"] == "segmentannotation"
     assert failed_ids(fast_settings, redis_conn) == []
 
 
