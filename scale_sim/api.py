@@ -1,7 +1,9 @@
 """The Scale v1 API as documented, plus the simulator's extensions, as one blueprint under /v1.
 
-Documented: create (`POST /v1/task/{type}`), retrieve, cancel, list. Extensions: complete a
-task by hand (`POST /v1/task/{id}/complete`) and read its delivery log
+Documented: create (`POST /v1/task/{type}`), retrieve, cancel, list. Extensions (each sends the
+callback its event calls for): complete a task by hand (`POST /v1/task/{id}/complete`), fail it at
+creation (`.../error`), audit it (`.../audit`), recall it (`.../recall`), move its created_at back
+(`.../backdate`, time made to pass without sleeping), and read its delivery log
 (`GET /v1/task/{id}/deliveries`). Errors are answered as Scale does:
 ``{"status_code": N, "error": "..."}``.
 """
@@ -18,6 +20,7 @@ from scale_sim.exceptions import ApiError, InvalidRequestError, RateLimitedError
 from scale_sim.forms import parse_form
 from scale_sim.pagination import ListQuery
 from scale_sim.simulator import Simulator
+from scale_sim.tasks import parse_timestamp
 from scale_sim.validation import validate_task
 
 bp = Blueprint("scale_sim_api", __name__, url_prefix="/v1")
@@ -109,6 +112,101 @@ def complete_task(task_id: str) -> Response:
     if not isinstance(response, dict):
         raise InvalidRequestError("Missing required parameter: response (a JSON object)")
     return jsonify(_sim().complete_task(task_id, response, _account()))
+
+
+def _optional_string(data: dict[str, Any], name: str) -> str | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise InvalidRequestError(f"Invalid parameter {name!r}: must be a non-empty string")
+    return value
+
+
+def _optional_seconds(data: dict[str, Any], name: str) -> float | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 10**9:
+        raise InvalidRequestError(f"Invalid parameter {name!r}: must be a number of seconds >= 0")
+    return float(value)
+
+
+@bp.post("/task/<task_id>/error")
+def error_task(task_id: str) -> Response:
+    """Sim extension: fail a pending task at creation (``{"message": "..."}`` optional) and send the error callback."""
+    data, _ = _body()
+    return jsonify(_sim().error_task(task_id, _optional_string(data, "message"), _account()))
+
+
+@bp.post("/task/<task_id>/audit")
+def audit_task(task_id: str) -> Response:
+    """Sim extension: audit a completed task and send the audit callback.
+
+    ``{"result": "accepted"|"fixed"|"rejected"|"commented", "response": {...}?, "source": "customer"|"scale"?,
+    "audited_by": "email"?, "audit_time_secs": N?}``; a fixed audit without a response gets a generated one.
+    """
+    data, _ = _body()
+    result = data.get("result")
+    if not isinstance(result, str) or not result:
+        raise InvalidRequestError("Missing required parameter: result (accepted, fixed, rejected or commented)")
+    response = data.get("response")
+    if response is not None and not isinstance(response, dict):
+        raise InvalidRequestError("Invalid parameter 'response': must be a JSON object")
+    seconds = _optional_seconds(data, "audit_time_secs")
+    return jsonify(
+        _sim().audit_task(
+            task_id,
+            result,
+            account=_account(),
+            response=response,
+            source=_optional_string(data, "source") or "customer",
+            audited_by=_optional_string(data, "audited_by"),
+            audit_time_secs=None if seconds is None else int(seconds),
+        )
+    )
+
+
+@bp.post("/task/<task_id>/recall")
+def recall_task(task_id: str) -> Response:
+    """Sim extension: send a completed task back to pending and send the recall callback.
+
+    ``{"complete_in": seconds}`` (optional) sets when it completes again by itself; ``null`` leaves
+    it for a manual completion; absent means SCALE_SIM_COMPLETION_DELAY.
+    """
+    data, _ = _body()
+    sim = _sim()
+    if "complete_in" in data:
+        return jsonify(sim.recall_task(task_id, _account(), complete_in=_optional_seconds(data, "complete_in")))
+    return jsonify(sim.recall_task(task_id, _account()))
+
+
+@bp.post("/task/<task_id>/backdate")
+def backdate_task(task_id: str) -> Response:
+    """Sim extension: move created_at back, to ``{"created_at": ISO}`` or by ``{"seconds": N}``.
+
+    This is how a test makes time pass without sleeping: a task completed now looks as if it took that long.
+    """
+    data, _ = _body()
+    sim = _sim()
+    raw, seconds = data.get("created_at"), _optional_seconds(data, "seconds")
+    if (raw is None) == (seconds is None):
+        raise InvalidRequestError("Missing required parameter: exactly one of created_at or seconds")
+    if raw is not None:
+        if not isinstance(raw, str):
+            raise InvalidRequestError("Invalid parameter 'created_at': must be an ISO 8601 date")
+        try:
+            created_ms = parse_timestamp(raw)
+        except ValueError:
+            raise InvalidRequestError(
+                f"Invalid parameter 'created_at': must be an ISO 8601 date, got {raw!r}"
+            ) from None
+    else:
+        task = sim.get_task(_account(), task_id)
+        created_ms = parse_timestamp(task["created_at"]) - int((seconds or 0) * 1000)
+    if created_ms < 0:
+        raise InvalidRequestError("Invalid parameter 'created_at': must be after 1970")
+    return jsonify(sim.backdate_task(_account(), task_id, created_ms))
 
 
 @bp.get("/task/<task_id>/deliveries")

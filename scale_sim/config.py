@@ -82,6 +82,8 @@ class SimSettings:
     port: int = defaults.PORT
     host: str = defaults.HOST
     callback_auth_key: Secret = Secret("")
+    test_callback_auth_key: Secret = Secret("")
+    """The key test tasks' callbacks carry (Scale's test-mode key); empty: they carry callback_auth_key."""
     completion_delay: float = defaults.COMPLETION_DELAY
     time_scale: float = defaults.TIME_SCALE
     faults: tuple[str, ...] = ()
@@ -109,6 +111,7 @@ class SimSettings:
             port=_int(env, "PORT", defaults.PORT, low=0, high=65535),
             host=env.get("SCALE_SIM_HOST", "").strip() or defaults.HOST,
             callback_auth_key=Secret(env.get("SCALE_SIM_CALLBACK_AUTH_KEY", "").strip()),
+            test_callback_auth_key=Secret(env.get("SCALE_SIM_TEST_CALLBACK_AUTH_KEY", "").strip()),
             completion_delay=_float(env, "SCALE_SIM_COMPLETION_DELAY", defaults.COMPLETION_DELAY),
             time_scale=_float(env, "SCALE_SIM_TIME_SCALE", defaults.TIME_SCALE),
             faults=_faults(env, "SCALE_SIM_FAULTS"),

@@ -8,18 +8,19 @@ timeout included, is retried: 20 tries over 24 hours, compressed by SCALE_SIM_TI
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import requests
 
 from scale_sim import defaults
 from scale_sim.faults import Faults
 from scale_sim.store import DeliveryPlan
+from scale_sim.tasks import callback_body
+
+__all__ = ["AttemptResult", "callback_body", "plan_deliveries", "retry_delay", "send_callback", "wrong_key_for"]
 
 AUTH_HEADER = "scale-callback-auth"
 """The header that carries the account's callback auth key."""
@@ -42,12 +43,6 @@ class AttemptResult:
     def delivered(self) -> bool:
         """True on exactly 200, the only answer Scale counts as delivered."""
         return self.status_code == 200
-
-
-def callback_body(task: dict[str, Any]) -> bytes:
-    """``{"task_id", "response", "task"}`` with the full task object, as the reference documents."""
-    envelope = {"task_id": task["task_id"], "response": task.get("response"), "task": task}
-    return json.dumps(envelope).encode()
 
 
 def wrong_key_for(key: str) -> str:

@@ -43,6 +43,12 @@ class TaskNotFoundError(ApiError):
     status_code = 404
 
 
+class DuplicateTaskError(ApiError):
+    """A create with a `unique_id` that another of the account's tasks already has (409, as Scale answers)."""
+
+    status_code = 409
+
+
 class RateLimitedError(ApiError):
     """The key went over SCALE_SIM_RATE_LIMIT (429); ``retry_after`` is in seconds."""
 

@@ -10,8 +10,8 @@ from typing import Any
 from scale_sim import defaults
 from scale_sim.exceptions import FaultSpecError
 
-FLAG_FAULTS = frozenset({"reorder", "wrong_key", "drop", "oversize"})
-"""Faults that take no value."""
+FLAG_FAULTS = frozenset({"reorder", "wrong_key", "drop", "oversize", "error"})
+"""Faults that take no value (`error` fails the task at creation instead of completing it)."""
 
 VALUED_FAULTS = frozenset({"duplicate", "delay"})
 """Faults that take `=VALUE` (duplicate's is optional and means 2)."""
@@ -25,7 +25,7 @@ FaultValues = dict[str, float | int | bool]
 
 @dataclass(frozen=True)
 class Faults:
-    """What happens to one task's callback: how many copies, when, with which key, whether at all."""
+    """What happens to one task's callbacks: how many copies, when, with which key, whether at all (and `error`)."""
 
     duplicate: int = 1
     reorder: bool = False
@@ -33,6 +33,7 @@ class Faults:
     delay: float = 0.0
     drop: bool = False
     oversize: bool = False
+    error: bool = False
 
     @classmethod
     def from_values(cls, values: Mapping[str, float | int | bool]) -> Faults:
@@ -44,6 +45,7 @@ class Faults:
             delay=float(values.get("delay", 0.0)),
             drop=bool(values.get("drop", False)),
             oversize=bool(values.get("oversize", False)),
+            error=bool(values.get("error", False)),
         )
 
     def describe(self) -> list[str]:
@@ -51,7 +53,7 @@ class Faults:
         specs = []
         if self.duplicate != 1:
             specs.append(f"duplicate={self.duplicate}")
-        specs.extend(name for name in ("reorder", "wrong_key", "drop", "oversize") if getattr(self, name))
+        specs.extend(name for name in ("reorder", "wrong_key", "drop", "oversize", "error") if getattr(self, name))
         if self.delay:
             specs.append(f"delay={self.delay:g}")
         return specs

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scale_sim.exceptions import InvalidRequestError
-from scale_sim.tasks import STATUSES, parse_timestamp
+from scale_sim.tasks import REVIEW_STATUSES, STATUSES, parse_timestamp
 from scale_sim.validation import TYPE_ALIASES
 
 DEFAULT_LIMIT = 100
@@ -72,27 +72,54 @@ class ListQuery:
     end_ms: int | None = None
     completed_after_ms: int | None = None
     completed_before_ms: int | None = None
+    updated_after_ms: int | None = None
+    updated_before_ms: int | None = None
     status: str | None = None
     type: str | None = None
     project: str | None = None
     batch: str | None = None
+    customer_review_status: tuple[str, ...] = ()
+    unique_id: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
     limit: int = DEFAULT_LIMIT
     offset: int = 0
     cursor: Cursor | None = None
 
     @classmethod
     def from_args(cls, args: Mapping[str, str]) -> ListQuery:
-        """Check the query string; InvalidRequestError names the bad parameter. Unknown ones are ignored."""
+        """Check the query string; InvalidRequestError names the bad parameter. Unknown ones are ignored.
+
+        `tags` and `customer_review_status` may repeat or be comma-separated; `unique_id` may repeat
+        (a unique id may itself hold a comma). A werkzeug MultiDict gives every repeated value.
+        """
         status = args.get("status") or None
         if status is not None and status not in STATUSES:
             raise InvalidRequestError(f"Invalid parameter 'status': must be one of {', '.join(STATUSES)}")
         task_type = args.get("type") or None
         token = args.get("next_token") or None
+        reviews = _values(args, "customer_review_status", split=True)
+        for review in reviews:
+            if review not in REVIEW_STATUSES:
+                raise InvalidRequestError(
+                    f"Invalid parameter 'customer_review_status': {review!r} is not one of"
+                    f" {', '.join(REVIEW_STATUSES)}"
+                )
+        times = {name: _time(args, name) for name in _TIME_PARAMETERS}
+        for low, high in (("start_time", "end_time"), ("completed_after", "completed_before"),
+                          ("updated_after", "updated_before")):  # fmt: skip
+            low_ms, high_ms = times[low], times[high]
+            if low_ms is not None and high_ms is not None and low_ms > high_ms:
+                raise InvalidRequestError(f"Invalid parameters: {low!r} is later than {high!r}")
         return cls(
-            start_ms=_time(args, "start_time"),
-            end_ms=_time(args, "end_time"),
-            completed_after_ms=_time(args, "completed_after"),
-            completed_before_ms=_time(args, "completed_before"),
+            start_ms=times["start_time"],
+            end_ms=times["end_time"],
+            completed_after_ms=times["completed_after"],
+            completed_before_ms=times["completed_before"],
+            updated_after_ms=times["updated_after"],
+            updated_before_ms=times["updated_before"],
+            customer_review_status=reviews,
+            unique_id=_values(args, "unique_id", split=False),
+            tags=_values(args, "tags", split=True),
             status=status,
             type=TYPE_ALIASES.get(task_type, task_type) if task_type else None,
             project=args.get("project") or None,
@@ -101,6 +128,19 @@ class ListQuery:
             offset=_int(args, "offset", 0, low=0, high=None),
             cursor=Cursor.decode(token) if token else None,
         )
+
+
+_TIME_PARAMETERS = (
+    "start_time", "end_time", "completed_after", "completed_before", "updated_after", "updated_before",
+)  # fmt: skip
+
+
+def _values(args: Mapping[str, str], name: str, *, split: bool) -> tuple[str, ...]:
+    """Every value of a parameter that may repeat (and, with `split`, hold several separated by commas)."""
+    getlist = getattr(args, "getlist", None)
+    raw: list[str] = getlist(name) if getlist is not None else ([args[name]] if name in args else [])
+    values = [part.strip() for item in raw for part in (item.split(",") if split else [item])]
+    return tuple(dict.fromkeys(value for value in values if value))
 
 
 def _time(args: Mapping[str, str], name: str) -> int | None:

@@ -17,20 +17,25 @@ from typing import Any
 from scale_sim import defaults
 from scale_sim.auth import Account
 from scale_sim.config import SimSettings
-from scale_sim.delivery import callback_body, plan_deliveries, retry_delay, send_callback, wrong_key_for
+from scale_sim.delivery import plan_deliveries, retry_delay, send_callback, wrong_key_for
 from scale_sim.exceptions import InvalidRequestError
 from scale_sim.faults import Faults, effective_faults
 from scale_sim.pagination import ListQuery, page_body
 from scale_sim.ratelimit import RateLimiter
-from scale_sim.responses import generate_response
+from scale_sim.responses import error_response, fails_at_creation, generate_response, rng_for
 from scale_sim.store import Delivery, Store
-from scale_sim.tasks import build_task, iso_ms, new_task_id, now_ms
+from scale_sim.tasks import AUDIT_RESULTS, AUDIT_SOURCES, build_task, iso_ms, new_task_id, now_ms
 from scale_sim.validation import TaskSpec
 
 logger = logging.getLogger(__name__)
 
 MAX_PASSES = 1000
 """Bound on :meth:`Simulator.run_pending`'s passes, so a fault that re-queues work cannot spin forever."""
+
+AUDITORS = {"customer": "customer@example.com", "scale": "reviewer@scale.example.com"}
+"""Who an audit says audited the task when the request does not name anyone, by audit_source."""
+
+_DEFAULT = object()
 
 
 class Simulator:
@@ -68,7 +73,7 @@ class Simulator:
 
     def cancel_task(self, account: Account, task_id: str) -> dict[str, Any]:
         """Cancel a pending task (TaskStateError, a 500, when it is completed or canceled)."""
-        task = self.store.cancel_task(task_id, account.id)
+        task = self.store.cancel_task(task_id, account.id, now_ms=now_ms())
         logger.info("task canceled task_id=%s type=%s", task_id, task["type"])
         return task
 
@@ -80,7 +85,7 @@ class Simulator:
     def complete_task(
         self, task_id: str, response: dict[str, Any], account: Account | None = None
     ) -> dict[str, Any]:
-        """Complete a pending task by hand with `response`; its callback goes out under its faults."""
+        """Complete a pending (or recalled) task by hand with `response`; its callback goes out under its faults."""
         task = self.store.get_task(task_id, account.id if account else None)
         if task["status"] != "pending":
             raise InvalidRequestError(
@@ -90,6 +95,86 @@ class Simulator:
         if completed is None:
             raise InvalidRequestError(f"Task {task_id} is no longer pending")
         return completed
+
+    def error_task(self, task_id: str, message: str | None = None, account: Account | None = None) -> dict[str, Any]:
+        """Fail a pending, never completed task as an error at creation, and send the error callback."""
+        task = self.store.get_task(task_id, account.id if account else None)
+        if task["status"] != "pending" or "completed_at" in task:
+            raise InvalidRequestError(
+                f"Task {task_id} is {'recalled' if 'completed_at' in task else task['status']};"
+                " only a pending task that never completed can fail at creation"
+            )
+        failed = self._fail(task, message, self.faults_for(task_id))
+        if failed is None:
+            raise InvalidRequestError(f"Task {task_id} is no longer pending")
+        return failed
+
+    def audit_task(
+        self,
+        task_id: str,
+        result: str,
+        *,
+        account: Account | None = None,
+        response: dict[str, Any] | None = None,
+        source: str = "customer",
+        audited_by: str | None = None,
+        audit_time_secs: int | None = None,
+    ) -> dict[str, Any]:
+        """Audit a completed task (accepted, fixed, rejected, commented) and send its callback.
+
+        Only `fixed` changes the response: to `response`, or to a new generated one of the type's shape.
+        """
+        if result not in AUDIT_RESULTS:
+            raise InvalidRequestError(f"Invalid parameter 'result': must be one of {', '.join(AUDIT_RESULTS)}")
+        if source not in AUDIT_SOURCES:
+            raise InvalidRequestError(f"Invalid parameter 'source': must be one of {', '.join(AUDIT_SOURCES)}")
+        if response is not None and result != "fixed":
+            raise InvalidRequestError("Invalid parameter 'response': only a fixed audit changes the response")
+        task = self.store.get_task(task_id, account.id if account else None)
+        if task["status"] != "completed":
+            raise InvalidRequestError(f"Task {task_id} is {task['status']}; only completed tasks can be audited")
+        number = len(task["audits"]) + 1
+        if result == "fixed" and response is None:
+            response = generate_response(task, self.settings.seed, salt=f"fix:{number}")
+        if audit_time_secs is None:
+            audit_time_secs = rng_for(self.settings.seed, task_id, f"audit:{number}").randint(5, 600)
+        audit = {
+            "audited_by": audited_by or AUDITORS[source],
+            "audited_at": None,  # set by the store to the event's time
+            "audit_time_secs": audit_time_secs,
+            "audit_result": result,
+            "audit_source": source,
+        }
+        now = now_ms()
+        plans = plan_deliveries(task["callback_url"], self.faults_for(task_id), now=now / 1000)
+        audited = self.store.audit_task(task_id, audit, response=response, now_ms=now, plans=plans)
+        logger.info("task audited task_id=%s type=%s result=%s source=%s", task_id, task["type"], result, source)
+        self._notify()
+        return audited
+
+    def recall_task(
+        self, task_id: str, account: Account | None = None, *, complete_in: Any = _DEFAULT
+    ) -> dict[str, Any]:
+        """Send a completed task back to pending (response null) and send the recall callback.
+
+        It completes again by itself `complete_in` seconds later (default SCALE_SIM_COMPLETION_DELAY;
+        None: only by hand), with a new completed_at and response.
+        """
+        delay = self.settings.completion_delay if complete_in is _DEFAULT else complete_in
+        task = self.store.get_task(task_id, account.id if account else None)
+        if task["status"] != "completed":
+            raise InvalidRequestError(f"Task {task_id} is {task['status']}; only completed tasks can be recalled")
+        now = now_ms()
+        plans = plan_deliveries(task["callback_url"], self.faults_for(task_id), now=now / 1000)
+        complete_at = None if delay is None else now / 1000 + float(delay)
+        recalled = self.store.recall_task(task_id, now_ms=now, complete_at=complete_at, plans=plans)
+        logger.info("task recalled task_id=%s type=%s", task_id, task["type"])
+        self._notify()
+        return recalled
+
+    def backdate_task(self, account: Account, task_id: str, created_ms: int) -> dict[str, Any]:
+        """Move a task's created_at back, as if it had been created then (time made to pass, no sleeping)."""
+        return self.store.backdate_task(task_id, account.id, created_ms=created_ms)
 
     def delivery_log(self, account: Account, task_id: str) -> dict[str, Any]:
         """The task's callback copies and every try: attempt number, time, status code or error."""
@@ -104,6 +189,12 @@ class Simulator:
             "deliveries": deliveries,
             "attempts": attempts,
         }
+
+    def callback_key(self, *, test: bool) -> str:
+        """The callback auth key a task's callbacks carry: the test key for test tasks when one is set."""
+        if test and self.settings.test_callback_auth_key.reveal():
+            return self.settings.test_callback_auth_key.reveal()
+        return self.settings.callback_auth_key.reveal()
 
     def faults_for(self, task_id: str) -> Faults:
         """SCALE_SIM_FAULTS merged with the task's own `metadata.sim_faults`."""
@@ -187,8 +278,13 @@ class Simulator:
             if self._stopping.is_set():
                 return did
             faults = effective_faults(self._env_faults, due.faults)
+            never_completed = "completed_at" not in due.task
+            if never_completed and (faults.error or fails_at_creation(due.task)):
+                did = self._fail(due.task, None, faults) is not None or did
+                continue
             oversize = faults.oversize and due.task["type"] == "annotation"
-            response = generate_response(due.task, self.settings.seed, oversize=oversize)
+            salt = "" if never_completed else f"redo:{due.task['updated_at']}"
+            response = generate_response(due.task, self.settings.seed, oversize=oversize, salt=salt)
             did = self._finish(due.task, response, faults) is not None or did
         if self.store.release_held(now=now, held_before=now - defaults.REORDER_HOLD_LIMIT):
             did = True
@@ -204,15 +300,9 @@ class Simulator:
     def _finish(
         self, task: dict[str, Any], response: dict[str, Any], faults: Faults
     ) -> dict[str, Any] | None:
-        completed_ms = now_ms()
-        plans = plan_deliveries(task["callback_url"], faults, now=completed_ms / 1000)
-        completed = self.store.complete_task(
-            task["task_id"],
-            response,
-            completed_ms=completed_ms,
-            completed_at=iso_ms(completed_ms),
-            plans=plans,
-        )
+        now = now_ms()
+        plans = plan_deliveries(task["callback_url"], faults, now=now / 1000)
+        completed = self.store.complete_task(task["task_id"], response, now_ms=now, plans=plans)
         if completed is not None:
             logger.info(
                 "task completed task_id=%s type=%s faults=%s",
@@ -222,6 +312,15 @@ class Simulator:
             )
             self._notify()
         return completed
+
+    def _fail(self, task: dict[str, Any], message: str | None, faults: Faults) -> dict[str, Any] | None:
+        now = now_ms()
+        plans = plan_deliveries(task["callback_url"], faults, now=now / 1000)
+        failed = self.store.error_task(task["task_id"], error_response(task, message), now_ms=now, plans=plans)
+        if failed is not None:
+            logger.info("task failed at creation task_id=%s type=%s", task["task_id"], task["type"])
+            self._notify()
+        return failed
 
     def _submit(self, delivery: Delivery) -> None:
         pool = self._pool
@@ -247,11 +346,10 @@ class Simulator:
 
     def _attempt(self, delivery: Delivery) -> None:
         """One POST of one copy of a task's callback, logged, with the next try scheduled if it failed."""
-        task = self.store.callback_task(delivery.task_id)
-        key = self.settings.callback_auth_key.reveal()
+        key = self.callback_key(test=self.store.is_test(delivery.task_id))
         auth_value = wrong_key_for(key) if delivery.wrong_key else (key or None)
         result = send_callback(
-            delivery.url, callback_body(task), auth_value, timeout=self.settings.callback_timeout
+            delivery.url, self.store.delivery_body(delivery), auth_value, timeout=self.settings.callback_timeout
         )
         attempt = delivery.attempts + 1
         finished = time.time()

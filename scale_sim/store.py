@@ -17,11 +17,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scale_sim.exceptions import TaskNotFoundError, TaskStateError
+from scale_sim.exceptions import DuplicateTaskError, InvalidRequestError, TaskNotFoundError, TaskStateError
 from scale_sim.pagination import ListQuery
-from scale_sim.tasks import iso_ms, parse_timestamp, task_view
+from scale_sim.tasks import callback_body, iso_ms, parse_timestamp, task_view
 
-SCHEMA = """
+
+def _after(now_ms: int, updated_ms: int | None) -> int:
+    """The time of a task's next change: now, but always later than its last change (strict order)."""
+    return now_ms if updated_ms is None or now_ms > updated_ms else updated_ms + 1
+
+SCHEMA_VERSION = 2
+"""PRAGMA user_version of the current layout; version 1 (no events, no review state) is migrated in place."""
+
+TABLES = """
 CREATE TABLE IF NOT EXISTS tasks (
     task_id TEXT PRIMARY KEY,
     account TEXT NOT NULL,
@@ -36,10 +44,20 @@ CREATE TABLE IF NOT EXISTS tasks (
     faults TEXT NOT NULL,
     body TEXT NOT NULL,
     response TEXT,
-    callback_succeeded INTEGER
+    callback_succeeded INTEGER,
+    updated_ms INTEGER,
+    unique_id TEXT,
+    tags TEXT,
+    audits TEXT,
+    customer_review_status TEXT
 );
-CREATE INDEX IF NOT EXISTS tasks_by_account ON tasks (account, created_ms DESC, task_id DESC);
-CREATE INDEX IF NOT EXISTS tasks_due ON tasks (complete_at) WHERE complete_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    task_id TEXT NOT NULL REFERENCES tasks (task_id),
+    name TEXT NOT NULL,
+    at_ms INTEGER NOT NULL,
+    body BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS deliveries (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     task_id TEXT NOT NULL REFERENCES tasks (task_id),
@@ -49,10 +67,9 @@ CREATE TABLE IF NOT EXISTS deliveries (
     next_attempt_at REAL,
     held_since REAL,
     wrong_key INTEGER NOT NULL,
-    url TEXT NOT NULL
+    url TEXT NOT NULL,
+    event_id INTEGER REFERENCES events (id)
 );
-CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (state, next_attempt_at);
-CREATE INDEX IF NOT EXISTS deliveries_by_task ON deliveries (task_id);
 CREATE TABLE IF NOT EXISTS attempts (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     task_id TEXT NOT NULL,
@@ -65,19 +82,44 @@ CREATE TABLE IF NOT EXISTS attempts (
     duration_ms INTEGER NOT NULL,
     wrong_key INTEGER NOT NULL
 );
+"""
+
+INDEXES = """
+CREATE INDEX IF NOT EXISTS tasks_by_account ON tasks (account, created_ms DESC, task_id DESC);
+CREATE INDEX IF NOT EXISTS tasks_due ON tasks (complete_at) WHERE complete_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS tasks_by_update ON tasks (account, updated_ms);
+CREATE INDEX IF NOT EXISTS tasks_by_unique_id ON tasks (account, unique_id) WHERE unique_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_by_task ON events (task_id, id);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (state, next_attempt_at);
+CREATE INDEX IF NOT EXISTS deliveries_by_task ON deliveries (task_id);
 CREATE INDEX IF NOT EXISTS attempts_by_task ON attempts (task_id, id);
 """
+
+_ADDED_COLUMNS = {
+    "tasks": (
+        ("updated_ms", "INTEGER"),
+        ("unique_id", "TEXT"),
+        ("tags", "TEXT"),
+        ("audits", "TEXT"),
+        ("customer_review_status", "TEXT"),
+    ),
+    "deliveries": (("event_id", "INTEGER REFERENCES events (id)"),),
+}
+"""Columns version 2 added to version-1 tables; an old file gets them with ALTER TABLE when opened."""
 
 DELIVERY_STATES = ("pending", "held", "succeeded", "failed", "dropped")
 """pending: waits for next_attempt_at; held: a `reorder` callback waiting for a later task's;
 succeeded/failed: done; dropped: the `drop` fault, never sent."""
 
-_TASK_COLUMNS = "body, status, completed_at, response, callback_succeeded"
+_TASK_COLUMNS = (
+    "body, status, completed_at, response, callback_succeeded, updated_ms, audits, customer_review_status"
+)
+_N = 8  # columns in _TASK_COLUMNS: what a query selects after them starts at row[_N]
 
 
 @dataclass(frozen=True)
 class DeliveryPlan:
-    """A delivery to insert when a task completes (one per copy)."""
+    """A delivery to insert for an event (one per copy)."""
 
     copy: int
     state: str
@@ -89,7 +131,7 @@ class DeliveryPlan:
 
 @dataclass(frozen=True)
 class Delivery:
-    """One copy of a task's callback, as stored."""
+    """One copy of one event's callback, as stored (event_id None: queued by a version-1 simulator)."""
 
     id: int
     task_id: str
@@ -99,6 +141,7 @@ class Delivery:
     next_attempt_at: float | None
     wrong_key: bool
     url: str
+    event_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -110,15 +153,19 @@ class DueCompletion:
 
 
 def _view(row: sqlite3.Row | tuple[Any, ...], *, with_callback_succeeded: bool = True) -> dict[str, Any]:
-    body, status, completed_at, response, callback_succeeded = row[:5]
+    body, status, completed_at, response, callback_succeeded, updated_ms, audits, review = row[:_N]
     return task_view(
         json.loads(body),
         status=status,
+        updated_at=iso_ms(updated_ms) if updated_ms is not None else None,
         completed_at=completed_at,
         response=json.loads(response) if response is not None else None,
+        audits=json.loads(audits) if audits else [],
+        customer_review_status=review,
         callback_succeeded=(
             bool(callback_succeeded) if with_callback_succeeded and callback_succeeded is not None else None
         ),
+        recalled=status == "pending" and completed_at is not None,
     )
 
 
@@ -132,10 +179,22 @@ def _delivery(row: sqlite3.Row | tuple[Any, ...]) -> Delivery:
         next_attempt_at=row[5],
         wrong_key=bool(row[6]),
         url=row[7],
+        event_id=row[8],
     )
 
 
-_DELIVERY_COLUMNS = "id, task_id, copy, state, attempts, next_attempt_at, wrong_key, url"
+_DELIVERY_COLUMNS = "id, task_id, copy, state, attempts, next_attempt_at, wrong_key, url, event_id"
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a version-1 file up to SCHEMA_VERSION: add the new columns, give old tasks an updated_ms."""
+    for table, columns in _ADDED_COLUMNS.items():
+        have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        for name, declaration in columns:
+            if name not in have:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")
+    conn.execute("UPDATE tasks SET updated_ms = COALESCE(completed_ms, created_ms) WHERE updated_ms IS NULL")
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
 class Store:
@@ -151,7 +210,10 @@ class Store:
             if path != ":memory:":
                 self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.executescript(SCHEMA)
+            self._conn.executescript(TABLES)
+            with self._transaction() as conn:
+                _migrate(conn)
+            self._conn.executescript(INDEXES)
 
     def close(self) -> None:
         """Close the connection; the store is unusable afterwards."""
@@ -178,12 +240,25 @@ class Store:
     def insert_task(
         self, task: dict[str, Any], *, account: str, complete_at: float | None, faults: dict[str, Any]
     ) -> None:
-        """Store a new pending task; `complete_at` is when it completes by itself (None: only by hand)."""
+        """Store a new pending task; `complete_at` is when it completes by itself (None: only by hand).
+
+        A `unique_id` already used by another of the account's tasks is a DuplicateTaskError (409).
+        """
         created_ms = parse_timestamp(task["created_at"])
         with self._transaction() as conn:
+            unique_id = task.get("unique_id")
+            if unique_id is not None:
+                taken = conn.execute(
+                    "SELECT task_id FROM tasks WHERE account = ? AND unique_id = ?", (account, unique_id)
+                ).fetchone()
+                if taken is not None:
+                    raise DuplicateTaskError(
+                        f"A task with unique_id {unique_id!r} already exists (task {taken[0]})"
+                    )
             conn.execute(
                 "INSERT INTO tasks (task_id, account, type, status, project, batch, created_ms, complete_at,"
-                " faults, body) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?)",
+                " faults, body, updated_ms, unique_id, tags)"
+                " VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     task["task_id"],
                     account,
@@ -194,15 +269,26 @@ class Store:
                     complete_at,
                     json.dumps(faults),
                     json.dumps(task),
+                    created_ms,
+                    unique_id,
+                    json.dumps(task.get("tags") or []),
                 ),
             )
 
     def get_task(self, task_id: str, account: str | None = None) -> dict[str, Any]:
         """The task object; TaskNotFoundError if unknown or (when `account` is given) another account's."""
         rows = self._query(f"SELECT {_TASK_COLUMNS}, account FROM tasks WHERE task_id = ?", (task_id,))
-        if not rows or (account is not None and rows[0][5] != account):
+        if not rows or (account is not None and rows[0][_N] != account):
             raise TaskNotFoundError(f"No task with id {task_id}")
         return _view(rows[0])
+
+    def task_account(self, task_id: str) -> str:
+        """The id of the account a task belongs to (TaskNotFoundError if unknown)."""
+        rows = self._query("SELECT account FROM tasks WHERE task_id = ?", (task_id,))
+        if not rows:
+            raise TaskNotFoundError(f"No task with id {task_id}")
+        account: str = rows[0][0]
+        return account
 
     def callback_task(self, task_id: str) -> dict[str, Any]:
         """The task object as a callback carries it: the same on every try, so without callback_succeeded."""
@@ -210,6 +296,13 @@ class Store:
         if not rows:
             raise TaskNotFoundError(f"No task with id {task_id}")
         return _view(rows[0], with_callback_succeeded=False)
+
+    def is_test(self, task_id: str) -> bool:
+        """Whether the task was created with a test key (its callbacks carry the test callback key)."""
+        rows = self._query("SELECT json_extract(body, '$.is_test') FROM tasks WHERE task_id = ?", (task_id,))
+        if not rows:
+            raise TaskNotFoundError(f"No task with id {task_id}")
+        return bool(rows[0][0])
 
     def task_faults(self, task_id: str) -> dict[str, Any]:
         """The task's own parsed `metadata.sim_faults`."""
@@ -219,44 +312,173 @@ class Store:
         faults: dict[str, Any] = json.loads(rows[0][0])
         return faults
 
-    def cancel_task(self, task_id: str, account: str) -> dict[str, Any]:
+    def cancel_task(self, task_id: str, account: str, *, now_ms: int) -> dict[str, Any]:
         """Cancel a pending task; a completed or canceled one is a TaskStateError (500, as Scale answers)."""
         with self._transaction() as conn:
-            row = conn.execute("SELECT status, account FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
+            row = conn.execute(
+                "SELECT status, account, updated_ms FROM tasks WHERE task_id = ?", (task_id,)
+            ).fetchone()
             if row is None or row[1] != account:
                 raise TaskNotFoundError(f"No task with id {task_id}")
             if row[0] != "pending":
                 raise TaskStateError(f"Task {task_id} is {row[0]}; only pending tasks can be canceled")
             conn.execute(
-                "UPDATE tasks SET status = 'canceled', complete_at = NULL WHERE task_id = ?", (task_id,)
+                "UPDATE tasks SET status = 'canceled', complete_at = NULL, updated_ms = ? WHERE task_id = ?",
+                (_after(now_ms, row[2]), task_id),
             )
         return self.get_task(task_id)
+
+    def _state(self, conn: sqlite3.Connection, task_id: str) -> tuple[str, int, str | None]:
+        """(status, updated_ms, completed_at) of a task inside a transaction."""
+        row = conn.execute(
+            "SELECT status, updated_ms, completed_at FROM tasks WHERE task_id = ?", (task_id,)
+        ).fetchone()
+        if row is None:
+            raise TaskNotFoundError(f"No task with id {task_id}")
+        return row[0], row[1], row[2]
+
+    def _emit(
+        self, conn: sqlite3.Connection, task_id: str, name: str, at_ms: int, plans: Sequence[DeliveryPlan]
+    ) -> dict[str, Any]:
+        """Record an event with its callback body (the task as it is now) and queue its deliveries."""
+        conn.execute("UPDATE tasks SET callback_succeeded = NULL WHERE task_id = ?", (task_id,))
+        row = conn.execute(f"SELECT {_TASK_COLUMNS} FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
+        task = _view(row, with_callback_succeeded=False)
+        event_id = conn.execute(
+            "INSERT INTO events (task_id, name, at_ms, body) VALUES (?, ?, ?, ?)",
+            (task_id, name, at_ms, callback_body(task)),
+        ).lastrowid
+        conn.executemany(
+            "INSERT INTO deliveries (task_id, copy, state, next_attempt_at, held_since, wrong_key, url, event_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (task_id, p.copy, p.state, p.next_attempt_at, p.held_since, int(p.wrong_key), p.url, event_id)
+                for p in plans
+            ],
+        )
+        return task
 
     def complete_task(
         self,
         task_id: str,
         response: dict[str, Any],
         *,
-        completed_ms: int,
-        completed_at: str,
+        now_ms: int,
         plans: Sequence[DeliveryPlan],
     ) -> dict[str, Any] | None:
-        """Complete a pending task and queue its deliveries in one step; None if it is no longer pending."""
+        """Complete a pending task (new or recalled) and queue its deliveries; None if it is not pending.
+
+        completed_at is later than every earlier change (audits included), even within one millisecond,
+        so a receiver can tell this completion from the audits before it.
+        """
         with self._transaction() as conn:
-            updated = conn.execute(
-                "UPDATE tasks SET status = 'completed', completed_ms = ?, completed_at = ?,"
-                " complete_at = NULL, response = ? WHERE task_id = ? AND status = 'pending'",
-                (completed_ms, completed_at, json.dumps(response), task_id),
-            ).rowcount
-            if not updated:
+            status, updated_ms, _ = self._state(conn, task_id)
+            if status != "pending":
                 return None
-            conn.executemany(
-                "INSERT INTO deliveries (task_id, copy, state, next_attempt_at, held_since, wrong_key, url)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (task_id, p.copy, p.state, p.next_attempt_at, p.held_since, int(p.wrong_key), p.url)
-                    for p in plans
-                ],
+            at_ms = _after(now_ms, updated_ms)
+            conn.execute(
+                "UPDATE tasks SET status = 'completed', completed_ms = ?, completed_at = ?, complete_at = NULL,"
+                " response = ?, updated_ms = ? WHERE task_id = ?",
+                (at_ms, iso_ms(at_ms), json.dumps(response), at_ms, task_id),
+            )
+            self._emit(conn, task_id, "completed", at_ms, plans)
+        return self.get_task(task_id)
+
+    def error_task(
+        self, task_id: str, response: dict[str, Any], *, now_ms: int, plans: Sequence[DeliveryPlan]
+    ) -> dict[str, Any] | None:
+        """An error at creation: a pending, never completed task gets status error; None otherwise."""
+        with self._transaction() as conn:
+            status, updated_ms, completed_at = self._state(conn, task_id)
+            if status != "pending" or completed_at is not None:
+                return None
+            at_ms = _after(now_ms, updated_ms)
+            conn.execute(
+                "UPDATE tasks SET status = 'error', complete_at = NULL, response = ?, updated_ms = ?"
+                " WHERE task_id = ?",
+                (json.dumps(response), at_ms, task_id),
+            )
+            self._emit(conn, task_id, "error", at_ms, plans)
+        return self.get_task(task_id)
+
+    def audit_task(
+        self,
+        task_id: str,
+        audit: dict[str, Any],
+        *,
+        response: dict[str, Any] | None,
+        now_ms: int,
+        plans: Sequence[DeliveryPlan],
+    ) -> dict[str, Any]:
+        """Append an audit to a completed task (a fixed one replaces the response) and queue its callback.
+
+        `audit` gets its `audited_at` here (the event's time); InvalidRequestError unless the task is completed.
+        """
+        with self._transaction() as conn:
+            status, updated_ms, _ = self._state(conn, task_id)
+            if status != "completed":
+                raise InvalidRequestError(f"Task {task_id} is {status}; only completed tasks can be audited")
+            at_ms = _after(now_ms, updated_ms)
+            audits = json.loads(
+                conn.execute("SELECT audits FROM tasks WHERE task_id = ?", (task_id,)).fetchone()[0] or "[]"
+            )
+            audits.append({**audit, "audited_at": iso_ms(at_ms)})
+            conn.execute(
+                "UPDATE tasks SET audits = ?, customer_review_status = ?, updated_ms = ?,"
+                " response = COALESCE(?, response) WHERE task_id = ?",
+                (
+                    json.dumps(audits),
+                    audit["audit_result"],
+                    at_ms,
+                    json.dumps(response) if response is not None else None,
+                    task_id,
+                ),
+            )
+            self._emit(conn, task_id, f"audit_{audit['audit_result']}", at_ms, plans)
+        return self.get_task(task_id)
+
+    def recall_task(
+        self, task_id: str, *, now_ms: int, complete_at: float | None, plans: Sequence[DeliveryPlan]
+    ) -> dict[str, Any]:
+        """Send a completed task back to pending (response null, completed_at kept) and queue its callback.
+
+        `complete_at` is when it completes again by itself (None: only by hand); InvalidRequestError
+        unless the task is completed.
+        """
+        with self._transaction() as conn:
+            status, updated_ms, _ = self._state(conn, task_id)
+            if status != "completed":
+                raise InvalidRequestError(f"Task {task_id} is {status}; only completed tasks can be recalled")
+            at_ms = _after(now_ms, updated_ms)
+            conn.execute(
+                "UPDATE tasks SET status = 'pending', response = NULL, complete_at = ?, updated_ms = ?"
+                " WHERE task_id = ?",
+                (complete_at, at_ms, task_id),
+            )
+            self._emit(conn, task_id, "recalled", at_ms, plans)
+        return self.get_task(task_id)
+
+    def backdate_task(self, task_id: str, account: str, *, created_ms: int) -> dict[str, Any]:
+        """Move a task's created_at back (time made to pass): InvalidRequestError if it would move forward.
+
+        updated_at moves with it while the task was never changed after creation, so it never
+        precedes created_at.
+        """
+        with self._transaction() as conn:
+            row = conn.execute(
+                "SELECT account, created_ms, updated_ms, body FROM tasks WHERE task_id = ?", (task_id,)
+            ).fetchone()
+            if row is None or row[0] != account:
+                raise TaskNotFoundError(f"No task with id {task_id}")
+            old_ms, updated_ms, body = row[1], row[2], json.loads(row[3])
+            if created_ms > old_ms:
+                raise InvalidRequestError(
+                    f"Invalid parameter 'created_at': it can only move back, before {iso_ms(old_ms)}"
+                )
+            body["created_at"] = iso_ms(created_ms)
+            conn.execute(
+                "UPDATE tasks SET created_ms = ?, body = ?, updated_ms = ? WHERE task_id = ?",
+                (created_ms, json.dumps(body), created_ms if updated_ms == old_ms else updated_ms, task_id),
             )
         return self.get_task(task_id)
 
@@ -267,7 +489,7 @@ class Store:
             " AND status = 'pending' ORDER BY complete_at, created_ms, task_id LIMIT ?",
             (now, limit),
         )
-        return [DueCompletion(_view(row), json.loads(row[5])) for row in rows]
+        return [DueCompletion(_view(row), json.loads(row[_N])) for row in rows]
 
     def list_tasks(self, account: str, query: ListQuery) -> tuple[list[dict[str, Any]], int, int]:
         """One page of the account's tasks, newest first: (docs, total matching, offset of the page)."""
@@ -278,6 +500,8 @@ class Store:
             ("created_ms", "<=", query.end_ms),
             ("completed_ms", ">=", query.completed_after_ms),
             ("completed_ms", "<=", query.completed_before_ms),
+            ("updated_ms", ">=", query.updated_after_ms),
+            ("updated_ms", "<=", query.updated_before_ms),
             ("status", "=", query.status),
             ("type", "=", query.type),
             ("project", "=", query.project),
@@ -286,6 +510,20 @@ class Store:
             if value is not None:
                 where.append(f"{column} {op} ?")
                 args.append(value)
+        if query.customer_review_status:
+            wanted = list(query.customer_review_status)
+            marks = ", ".join("?" * len(wanted))
+            # Scale's `pending` review status: a task nobody has audited yet.
+            unaudited = " OR customer_review_status IS NULL" if "pending" in wanted else ""
+            where.append(f"(customer_review_status IN ({marks}){unaudited})")
+            args.extend(wanted)
+        if query.unique_id:
+            where.append(f"unique_id IN ({', '.join('?' * len(query.unique_id))})")
+            args.extend(query.unique_id)
+        if query.tags:
+            marks = ", ".join("?" * len(query.tags))
+            where.append(f"EXISTS (SELECT 1 FROM json_each(tasks.tags) WHERE json_each.value IN ({marks}))")
+            args.extend(query.tags)
         condition = " AND ".join(where)
         with self._lock:
             total = self._conn.execute(f"SELECT COUNT(*) FROM tasks WHERE {condition}", args).fetchone()[0]
@@ -403,7 +641,10 @@ class Store:
             )
             states = {
                 row[0]
-                for row in conn.execute("SELECT state FROM deliveries WHERE task_id = ?", (delivery.task_id,))
+                for row in conn.execute(
+                    "SELECT state FROM deliveries WHERE task_id = ? AND event_id IS ?",
+                    (delivery.task_id, delivery.event_id),
+                )
             }
             # true on any 200; false only once no copy is left that could still get one.
             outcome: bool | None = None
@@ -411,12 +652,27 @@ class Store:
                 outcome = True
             elif "failed" in states and not states & {"pending", "held"}:
                 outcome = False
-            if outcome is not None:
+            latest = conn.execute("SELECT MAX(id) FROM events WHERE task_id = ?", (delivery.task_id,)).fetchone()[0]
+            # callback_succeeded tells about the task's latest event; an older event's late outcome is logged only.
+            if outcome is not None and latest == delivery.event_id:
                 conn.execute(
                     "UPDATE tasks SET callback_succeeded = ? WHERE task_id = ?",
                     (int(outcome), delivery.task_id),
                 )
             return outcome
+
+    def delivery_body(self, delivery: Delivery) -> bytes:
+        """The bytes one delivery POSTs: its event's body, recorded when the event happened.
+
+        A delivery queued by a version-1 simulator has no event: it carries the task as it is now,
+        as version 1 sent it.
+        """
+        if delivery.event_id is not None:
+            rows = self._query("SELECT body FROM events WHERE id = ?", (delivery.event_id,))
+            if rows:
+                body: bytes = rows[0][0]
+                return bytes(body)
+        return callback_body(self.callback_task(delivery.task_id))
 
     def delivery_log(self, task_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """(deliveries, attempts) of a task, for `GET /v1/task/{id}/deliveries`."""
@@ -429,10 +685,13 @@ class Store:
                     "next_attempt_at": iso_ms(int(row[3] * 1000)) if row[3] is not None else None,
                     "wrong_key": bool(row[4]),
                     "url": row[5],
+                    "event": row[6] or "completed",
+                    "event_at": iso_ms(row[7]) if row[7] is not None else None,
                 }
                 for row in self._conn.execute(
-                    "SELECT copy, state, attempts, next_attempt_at, wrong_key, url FROM deliveries"
-                    " WHERE task_id = ? ORDER BY id",
+                    "SELECT d.copy, d.state, d.attempts, d.next_attempt_at, d.wrong_key, d.url, e.name, e.at_ms"
+                    " FROM deliveries d LEFT JOIN events e ON e.id = d.event_id"
+                    " WHERE d.task_id = ? ORDER BY d.id",
                     (task_id,),
                 )
             ]

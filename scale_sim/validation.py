@@ -14,11 +14,38 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from callback_server.schemas import TASK_TYPES
 from scale_sim import defaults
 from scale_sim.config import is_http_url
 from scale_sim.exceptions import FaultSpecError, InvalidRequestError
 from scale_sim.faults import FaultValues, parse_fault_list
+
+LEGACY_TYPES = (
+    "categorization",
+    "transcription",
+    "phonecall",
+    "comparison",
+    "annotation",
+    "datacollection",
+    "audiotranscription",
+)
+"""The seven types of the 2016 reference (a test checks the receiver has a schema for each)."""
+
+MODERN_TYPES = (
+    "imageannotation",
+    "textcollection",
+    "namedentityrecognition",
+    "documenttranscription",
+    "videoannotation",
+    "videoplaybackannotation",
+    "lidarannotation",
+)
+"""Today's common types the simulator serves, with their documented parameters and response shapes."""
+
+FILE_RESULT_TYPES = ("videoannotation", "videoplaybackannotation", "lidarannotation")
+"""Types whose result is a file: the response holds `annotations: {url}` (and `events` for playback)."""
+
+FRAME_TYPES = ("videoannotation", "videoplaybackannotation", "lidarannotation")
+"""Types whose error at creation lists `frames` instead of `attachments` (video and lidar)."""
 
 TYPE_ALIASES = {"categorize": "categorization"}
 """The 2016 endpoint name for categorization; tasks created there still have type categorization."""
@@ -37,10 +64,23 @@ _TRUE = "true"
 _FALSE = "false"
 
 
+GEOMETRIES = ("box", "polygon", "line", "point", "cuboid", "ellipse")
+"""imageannotation's (and video's) geometry kinds in `geometries`."""
+
+ATTRIBUTE_TYPES = ("category", "number", "text", "angle", "linked")
+"""Types of an `annotation_attributes` entry."""
+
+TEXT_FIELD_TYPES = ("text", "number", "category", "datetime", "boolean")
+"""Types of a textcollection field."""
+
+TEXT_ATTACHMENT_TYPES = ("text", "image", "website", "pdf", "video", "audio")
+"""Types of a textcollection attachment object."""
+
+
 def canonical_type(name: str) -> str | None:
     """The task type an endpoint name creates, or None when the simulator does not serve it."""
     name = TYPE_ALIASES.get(name, name)
-    return name if name in TASK_TYPES else None
+    return name if name in SIM_TYPES else None
 
 
 @dataclass(frozen=True)
@@ -54,7 +94,7 @@ class TaskSpec:
     metadata: dict[str, Any]
     instruction: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-    """Other top-level attributes: phonecall's script (as in the reference's example), project, batch."""
+    """Other top-level attributes: phonecall's script, project, batch, unique_id, tags."""
     faults: FaultValues = field(default_factory=dict)
     """The task's own `metadata.sim_faults`, parsed."""
 
@@ -298,6 +338,222 @@ def _audiotranscription(read: _Reader, top: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+
+def _list_of(value: Any, name: str, *, form: bool) -> list[Any] | None:
+    """A list parameter in JSON, or in a form (one value, repeated keys, or x[0]=.. keys); None if absent."""
+    if value is None or value == "" or value == []:
+        return None
+    if form and isinstance(value, str | dict) and not (isinstance(value, dict) and not value):
+        value = _indexed_list(value, name) if isinstance(value, dict) else [value]
+    if not isinstance(value, list):
+        raise _invalid(name, "must be a list")
+    return value
+
+
+def _labels(value: Any, name: str, *, form: bool) -> list[Any]:
+    """objects_to_annotate / labels: non-empty strings, or LabelDescription objects ``{"choice", "subchoices"?}``."""
+    labels = _list_of(value, name, form=form)
+    if not labels:
+        raise _missing(name)
+    for index, label in enumerate(labels):
+        if isinstance(label, str) and label:
+            continue
+        if isinstance(label, dict) and isinstance(label.get("choice"), str) and label["choice"]:
+            subchoices = label.get("subchoices")
+            if subchoices is not None:
+                _labels(subchoices, f"{name}[{index}][subchoices]", form=form)
+            continue
+        raise _invalid(name, "must hold non-empty strings or objects with a non-empty 'choice'")
+    return labels
+
+
+def _geometries(read: _Reader) -> dict[str, Any]:
+    """`geometries`: at least one of box, polygon, line, point, cuboid, ellipse, each with objects_to_annotate."""
+    geometries = read.object("geometries")
+    if not geometries:
+        raise _missing("geometries")
+    checked: dict[str, Any] = {}
+    for kind, spec in geometries.items():
+        if kind not in GEOMETRIES:
+            raise _invalid("geometries", f"unknown geometry {kind!r} (known: {', '.join(GEOMETRIES)})")
+        if not isinstance(spec, dict):
+            raise _invalid(f"geometries[{kind}]", "must be an object")
+        where = f"geometries[{kind}][objects_to_annotate]"
+        checked[kind] = {**spec, "objects_to_annotate": _labels(spec.get("objects_to_annotate"), where, form=read.form)}
+    return checked
+
+
+def _annotation_attributes(read: _Reader) -> dict[str, Any] | None:
+    """Optional `annotation_attributes`: each an object with a known `type`; a category needs `choices`."""
+    attributes = read.object("annotation_attributes")
+    if not attributes:
+        return None
+    for key, spec in attributes.items():
+        where = f"annotation_attributes[{key}]"
+        if not isinstance(spec, dict):
+            raise _invalid(where, "must be an object")
+        kind = spec.get("type", "category")
+        if kind not in ATTRIBUTE_TYPES:
+            raise _invalid(where, f"type must be one of {', '.join(ATTRIBUTE_TYPES)}, got {kind!r}")
+        if kind == "category":
+            choices = _list_of(spec.get("choices"), f"{where}[choices]", form=read.form)
+            if not choices:
+                raise _missing(f"{where}[choices]")
+    return attributes
+
+
+def _optional_instruction(read: _Reader, top: dict[str, Any]) -> None:
+    instruction = read.string("instruction", required=False)
+    if instruction is not None:
+        top["instruction"] = instruction
+
+
+def _imageannotation(read: _Reader, top: dict[str, Any]) -> dict[str, Any]:
+    _optional_instruction(read, top)
+    params: dict[str, Any] = {
+        "attachment_type": read.choice("attachment_type", ("image",), required=False, default="image"),
+        "attachment": read.string("attachment", required=True),
+        "geometries": _geometries(read),
+    }
+    attributes = _annotation_attributes(read)
+    if attributes is not None:
+        params["annotation_attributes"] = attributes
+    return params
+
+
+def _object_list(read: _Reader, name: str, *, required: bool) -> list[dict[str, Any]] | None:
+    """A list of JSON objects (a form gives them as x[0][key]=.. or as JSON text)."""
+    value = read.data.get(name)
+    if read.form and isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise _invalid(name, "must be a list of objects (JSON text in a form)") from None
+    items = _list_of(value, name, form=read.form)
+    if not items:
+        if required:
+            raise _missing(name)
+        return None
+    if not all(isinstance(item, dict) for item in items):
+        raise _invalid(name, "must be a list of objects")
+    return items
+
+
+def _textcollection(read: _Reader, top: dict[str, Any]) -> dict[str, Any]:
+    _optional_instruction(read, top)
+    attachments = _object_list(read, "attachments", required=True)
+    assert attachments is not None
+    for index, attachment in enumerate(attachments):
+        where = f"attachments[{index}]"
+        if attachment.get("type") not in TEXT_ATTACHMENT_TYPES:
+            raise _invalid(where, f"type must be one of {', '.join(TEXT_ATTACHMENT_TYPES)}")
+        if not isinstance(attachment.get("content"), str) or not attachment["content"]:
+            raise _missing(f"{where}[content]")
+    fields = _object_list(read, "fields", required=True)
+    assert fields is not None
+    seen: set[str] = set()
+    for index, spec in enumerate(fields):
+        where = f"fields[{index}]"
+        field_id = spec.get("field_id")
+        if not isinstance(field_id, str) or not field_id:
+            raise _missing(f"{where}[field_id]")
+        if field_id in seen:
+            raise _invalid("fields", f"field_id {field_id!r} is used twice")
+        seen.add(field_id)
+        if spec.get("type") not in TEXT_FIELD_TYPES:
+            raise _invalid(where, f"type must be one of {', '.join(TEXT_FIELD_TYPES)}")
+        if not isinstance(spec.get("title"), str) or not spec["title"]:
+            raise _missing(f"{where}[title]")
+        if spec["type"] == "category" and not _list_of(spec.get("choices"), f"{where}[choices]", form=read.form):
+            raise _missing(f"{where}[choices]")
+    return {"attachments": attachments, "fields": fields}
+
+
+def _named_labels(read: _Reader, name: str, *, required: bool) -> list[dict[str, Any]] | None:
+    """NER `labels`/`relationships`: objects with a non-empty `name` (a plain string means ``{"name": it}``)."""
+    items = _list_of(read.data.get(name), name, form=read.form)
+    if not items:
+        if required:
+            raise _missing(name)
+        return None
+    named = []
+    for index, item in enumerate(items):
+        if isinstance(item, str) and item:
+            item = {"name": item}
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
+            raise _invalid(name, f"item {index} needs a non-empty 'name'")
+        named.append(item)
+    if len({item["name"] for item in named}) != len(named):
+        raise _invalid(name, "must not repeat a name")
+    return named
+
+
+def _namedentityrecognition(read: _Reader, top: dict[str, Any]) -> dict[str, Any]:
+    _optional_instruction(read, top)
+    params: dict[str, Any] = {
+        "text": read.string("text", required=True),
+        "labels": _named_labels(read, "labels", required=True),
+    }
+    relationships = _named_labels(read, "relationships", required=False)
+    if relationships is not None:
+        params["relationships"] = relationships
+    return params
+
+
+def _documenttranscription(read: _Reader, top: dict[str, Any]) -> dict[str, Any]:
+    _optional_instruction(read, top)
+    params: dict[str, Any] = {
+        "attachment_type": read.choice("attachment_type", ("pdf", "image"), required=False, default="pdf"),
+        "attachment": read.string("attachment", required=True),
+    }
+    features = _object_list(read, "features", required=False)
+    if features is not None:
+        for index, feature in enumerate(features):
+            if not isinstance(feature.get("label"), str) or not feature["label"]:
+                raise _missing(f"features[{index}][label]")
+        params["features"] = features
+    return params
+
+
+def _frames(read: _Reader, *, video: bool) -> dict[str, Any]:
+    """A video (`attachment`) or its frames (`attachments`, a list of URLs): exactly one of them."""
+    attachment = read.string("attachment", required=False)
+    attachments = read.string_list("attachments", required=False)
+    if (attachment is None) == (attachments is None):
+        raise InvalidRequestError("Missing required parameter: exactly one of attachment or attachments")
+    if attachment is not None:
+        return {"attachment_type": "video" if video else "json", "attachment": attachment}
+    return {"attachment_type": "image" if video else "json", "attachments": attachments}
+
+
+def _videoannotation(read: _Reader, top: dict[str, Any]) -> dict[str, Any]:
+    _optional_instruction(read, top)
+    params = {**_frames(read, video=True), "geometries": _geometries(read)}
+    attributes = _annotation_attributes(read)
+    if attributes is not None:
+        params["annotation_attributes"] = attributes
+    return params
+
+
+def _videoplaybackannotation(read: _Reader, top: dict[str, Any]) -> dict[str, Any]:
+    params = _videoannotation(read, top)
+    events = read.string_list("events_to_annotate", required=False, unique=True)
+    if events is not None:
+        params["events_to_annotate"] = events
+    return params
+
+
+def _lidarannotation(read: _Reader, top: dict[str, Any]) -> dict[str, Any]:
+    _optional_instruction(read, top)
+    attachments = read.string_list("attachments", required=True)
+    params: dict[str, Any] = {
+        "attachment_type": read.choice("attachment_type", ("json",), required=False, default="json"),
+        "attachments": attachments,
+        "labels": _labels(read.data.get("labels"), "labels", form=read.form),
+    }
+    return params
+
+
 _CHECKERS: dict[str, Callable[[_Reader, dict[str, Any]], dict[str, Any]]] = {
     "categorization": _categorization,
     "transcription": functools.partial(_fields_task, attachment_types=ATTACHMENT_TYPES),
@@ -306,7 +562,20 @@ _CHECKERS: dict[str, Callable[[_Reader, dict[str, Any]], dict[str, Any]]] = {
     "annotation": _annotation,
     "datacollection": functools.partial(_fields_task, attachment_types=DATACOLLECTION_ATTACHMENT_TYPES),
     "audiotranscription": _audiotranscription,
+    "imageannotation": _imageannotation,
+    "textcollection": _textcollection,
+    "namedentityrecognition": _namedentityrecognition,
+    "documenttranscription": _documenttranscription,
+    "videoannotation": _videoannotation,
+    "videoplaybackannotation": _videoplaybackannotation,
+    "lidarannotation": _lidarannotation,
 }
+
+SIM_TYPES = LEGACY_TYPES + MODERN_TYPES
+"""Every type `POST /v1/task/{type}` creates."""
+
+TASK_TYPES = LEGACY_TYPES
+"""The 2016 types (the name earlier versions exported)."""
 
 
 def _metadata_and_faults(read: _Reader) -> tuple[dict[str, Any], FaultValues]:
@@ -322,6 +591,20 @@ def _metadata_and_faults(read: _Reader) -> tuple[dict[str, Any], FaultValues]:
         raise _invalid("metadata.sim_faults", str(exc)) from None
 
 
+def _tags(read: _Reader) -> list[str] | None:
+    """`tags`: a list of non-empty strings (a form may repeat the key or give one comma-separated value)."""
+    value = read.data.get("tags")
+    if value is None or value == "" or value == []:
+        return None
+    if read.form and isinstance(value, str):
+        value = [part.strip() for part in value.split(",")]
+    elif read.form and isinstance(value, dict):
+        value = _indexed_list(value, "tags")
+    if not isinstance(value, list) or not all(isinstance(tag, str) and tag for tag in value):
+        raise _invalid("tags", "must be a list of non-empty strings")
+    return list(dict.fromkeys(value))
+
+
 def validate_task(
     task_type: str,
     data: Mapping[str, Any],
@@ -333,7 +616,7 @@ def validate_task(
     kind = canonical_type(task_type)
     if kind is None:
         raise InvalidRequestError(
-            f"Task type {task_type!r} is not supported by the simulator (supported: {', '.join(TASK_TYPES)})"
+            f"Task type {task_type!r} is not supported by the simulator (supported: {', '.join(SIM_TYPES)})"
         )
     read = _Reader(data, form=form)
     callback_url = read.string("callback_url", required=default_callback_url is None) or default_callback_url
@@ -347,10 +630,13 @@ def validate_task(
     metadata, faults = _metadata_and_faults(read)
     if faults.get("oversize") and kind != "annotation":
         raise _invalid("metadata.sim_faults", "oversize applies to annotation tasks only")
-    for name in ("project", "batch"):
+    for name in ("project", "batch", "unique_id"):
         value = read.string(name, required=False)
         if value is not None:
             top[name] = value
+    tags = _tags(read)
+    if tags is not None:
+        top["tags"] = tags
     instruction = top.pop("instruction", None)
     return TaskSpec(
         type=kind,

@@ -65,7 +65,7 @@ def test_a_bearer_token_is_not_basic_auth(client: FlaskClient) -> None:
 
 def test_test_keys_make_test_tasks_and_live_keys_do_not(client: FlaskClient) -> None:
     assert create(client, key=TEST_KEY).get_json()["is_test"] is True
-    assert "is_test" not in create(client, key=LIVE_KEY).get_json()
+    assert create(client, key=LIVE_KEY).get_json()["is_test"] is False
 
 
 # -- create ------------------------------------------------------------------------------------------------
@@ -109,6 +109,14 @@ def test_created_task_matches_the_reference_layout(client: FlaskClient) -> None:
         "params",
         "metadata",
         "is_test",
+        "project",
+        "batch",
+        "unique_id",
+        "tags",
+        "updated_at",
+        "audits",
+        "customer_review_status",
+        "callback_completed",
     ]
     assert task["params"] == {
         "attachment_type": "website",
@@ -150,7 +158,7 @@ def test_a_missing_parameter_is_400_naming_it(client: FlaskClient) -> None:
 
 def test_an_unknown_task_type_is_400(client: FlaskClient) -> None:
     answer = client.post(
-        "/v1/task/imageannotation", json=json_body(CB, "annotation"), headers=basic_auth(TEST_KEY)
+        "/v1/task/chatlite", json=json_body(CB, "annotation"), headers=basic_auth(TEST_KEY)
     )
     assert_error(answer, 400, "not supported")
 

@@ -87,17 +87,22 @@ def test_callback_body_and_header(start_sim: StartSim, receiver: Receiver) -> No
     assert callback.headers[AUTH_HEADER.title()] == CALLBACK_KEY
     assert callback.headers["Content-Type"] == "application/json"
     body = callback.body
-    assert body is not None and set(body) == {"task_id", "response", "task"}
+    assert body is not None and list(body) == ["task_id", "status", "response", "task"]
     assert body["task_id"] == body["task"]["task_id"] == task_id
     assert body["response"] == body["task"]["response"]
     assert body["response"]["category"] in ("public", "private")
-    assert body["task"]["status"] == "completed"
+    assert body["task"]["status"] == body["status"] == "completed"
     assert body["task"]["is_test"] is True
+    assert body["task"]["callback_completed"] is False  # as it stood when the event happened
     assert parse_timestamp(body["task"]["completed_at"]) >= parse_timestamp(body["task"]["created_at"])
     wait_until(lambda: get(sim, f"task/{task_id}").get("callback_succeeded"))
     task = get(sim, f"task/{task_id}")
     assert task["callback_succeeded"] is True
-    assert {k: v for k, v in task.items() if k != "callback_succeeded"} == body["task"]
+    assert task["callback_completed"] is True
+    moving = {"callback_succeeded", "callback_completed"}
+    assert {k: v for k, v in task.items() if k not in moving} == {
+        k: v for k, v in body["task"].items() if k not in moving
+    }
 
 
 def test_retries_until_exactly_200_and_logs_each_try(start_sim: StartSim, receiver: Receiver) -> None:
@@ -119,6 +124,8 @@ def test_retries_until_exactly_200_and_logs_each_try(start_sim: StartSim, receiv
             "next_attempt_at": None,
             "wrong_key": False,
             "url": receiver.url,
+            "event": "completed",
+            "event_at": get(sim, f"task/{task_id}")["completed_at"],
         }
     ]
     bodies = [r.body for r in receiver.for_task(task_id)]
@@ -267,7 +274,7 @@ def test_live_tasks_complete_and_call_back_too(start_sim: StartSim, receiver: Re
     task_id = create(sim, receiver.url, "audiotranscription", key=LIVE_KEY)
     [callback] = receiver.wait_for(1, task_id)
     assert callback.body is not None
-    assert "is_test" not in callback.body["task"]
+    assert callback.body["task"]["is_test"] is False
     assert set(callback.body["response"]) == {"transcript", "duration"}
 
 

@@ -120,7 +120,7 @@ def test_filters_status_and_type(client: FlaskClient, sim: Simulator) -> None:
     assert set(ids_of(list_tasks(client, status="pending"))) == {categorizations[2], *annotations}
     assert ids_of(list_tasks(client, type="annotation")) == annotations[::-1]
     assert ids_of(list_tasks(client, type="categorize")) == categorizations[::-1]
-    assert list_tasks(client, type="imageannotation")["total"] == 0
+    assert list_tasks(client, type="chatlite")["total"] == 0
 
 
 def test_filters_on_completed_at_and_project(client: FlaskClient, sim: Simulator) -> None:
@@ -139,7 +139,7 @@ def test_each_account_lists_only_its_own(client: FlaskClient) -> None:
 
 def test_unknown_query_parameters_are_ignored(client: FlaskClient) -> None:
     make_tasks(client, 1)
-    assert list_tasks(client, include_attachment_url="True", tags="x")["total"] == 1
+    assert list_tasks(client, include_attachment_url="True", limited_response="x")["total"] == 1
 
 
 @pytest.mark.parametrize(

@@ -53,8 +53,10 @@ def test_faults_shape_the_plan() -> None:
 
 def test_callback_body_is_the_documented_envelope() -> None:
     task = {"task_id": "576c41bf13e36b0600b02b34", "response": {"category": "red"}, "type": "categorization"}
+    task["status"] = "completed"
     assert json.loads(callback_body(task)) == {
         "task_id": task["task_id"],
+        "status": "completed",
         "response": task["response"],
         "task": task,
     }

@@ -196,7 +196,8 @@ def test_default_callback_url_fills_in() -> None:
 def test_canonical_type() -> None:
     assert canonical_type("categorize") == "categorization"
     assert canonical_type("annotation") == "annotation"
-    assert canonical_type("imageannotation") is None
+    assert canonical_type("imageannotation") == "imageannotation"
+    assert canonical_type("chatlite") is None
 
 
 # -- bad inputs ----------------------------------------------------------------------------------------
@@ -375,7 +376,7 @@ def test_phonecall_attachment_needs_its_type() -> None:
 
 def test_unsupported_task_type() -> None:
     with pytest.raises(InvalidRequestError, match="not supported"):
-        from_json("imageannotation", json_body(CB, "annotation"))
+        from_json("chatlite", json_body(CB, "annotation"))
 
 
 def test_form_metadata_that_is_not_json() -> None:
