@@ -24,7 +24,7 @@ from callback_server.connection import connect
 from callback_server.deliveries import REPLAY, Delivery, DeliveryQueue
 from callback_server.devserver import dev
 from callback_server.exceptions import CallbackServerError, InvalidCallbackError, NotFoundError
-from callback_server.jobs import failure_line
+from callback_server.jobs import failure_line, reset_retries
 from callback_server.logs import configure_logging
 from callback_server.quarantine import Quarantine
 from callback_server.reconcile import RUNS_KEPT, Reconciler, RunLog, RunSummary, build_reconciler, run_locked
@@ -162,7 +162,7 @@ def failed_list(limit: int) -> None:
 @click.argument("job_ids", nargs=-1)
 @click.option("--all", "replay_all", is_flag=True, help="replay every failed job")
 def failed_replay(job_ids: tuple[str, ...], replay_all: bool) -> None:
-    """Put failed jobs back on the queue; handlers that had completed are skipped."""
+    """Put failed jobs back on the queue with all their retries; handlers that had completed are skipped."""
     if not job_ids and not replay_all:
         raise click.UsageError("name job ids, or give --all")
     settings = _settings()
@@ -171,12 +171,14 @@ def failed_replay(job_ids: tuple[str, ...], replay_all: bool) -> None:
     ids = registry.get_job_ids(cleanup=False) if replay_all else list(job_ids)
     missing = 0
     for job_id in ids:
-        if job_id not in registry:
+        job = Job.fetch_many([job_id], connection=connection, serializer=JSONSerializer)[0]
+        if job is None or job_id not in registry:
             missing += 1
             click.echo(f"{job_id}  not in the failed registry", err=True)
             continue
-        registry.requeue(job_id)
-        click.echo(f"{job_id}  requeued")
+        tries = reset_retries(job)
+        registry.requeue(job)
+        click.echo(f"{job_id}  requeued ({tries} tries)")
     if missing:
         sys.exit(1)
 

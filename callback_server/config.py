@@ -126,7 +126,9 @@ class Settings:
     job_timeout: int = defaults.JOB_TIMEOUT
     retry_intervals: tuple[int, ...] = defaults.RETRY_INTERVALS
     effects_ttl: int = defaults.EFFECTS_TTL
-    heartbeat_interval: float = defaults.HEARTBEAT_INTERVAL
+    heartbeat_interval: int = defaults.HEARTBEAT_INTERVAL
+    maintenance_interval: int = defaults.MAINTENANCE_INTERVAL
+    worker_processes: int = defaults.WORKER_PROCESSES
     callback_handlers: tuple[str, ...] = defaults.CALLBACK_HANDLERS
     dashboard_password: Secret | None = None
     scale_api_key: Secret | None = None
@@ -164,7 +166,10 @@ class Settings:
             job_timeout=_int(env, "HANDLER_TIMEOUT", defaults.JOB_TIMEOUT, minimum=1),
             retry_intervals=retry_intervals,
             effects_ttl=effects_ttl,
-            heartbeat_interval=_float(env, "WORKER_HEARTBEAT", defaults.HEARTBEAT_INTERVAL, minimum=0.1),
+            # Whole seconds: RQ arms these with signal.alarm().
+            heartbeat_interval=_int(env, "WORKER_HEARTBEAT", defaults.HEARTBEAT_INTERVAL, minimum=1),
+            maintenance_interval=_int(env, "WORKER_MAINTENANCE_INTERVAL", defaults.MAINTENANCE_INTERVAL, minimum=1),
+            worker_processes=_int(env, "WORKER_PROCESSES", defaults.WORKER_PROCESSES, minimum=1),
             callback_handlers=_names(env, "CALLBACK_HANDLERS") or defaults.CALLBACK_HANDLERS,
             dashboard_password=Secret(dashboard) if dashboard else None,
             scale_api_key=Secret(api_key) if api_key else None,

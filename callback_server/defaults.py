@@ -27,8 +27,27 @@ RETRY_INTERVALS = (60, 300, 1800, 7200, 21600)
 EFFECTS_TTL = 31 * 24 * 3600
 """EFFECTS_TTL: how long a handler's completion is remembered: past a failed job's replayable life."""
 
-HEARTBEAT_INTERVAL = 5.0
-"""WORKER_HEARTBEAT: seconds between a busy worker's heartbeats; a dead one is noticed after 3 missed."""
+HEARTBEAT_INTERVAL = 5
+"""WORKER_HEARTBEAT: seconds between the heartbeats a worker sends for its running job (RQ's job
+monitoring interval); a job whose heartbeat stops is abandoned 60 s (RQ's margin) plus this later."""
+
+MAINTENANCE_INTERVAL = 10
+"""WORKER_MAINTENANCE_INTERVAL: seconds between RQ's registry cleanups, which retry abandoned jobs;
+an idle worker also waits at most this long on the queue, so the cleanup really runs this often."""
+
+WORKER_PROCESSES = 1
+"""WORKER_PROCESSES: RQ workers per worker dyno; above 1 they run under RQ's WorkerPool."""
+
+REDIS_PATIENCE = 60.0
+"""Seconds a worker keeps retrying (with backoff) to record a handler's completion while Redis is
+unreachable or full, before giving up and letting the handler run again on the retry."""
+
+HANDLER_KILL_GRACE = 2
+"""Seconds past HANDLER_TIMEOUT after which a job's process is ended outright if the timeout
+exception did not stop it (a handler that swallowed it, or one stuck in C code)."""
+
+WORKER_RESTART_BACKOFF_CAP = 30.0
+"""Longest wait, in seconds, before a worker starts RQ's work loop again after it ended on a Redis error."""
 
 QUARANTINE_PREFIX = "scb:quarantine"
 """Redis key prefix of quarantined deliveries (kept until replayed or deleted)."""

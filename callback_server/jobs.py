@@ -1,8 +1,11 @@
-"""Reading RQ jobs back for operators: the failure of a job, in one line or in full."""
+"""RQ jobs for operators: the failure of a job, in one line or in full; a replay's fresh retries."""
 
 from __future__ import annotations
 
 from rq.job import Job
+
+LEGACY_DEATH_COUNT = "scb_recoveries"
+"""Job field in which the retired lease layer counted worker deaths; dropped on replay."""
 
 
 def failure_text(job: Job) -> str:
@@ -15,3 +18,17 @@ def failure_line(job: Job, width: int = 200) -> str:
     """The last line of the job's latest traceback: usually the exception and its message."""
     lines = [line for line in failure_text(job).strip().splitlines() if line.strip()]
     return lines[-1][:width] if lines else ""
+
+
+def reset_retries(job: Job) -> int:
+    """Give a job about to be replayed every retry again, and forget its deaths; returns its tries.
+
+    RQ's requeue keeps ``retries_left``, which a job that ran out (or whose workers died,
+    each death spending one) has at 0: replayed, it would get a single try. The count of
+    retries taken goes too, so the attempt numbers in the logs start over.
+    """
+    retries = len(job.retry_intervals or ())
+    job.retries_left = retries or None
+    job.number_of_retries = None
+    job.connection.hdel(job.key, "number_of_retries", LEGACY_DEATH_COUNT)
+    return retries + 1

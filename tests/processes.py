@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -11,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
+import psutil
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,14 +40,15 @@ def child_env(**overrides: str) -> dict[str, str]:
 
 
 def stack_env(redis_url: str, **overrides: str) -> dict[str, str]:
-    """The environment of a test receiver or worker: our key, the recording handlers, a fast lease."""
+    """The environment of a test receiver or worker: our key, the recording handlers, fast heartbeats and cleanups."""
     from tests.conftest import LIVE_KEY
 
     base = {
         "REDIS_URL": redis_url,
         "SCALE_CALLBACK_AUTH_KEY": LIVE_KEY,
         "CALLBACK_HANDLERS": "workers.handlers,tests.workers.recording_handlers",
-        "WORKER_HEARTBEAT": "0.3",
+        "WORKER_HEARTBEAT": "1",
+        "WORKER_MAINTENANCE_INTERVAL": "1",
         "HANDLER_RETRY_INTERVALS": "0,0",
         "WEB_CONCURRENCY": "2",
     }
@@ -67,6 +70,22 @@ def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subproc
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def kill_tree(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL a process and all its descendants at once, as Heroku does to a dyno.
+
+    RQ's work horse leaves the worker's process group, so killing the group would miss it.
+    """
+    parent = psutil.Process(proc.pid)
+    family = [*parent.children(recursive=True), parent]
+    for member in family:
+        try:
+            member.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
+    proc.wait(timeout=10)
+    psutil.wait_procs([m for m in family if m.pid != proc.pid], timeout=10)
 
 
 def worker_args(*extra: str) -> list[str]:

@@ -1,19 +1,33 @@
 """The record of which handlers completed for which delivery, so a re-run skips them.
 
 RQ delivers at least once: a retry after one handler failed, a replay from the failed
-registry, a job recovered from a crashed worker. Each handler's completion is written right
-after it returns, so only a crash between the two repeats a handler; handlers that must
-never repeat use ``task.delivery_id`` as the idempotency key in their own store.
+registry, a job retried after its worker died. Each handler's completion is written right
+after it returns, and that write waits out a Redis restart or a full Redis (with backoff,
+for up to ``REDIS_PATIENCE`` seconds) rather than fail: a handler runs again only if its
+process dies, or Redis stays away longer than that, between its return and its record.
+Handlers with external effects use ``task.delivery_id`` as the idempotency key in their own store.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from datetime import UTC, datetime
 
 import redis
 
 from callback_server import defaults
-from workers.lease import Lease, LeaseLostError
+
+log = logging.getLogger(__name__)
+
+RETRYABLE = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.OutOfMemoryError)
+"""Redis errors that pass by themselves: a restart, a failover, a full Redis under noeviction."""
+
+FIRST_BACKOFF = 0.1
+"""Seconds before the first retry of a completion record; doubled each time, up to MAX_BACKOFF."""
+
+MAX_BACKOFF = 2.0
+"""The longest wait between two tries of a completion record."""
 
 
 def effects_key(delivery_id: str) -> str:
@@ -21,44 +35,54 @@ def effects_key(delivery_id: str) -> str:
     return f"{defaults.EFFECTS_PREFIX}:{delivery_id}"
 
 
-_RECORD = """
--- KEYS: effects hash, lease key ('' when unleased).  ARGV: handler, time, ttl, lease owner
-if KEYS[2] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[4] then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-return 1
-"""
-
-
 class Effects:
-    """Completed handlers of one delivery, written only under the running worker's lease."""
+    """Completed handlers of one delivery."""
 
     def __init__(
-        self, connection: redis.Redis, delivery_id: str, ttl: int = defaults.EFFECTS_TTL, lease: Lease | None = None
+        self,
+        connection: redis.Redis,
+        delivery_id: str,
+        ttl: int = defaults.EFFECTS_TTL,
+        patience: float = defaults.REDIS_PATIENCE,
     ) -> None:
         self.connection = connection
+        self.delivery_id = delivery_id
         self.key = effects_key(delivery_id)
         self.ttl = ttl
-        self.lease = lease
+        self.patience = patience
 
     def completed(self) -> set[str]:
-        """Names of the handlers already done; :class:`LeaseLostError` if our lease is gone."""
-        pipe = self.connection.pipeline(transaction=False)
-        pipe.hkeys(self.key)
-        if self.lease is not None:
-            pipe.get(self.lease.key)
-        replies = pipe.execute()
-        if self.lease is not None and (replies[1] or b"").decode() != self.lease.owner:
-            self.lease.lost.set()
-            raise LeaseLostError(f"lease on {self.lease.job_id} lapsed before its handlers ran")
-        return {name.decode() for name in replies[0]}
+        """Names of the handlers already done (nothing has run yet, so a Redis error just fails the try)."""
+        return {name.decode() for name in self.connection.hkeys(self.key)}
 
     def record(self, handler: str) -> None:
-        """Mark a handler done (one round trip); :class:`LeaseLostError` if our lease is gone."""
+        """Mark a handler done, retrying with backoff while Redis is away or full (up to ``patience`` s).
+
+        HSET and EXPIRE go in one MULTI/EXEC: one round trip, and repeating it is harmless,
+        so a try whose reply was lost in a restart can simply be made again.
+        """
         stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
-        lease_key = self.lease.key if self.lease is not None else ""
-        owner = self.lease.owner if self.lease is not None else ""
-        if not self.connection.eval(_RECORD, 2, self.key, lease_key, handler, stamp, self.ttl, owner):
-            assert self.lease is not None
-            self.lease.lost.set()
-            raise LeaseLostError(f"lease on {self.lease.job_id} lapsed while {handler} ran")
+        deadline = time.monotonic() + self.patience
+        delay = FIRST_BACKOFF
+        while True:
+            try:
+                with self.connection.pipeline(transaction=True) as pipe:
+                    pipe.hset(self.key, handler, stamp)
+                    pipe.expire(self.key, self.ttl)
+                    pipe.execute()
+                return
+            except RETRYABLE as exc:
+                if time.monotonic() + delay > deadline:
+                    log.error(
+                        "gave up recording a handler's completion: it will run again on the retry",
+                        extra={"delivery_id": self.delivery_id, "handler": handler, "outcome": "unrecorded"},
+                    )
+                    raise
+                log.warning(
+                    "redis %s while recording a handler's completion; retrying in %.1f s",
+                    type(exc).__name__,
+                    delay,
+                    extra={"delivery_id": self.delivery_id, "handler": handler, "outcome": "retrying"},
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, MAX_BACKOFF)

@@ -1,235 +1,268 @@
-"""The worker: RQ's in-process ``SimpleWorker``, made crash-safe with a short heartbeat lease.
+"""The worker: RQ's own forking ``Worker``, configured for prompt recovery, kept running through Redis outages.
 
-Why not RQ's default forking ``Worker``: a fork per job caps it near 100 jobs/s on this kind
-of machine, and callbacks are many small jobs. Running jobs in-process is ~3x faster, but a
-worker SIGKILLed mid-job (Heroku kills 30 s after SIGTERM) would leave its job "started"
-until ``HANDLER_TIMEOUT`` + 60 s had passed and RQ's next cleanup (10 minutes) ran.
+Crash safety is RQ's. The worker process forks a work horse per job and heartbeats the job
+every ``WORKER_HEARTBEAT`` seconds while the horse runs it, so a stalled handler cannot
+starve the heartbeat. The horse gets ``JobTimeoutException`` at ``HANDLER_TIMEOUT``; if that
+does not stop it (a handler that swallows it, or one stuck in C code holding the GIL, where no
+Python signal handler runs), :class:`HandlerDeathPenalty` ends the horse ``HANDLER_KILL_GRACE``
+seconds later from a C watchdog thread. A horse that dies fails its try, and the job is
+retried through its ``Retry``. If the whole worker dies (a dyno SIGKILL), the job's heartbeat
+stops; 60 s plus one heartbeat later its started-registry entry expires, and the next
+maintenance pass of any worker (``StartedJobRegistry.cleanup``, every
+``WORKER_MAINTENANCE_INTERVAL`` seconds) retries it, spending a retry, or fails it when none is
+left. Completed handlers are skipped on every re-run (see :mod:`workers.effects`).
 
-So while a job runs, it holds a lease in Redis (``scb:lease:<job>``, three heartbeats long,
-see :mod:`workers.lease`) that a thread renews every ``WORKER_HEARTBEAT`` seconds. Every
-worker looks for started jobs whose lease is gone every two heartbeats and at start, and
-puts them back on the queue without spending a retry; the handler effects record then skips
-the handlers that had completed. Bound: a killed job is queued again within 3 + 2 heartbeats
-(25 s by default) of the kill, provided a worker is running. A job whose worker died
-MAX_RECOVERIES + 1 times is failed instead: it is probably what kills them.
-
-A worker that merely stalled past its lease (Redis unreachable for a whole lease) is fenced:
-its renewals and completion records check the lease, so it stops before its next handler and
-records nothing; only the handler in flight at that moment can run twice.
-
-One queue per worker: RQ's crash-safe dequeue (BLMOVE into an intermediate list) needs it.
+Nothing of RQ is overridden: the worker is configured (intervals, TTL, the death penalty
+class) and wrapped from the outside. RQ's work loop quits on a Redis error it does not expect
+(a full Redis refusing writes, an outage outlasting a command's retries, a failed registration);
+:func:`run_supervised` starts it again with backoff, so a worker rides out an outage and carries
+on by itself once Redis has room. Its Redis client retries a dropped connection for a few seconds,
+so a short Redis restart passes unnoticed.
 """
 
 from __future__ import annotations
 
+import faulthandler
 import logging
-import math
+import signal
 import threading
 import time
+from multiprocessing import get_context
+from multiprocessing.process import BaseProcess
+from types import FrameType
 from typing import Any
 
 import redis
-from redis.backoff import NoBackoff
+from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
-from rq import Queue, worker_registration
-from rq.executions import Execution
+from rq import Queue, Worker
+from rq.exceptions import StopRequested
 from rq.job import Job
-from rq.job_lifecycle import record_job_failure
 from rq.serializers import JSONSerializer
-from rq.utils import now
-from rq.worker import SimpleWorker, WorkerStatus
+from rq.timeouts import JobTimeoutException, UnixSignalDeathPenalty
+from rq.worker_pool import WorkerPool
 
+from callback_server import defaults
 from callback_server.config import Settings
 from callback_server.connection import connect, warn_if_evicting
 from callback_server.logs import configure_logging
 from workers import dispatch
-from workers.lease import Lease, LeaseLostError, lease_key
 from workers.registry import import_handler_modules
 
 log = logging.getLogger(__name__)
 
+DEQUEUE_MARGIN = 15
+"""RQ waits on the queue for ``worker_ttl - 15`` s; the worker TTL is set so that wait is one maintenance interval."""
 
-MAX_RECOVERIES = 3
-"""A job whose worker died this many times is failed, not run again: it is probably what kills it."""
-
-_RECOVER = """
--- KEYS: started registry, queue, job hash, lease.  ARGV: registry member, job id, max recoveries
-if redis.call('EXISTS', KEYS[4]) == 1 then return 0 end
-if redis.call('HGET', KEYS[3], 'status') ~= 'started' then return 0 end
-if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
-if redis.call('HINCRBY', KEYS[3], 'scb_recoveries', 1) > tonumber(ARGV[3]) then return 2 end
-redis.call('HSET', KEYS[3], 'status', 'queued')
-redis.call('RPUSH', KEYS[2], ARGV[2])
-return 1
-"""
+COMMAND_RETRIES = 8
+"""Tries of a Redis command after a dropped connection (0.2 s, 0.4 s ... 2 s apart: about 11 s in all)."""
 
 
-class CallbackWorker(SimpleWorker):
-    """A SimpleWorker whose running job holds a renewed, fenced lease (see the module docstring)."""
+class HandlerDeathPenalty(UnixSignalDeathPenalty):
+    """RQ's SIGALRM timeout, backed by a kill that needs neither the GIL nor the handler's consent.
 
-    def __init__(self, *args: Any, heartbeat_interval: float = 5.0, **kwargs: Any) -> None:
-        kwargs.setdefault("serializer", JSONSerializer)
-        # Check for abandoned jobs every two heartbeats (RQ's default is every 10 minutes).
-        kwargs.setdefault("maintenance_interval", max(1, math.ceil(2 * heartbeat_interval)))
-        super().__init__(*args, **kwargs)
-        if len(self.queues) != 1:
-            raise ValueError("CallbackWorker takes exactly one queue: crash-safe dequeue needs it")
-        self.heartbeat_interval = heartbeat_interval
-        self.lease_seconds = math.ceil(3 * heartbeat_interval)
-        self._lease_connection = _short_timeout_client(self.connection, timeout=min(2.0, heartbeat_interval))
-        self._running: tuple[Lease, Job, Execution] | None = None
-        self._running_lock = threading.Lock()
-        self._renewer: threading.Thread | None = None
+    At the timeout the horse gets ``JobTimeoutException``, as with RQ's default. A handler
+    that catches it, or that is inside a C call holding the GIL (the Python-level signal handler
+    only runs between bytecodes), would run on; faulthandler's watchdog is a C thread that
+    dumps the stacks (code locations only, no data) and ``_exit(1)``s the horse
+    ``HANDLER_KILL_GRACE`` seconds later. Only job timeouts get the backstop, not the worker's
+    own waits on its horse, which use the same class.
+    """
 
-    @property
-    def dequeue_timeout(self) -> int:
-        """Wake from an idle wait for each maintenance round: RQ's default blocks for 6.75 minutes."""
-        return int(self.maintenance_interval)
+    kill_grace = defaults.HANDLER_KILL_GRACE
 
-    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
-        """How long the worker and its execution count as alive without a heartbeat: one lease."""
-        return self.lease_seconds
+    def setup_death_penalty(self) -> None:
+        """Arm the timeout exception and, for a job, the hard kill behind it."""
+        super().setup_death_penalty()
+        if self._exception is JobTimeoutException and self._timeout > 0:
+            faulthandler.dump_traceback_later(self._timeout + self.kill_grace, exit=True)
 
-    def execute_job(self, job: Job, queue: Queue) -> None:
-        """Run the job in this process under a lease that the renewal thread keeps alive."""
-        lease = Lease(job.id, self.name, self.lease_seconds * 1000)
-        lease.take(self.connection)
-        execution = self.prepare_execution(job)
-        self._start_renewer()
-        with self._running_lock:
-            self._running = (lease, job, execution)
-        dispatch.current_lease = lease
-        try:
-            self.perform_job(job, queue, execution)
-        finally:
-            dispatch.current_lease = None
-            with self._running_lock:
-                self._running = None
-        # The lease is left to expire rather than deleted: one round trip less per job, and a
-        # finished job is never recovered (recovery requires the status "started").
-        self.set_state(WorkerStatus.IDLE)
-
-    def _start_renewer(self) -> None:
-        if self._renewer is None or not self._renewer.is_alive():
-            self._renewer = threading.Thread(target=self._renew_forever, name="lease-renewer", daemon=True)
-            self._renewer.start()
-
-    def _renew_forever(self) -> None:
-        """Every heartbeat, renew the running job's lease, the worker's and the execution's heartbeats."""
-        while True:
-            time.sleep(self.heartbeat_interval)
-            with self._running_lock:
-                if self._running is None:
-                    continue
-                lease, job, execution = self._running
-                if lease.lost.is_set():
-                    continue
-                try:
-                    if not lease.renew(self._lease_connection):
-                        log.error("lost the lease on a running job; it stops at its next handler",
-                                  extra={"delivery_id": job.id, "outcome": "lease_lost"})
-                        continue
-                    pipe = self._lease_connection.pipeline(transaction=False)
-                    self.heartbeat(self.lease_seconds, pipeline=pipe)
-                    execution.heartbeat(job.started_job_registry, self.lease_seconds, pipe)
-                    pipe.execute()
-                except Exception:
-                    # Keep trying: a renewal that fails for a whole lease lets the job be recovered
-                    # elsewhere, and the fence then stops this run before its next handler.
-                    log.warning("could not renew a job lease", exc_info=True, extra={"delivery_id": job.id})
-
-    def _finalize_failure(self, job: Job, queue: Queue, execution: Execution, exc_info: Any) -> None:
-        """A run that lost its lease leaves the job to whoever recovered it: no failure, no retry."""
-        if exc_info[0] is not None and issubclass(exc_info[0], LeaseLostError):
-            log.warning("stopped a run whose lease lapsed; the recovered run carries on",
-                        extra={"delivery_id": job.id, "outcome": "fenced"})
-            return
-        super()._finalize_failure(job, queue, execution, exc_info)
-
-    def clean_registries(self) -> None:
-        """Recover jobs whose worker died, then RQ's cleanups except its own abandoned-job pass.
-
-        RQ's StartedJobRegistry.cleanup would spend a retry (and delay the job) or fail it; the
-        lease-based recovery here replaces it. A Redis error is logged, not fatal: RQ would end
-        the worker on it, and maintenance runs often.
-        """
-        try:
-            for queue in self.queues:
-                self.recover_abandoned(queue)
-                if queue.acquire_maintenance_lock():
-                    try:
-                        for registry in (queue.finished_job_registry, queue.failed_job_registry,
-                                         queue.deferred_job_registry):
-                            registry.cleanup()
-                        worker_registration.clean_worker_registry(queue)
-                        queue.intermediate_queue.cleanup(self, queue)
-                    finally:
-                        queue.release_maintenance_lock()
-        except redis.RedisError as exc:
-            log.warning("maintenance skipped: redis error %s", type(exc).__name__, extra={"outcome": "skipped"})
-        self.last_cleaned_at = now()  # type: ignore[assignment]
-
-    def recover_abandoned(self, queue: Queue) -> list[str]:
-        """Requeue jobs whose lease is gone (at the back); fail those that keep killing workers."""
-        registry = queue.started_job_registry
-        recovered = []
-        for member in self.connection.zrange(registry.key, 0, -1):
-            member_text = member.decode() if isinstance(member, bytes) else member
-            job_id = registry.parse_job_id(member)
-            keys = [registry.key, queue.key, Job.key_for(job_id), lease_key(job_id)]
-            outcome = self.connection.eval(_RECOVER, 4, *keys, member_text, job_id, MAX_RECOVERIES)
-            if outcome == 1:
-                recovered.append(job_id)
-                log.warning("recovered a job whose worker died mid-run",
-                            extra={"delivery_id": job_id, "outcome": "recovered"})
-            elif outcome == 2:
-                self._fail_poison(queue, job_id)
-        return recovered
-
-    def _fail_poison(self, queue: Queue, job_id: str) -> None:
-        job = queue.fetch_job(job_id)
-        if job is None:
-            return
-        reason = (f"its worker died {MAX_RECOVERIES + 1} times while running it (out of memory? a crash in "
-                  "native code?): failed instead of run again")
-        with self.connection.pipeline() as pipe:
-            record_job_failure(job, reason, pipe)
-            pipe.execute()
-        log.error("failed a job that keeps killing workers", extra={"delivery_id": job_id, "outcome": "failed"})
+    def cancel_death_penalty(self) -> None:
+        """Disarm both (the horse's job ended, by returning or by raising)."""
+        if self._exception is JobTimeoutException:
+            faulthandler.cancel_dump_traceback_later()
+        super().cancel_death_penalty()
 
 
-def _short_timeout_client(connection: redis.Redis, timeout: float) -> redis.Redis:
-    """A client on the same server whose commands give up fast and never retry (for lease renewal)."""
-    pool = connection.connection_pool
-    kwargs = {**pool.connection_kwargs, "socket_timeout": timeout, "socket_connect_timeout": timeout,
-              "retry": Retry(NoBackoff(), 0)}
-    return redis.Redis(connection_pool=redis.ConnectionPool(connection_class=pool.connection_class, **kwargs))
+class CallbackWorker(Worker):
+    """RQ's forking ``Worker`` with the hard-kill death penalty, and a note of a requested stop."""
+
+    death_penalty_class = HandlerDeathPenalty
+    stop_requested = False
+
+    def handle_warm_shutdown_request(self) -> None:
+        """RQ's hook on SIGTERM/SIGINT: remember it, so the supervisor does not start the loop again."""
+        self.stop_requested = True
+        super().handle_warm_shutdown_request()
 
 
-def build_worker(settings: Settings, connection: redis.Redis | None = None, **kwargs: Any) -> CallbackWorker:
-    """A worker on the callback queue, with handler modules imported and effects TTL applied."""
-    import_handler_modules(settings.callback_handlers)
-    dispatch.effects_ttl = settings.effects_ttl
-    connection = connection if connection is not None else connect(settings, blocking=True)
-    queue = Queue(settings.queue_name, connection=connection, serializer=JSONSerializer)
-    return CallbackWorker(
-        [queue], connection=connection, heartbeat_interval=settings.heartbeat_interval, **kwargs
+def _log_killed_horse(job: Job, retpid: int, ret_val: int, rusage: Any) -> None:
+    """Say in our own log why a try failed without a traceback (RQ records the wait status)."""
+    log.error(
+        "the handler process ended without finishing (killed past HANDLER_TIMEOUT, out of memory, or a crash); "
+        "the try fails and the delivery is retried",
+        extra={"delivery_id": job.id, "status": ret_val, "outcome": "horse_died"},
     )
 
 
+def worker_connection(settings: Settings) -> redis.Redis:
+    """The worker's Redis client: blocking reads, and commands retried for ~11 s across a dropped connection."""
+    connection = connect(settings, blocking=True)
+    connection.set_retry(Retry(ExponentialBackoff(cap=2.0, base=0.1), COMMAND_RETRIES))
+    return connection
+
+
+def build_worker(
+    settings: Settings, connection: redis.Redis | None = None, name: str | None = None
+) -> CallbackWorker:
+    """A worker on the callback queue, with handler modules imported and the crash-recovery intervals set.
+
+    Talks to Redis (RQ names its client connection), so it raises a Redis error while Redis is away.
+    """
+    import_handler_modules(settings.callback_handlers)
+    dispatch.effects_ttl = settings.effects_ttl
+    connection = connection if connection is not None else worker_connection(settings)
+    queue = Queue(settings.queue_name, connection=connection, serializer=JSONSerializer)
+    return CallbackWorker(
+        [queue],
+        name=name,
+        connection=connection,
+        serializer=JSONSerializer,
+        job_monitoring_interval=settings.heartbeat_interval,
+        maintenance_interval=settings.maintenance_interval,
+        worker_ttl=settings.maintenance_interval + DEQUEUE_MARGIN,
+        work_horse_killed_handler=_log_killed_horse,
+    )
+
+
+class _StopSignals:
+    """SIGTERM/SIGINT while RQ's loop is not running (starting, backing off): stop instead of starting again."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self._handle)
+        signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.event.set()
+
+
+def _run_name(name: str | None, run: int) -> str | None:
+    """RQ refuses a second live worker of one name, and a failed run may leave its key behind."""
+    if name is None or run == 0:
+        return name
+    return f"{name}.{run}"
+
+
+def _wait_for_running_horse(worker: CallbackWorker) -> None:
+    """A loop that quit mid-job left its horse running: let it end before a new loop starts.
+
+    Its handler is bounded by HANDLER_TIMEOUT (and the hard kill); killing it instead would make
+    the handler run again, and it may only be waiting for Redis to record its completion.
+    """
+    if worker.horse_pid:
+        log.warning("waiting for the running job's process before starting again", extra={"outcome": "waiting"})
+        worker.wait_for_horse()
+
+
+def _stop_listener(worker: CallbackWorker) -> None:
+    """RQ's teardown failed before it stopped the worker's pub/sub thread: stop it, or each restart leaks one."""
+    try:
+        worker.unsubscribe()
+    except redis.RedisError as exc:
+        log.warning("could not stop the command listener: redis %s", type(exc).__name__, extra={"outcome": "skipped"})
+
+
+def run_supervised(
+    settings: Settings, *, name: str | None = None, burst: bool = False, with_scheduler: bool = True
+) -> None:
+    """Run RQ's work loop until a stop is requested, starting it again with backoff when it ends on an error.
+
+    RQ's loop quits on a Redis error it does not retry (``OutOfMemoryError`` when Redis is full,
+    an outage that outlasts a command's retries); registration fails while Redis is away. Each
+    is logged, then the loop starts again after 1, 2, 4 ... ``WORKER_RESTART_BACKOFF_CAP``
+    seconds, so a full or unreachable Redis costs waiting, never the worker.
+    """
+    stop = _StopSignals()
+    delay = 1.0
+    run = 0
+    while True:
+        stop.install()
+        if stop.event.is_set():
+            return
+        worker: CallbackWorker | None = None
+        started = time.monotonic()
+        try:
+            worker = build_worker(settings, name=_run_name(name, run))
+            run += 1
+            worker.work(burst=burst, with_scheduler=with_scheduler, logging_level="WARNING")
+        except StopRequested:
+            return
+        except redis.RedisError as exc:
+            reason = f"redis {type(exc).__name__}: {exc}"
+            if worker is not None:
+                stop.install()
+                _stop_listener(worker)
+        else:
+            if burst:
+                return
+            reason = "RQ's work loop ended on an error (logged above)"
+        if worker is not None:
+            stop.install()
+            _wait_for_running_horse(worker)
+            if worker.stop_requested:
+                return
+        if time.monotonic() - started > defaults.WORKER_RESTART_BACKOFF_CAP:
+            delay = 1.0  # it ran for a while: this is a new outage, start the backoff over
+        stop.install()
+        log.error("worker stopped: %s; starting again in %.0f s", reason, delay, extra={"outcome": "restarting"})
+        if stop.event.wait(delay):
+            return
+        delay = min(delay * 2, defaults.WORKER_RESTART_BACKOFF_CAP)
+
+
+class CallbackWorkerPool(WorkerPool):
+    """RQ's ``WorkerPool``, whose processes each run :func:`run_supervised` with our settings."""
+
+    settings: Settings
+    with_scheduler: bool = True
+
+    def get_worker_process(
+        self, name: str, burst: bool, _sleep: float = 0, logging_level: str = "INFO"
+    ) -> BaseProcess:
+        """A forked process running one supervised worker (RQ's pool would build a plain, unconfigured one)."""
+        return get_context("fork").Process(
+            target=run_supervised,
+            args=(self.settings,),
+            kwargs={"name": name, "burst": burst, "with_scheduler": self.with_scheduler},
+            name=f"Worker {name} (WorkerPool {self.name})",
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m workers``: one worker with RQ's scheduler (for delayed retries), until SIGTERM."""
+    """``python -m workers``: RQ worker(s) with RQ's scheduler (for delayed retries), until SIGTERM."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m workers", description=__doc__.splitlines()[0])
     parser.add_argument("--burst", action="store_true", help="exit when the queue is empty")
-    parser.add_argument("--name", help="worker name (default: host and pid)")
+    parser.add_argument("--name", help="worker name (default: a random one)")
     parser.add_argument("--no-scheduler", action="store_true", help="do not run RQ's scheduler for retries")
     args = parser.parse_args(argv)
     configure_logging()
     settings = Settings.from_env()
-    worker = build_worker(settings, name=args.name)
-    warn_if_evicting(worker.connection)
-    log.info("worker starting", extra={"count": len(dispatch.registry.task_types())})
-    worker.work(burst=args.burst, with_scheduler=not args.no_scheduler, logging_level="WARNING")
+    import_handler_modules(settings.callback_handlers)  # a bad module stops the process here, not in a loop
+    warn_if_evicting(worker_connection(settings))
+    log.info("worker starting", extra={"count": settings.worker_processes})
+    if settings.worker_processes == 1:
+        run_supervised(settings, name=args.name, burst=args.burst, with_scheduler=not args.no_scheduler)
+        return 0
+    pool = CallbackWorkerPool(
+        [settings.queue_name], connection=worker_connection(settings), num_workers=settings.worker_processes,
+        worker_class=CallbackWorker, serializer=JSONSerializer,
+    )
+    pool.settings = settings
+    pool.with_scheduler = not args.no_scheduler
+    pool.start(burst=args.burst, logging_level="INFO")
     return 0

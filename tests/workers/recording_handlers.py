@@ -6,6 +6,7 @@ through the job's own connection, and take their instructions from Redis keys.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import time
@@ -13,7 +14,6 @@ import time
 from rq import get_current_job
 
 from workers import handles
-from workers.lease import lease_key
 from workers.payloads import Task
 
 EFFECTS = "test:effects"
@@ -44,18 +44,48 @@ def record(task: Task) -> None:
         time.sleep(3600)
     if conn.decr("test:kill:record") >= 0:
         os.kill(os.getpid(), signal.SIGKILL)  # a handler that takes its worker down (OOM, a segfault)
-    if conn.decr("test:lose_lease:record") >= 0:
-        job = get_current_job()
-        assert job is not None
-        conn.delete(lease_key(job.id))  # as if this worker stalled past its lease
+    if conn.decr("test:stuck_in_c:record") >= 0:
+        stuck_in_c(3600)
+    if conn.decr("test:swallow:record") >= 0:
+        swallow_everything(3600)
+    pause = conn.get("test:sleep:record")
+    if pause is not None:
+        time.sleep(float(pause))  # Redis is stopped and started meanwhile, with no connection in use
     _note(task, "record", EFFECTS)
 
 
 @handles("*")
 def second(task: Task) -> None:
-    """A second handler of every type, to show isolation."""
+    """A second handler of every type, to show isolation; hangs while test:hang:second:<delivery> counts down."""
     conn = _conn()
     _note(task, "second", STARTED)
     if conn.decr("test:fail:second") >= 0:
         raise RuntimeError("second told to fail")
+    if conn.decr(f"test:hang:second:{task.delivery_id}") >= 0:
+        time.sleep(3600)
     _note(task, "second", EFFECTS)
+
+
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+def stuck_in_c(seconds: int) -> None:
+    """A C call that holds the GIL and ignores signals: ppoll() with every signal masked, through PyDLL.
+
+    No Python signal handler (RQ's timeout alarm) can run until it returns, and no other thread
+    of this process can run Python: what a stuck native library looks like from inside.
+    """
+    libc = ctypes.PyDLL(None)  # PyDLL: the GIL stays held for the whole call
+    every_signal = (ctypes.c_ubyte * 128)(*([0xFF] * 128))  # a full sigset_t
+    libc.ppoll(None, 0, ctypes.byref(_Timespec(seconds, 0)), every_signal)
+
+
+def swallow_everything(seconds: float) -> None:
+    """A handler that catches every exception, RQ's timeout included, and carries on."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            time.sleep(0.05)
+        except BaseException:  # the point of this handler
+            pass

@@ -1,4 +1,5 @@
-"""Dispatch through a real (in-process) CallbackWorker: retries, isolation, timeouts, failures, replay."""
+"""Dispatch through a real CallbackWorker (RQ's forking Worker, run in burst mode): retries, isolation,
+timeouts, failures, replay."""
 
 from __future__ import annotations
 
