@@ -508,7 +508,9 @@ def _error(data: Any) -> TaskError:
 
 def _status_code(value: Any) -> int | None:
     number = _number(value)
-    return int(number) if number is not None and number.is_integer() and abs(number) < 1000 else None
+    if number is None or abs(number) >= 1000 or number != int(number):
+        return None
+    return int(number)
 
 
 def _audits(value: Any) -> list[Audit]:

@@ -276,7 +276,9 @@ BAD_BODIES: dict[str, bytes | str | Any] = {
     "completed_at with no UTC instant": _with("categorization", ["task", "completed_at"], "0001-01-01T00:00:00+14:00"),
     "lone surrogate in task_id": '{"task_id": "a\\ud800", "response": {"category": "red"}, "task": '
     '{"task_id": "a\\ud800", "type": "categorization", "status": "completed", "response": {"category": "red"}}}',
-    "number too large for a float": json.dumps(load_fixture("categorization")).replace('"metadata": {}', '"metadata": {"n": 1e400}'),
+    "number too large for a float": json.dumps(load_fixture("categorization")).replace(
+        '"metadata": {}', '"metadata": {"n": 1e400}'
+    ),
     "annotation box missing width": _with("annotation", ["response", "annotations", 0, "width"], _DELETE),
 }
 

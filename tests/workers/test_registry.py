@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from callback_server.events import Event
 from callback_server.exceptions import HandlerRegistrationError
 from workers.registry import HandlerRegistry, handler_name, import_handler_modules
 
@@ -84,3 +85,54 @@ def test_handler_module_that_raises_names_the_module_and_error(tmp_path: Path) -
             import_handler_modules(["broken_handlers_mod"])
     finally:
         sys.path.remove(str(tmp_path))
+
+
+# --- events ----------------------------------------------------------------------------------------
+
+COMPLETED = Event("completed")
+FIXED = Event("audit", "fixed")
+ACCEPTED = Event("audit", "accepted")
+ERROR = Event("error")
+RECALLED = Event("recalled")
+
+
+def served(registry: HandlerRegistry, task_type: str, event: Event) -> list[object]:
+    return [r.fn for r in registry.handlers_for(task_type, event)]
+
+
+def test_by_default_a_handler_gets_results_only() -> None:
+    registry = HandlerRegistry(fallback=fallback)
+    registry.handles("categorization")(first)
+    assert served(registry, "categorization", COMPLETED) == [first]
+    assert served(registry, "categorization", FIXED) == [first]
+    for event in (ACCEPTED, ERROR, RECALLED, Event("canceled"), Event("audit", "rejected")):
+        assert served(registry, "categorization", event) == [fallback], event
+
+
+def test_events_opt_in_by_set_by_name_and_star() -> None:
+    registry = HandlerRegistry(fallback=fallback)
+    registry.handles("categorization", events={"error"})(first)
+    registry.handles("imageannotation", events="recalled")(first)
+    registry.handles("categorization", events="*")(other)
+    assert served(registry, "categorization", ERROR) == [first, other]
+    assert served(registry, "categorization", ACCEPTED) == [other]
+    assert served(registry, "categorization", COMPLETED) == [other]
+    assert served(registry, "imageannotation", RECALLED) == [first]
+    assert served(registry, "imageannotation", COMPLETED) == [fallback]
+
+
+def test_star_type_with_star_events_sees_every_delivery() -> None:
+    registry = HandlerRegistry(fallback=fallback)
+    registry.handles("*", events="*")(other)
+    for event in (COMPLETED, ACCEPTED, ERROR, RECALLED):
+        assert served(registry, "anything", event) == [fallback, other]
+    registry.handles("anything", events="*")(first)
+    assert served(registry, "anything", ERROR) == [first, other]
+
+
+@pytest.mark.parametrize("events", [{"finished"}, set(), "all", ["completed", "audited"]])
+def test_unknown_events_fail_at_registration(events: object) -> None:
+    registry = HandlerRegistry()
+    with pytest.raises(HandlerRegistrationError, match="events for 'categorization' must be"):
+        registry.handles("categorization", events=events)(first)  # type: ignore[arg-type]
+    assert registry.task_types() == []
