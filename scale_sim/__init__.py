@@ -12,6 +12,7 @@ from werkzeug.exceptions import HTTPException
 
 from scale_sim import api, pages
 from scale_sim.config import Secret, SimSettings
+from scale_sim.origin import CrossOriginError, check_same_origin
 from scale_sim.simulator import Simulator
 
 __all__ = ["Secret", "SimSettings", "Simulator", "create_app"]
@@ -25,6 +26,22 @@ def create_app(settings: SimSettings | None = None) -> Flask:
     app.extensions["scale_sim"] = Simulator(settings)
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)
+
+    @app.before_request
+    def _refuse_cross_origin() -> None:
+        check_same_origin(
+            request.method,
+            request.headers.get("Origin"),
+            request.headers.get("Referer"),
+            scheme=request.scheme,
+            host=request.host,
+        )
+
+    @app.errorhandler(CrossOriginError)
+    def _cross_origin(exc: CrossOriginError) -> Response | tuple[str, int]:
+        if request.path.startswith("/v1/"):
+            return api.error_response(403, str(exc))
+        return pages.error_page(str(exc), 403)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response | HTTPException:
