@@ -40,6 +40,13 @@ class PayloadTooLargeError(CallbackServerError):
     error = "payload_too_large"
 
 
+class MalformedRequestError(CallbackServerError):
+    """The request's own framing is broken (e.g. a bad chunk size): there is no body to keep."""
+
+    status_code = 400
+    error = "malformed_request"
+
+
 class InvalidCallbackError(CallbackServerError):
     """An authenticated body that is not JSON or fails validation: it is quarantined, not refused."""
 

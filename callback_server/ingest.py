@@ -14,12 +14,14 @@ from typing import Any
 
 import redis
 from flask import Blueprint, Response, current_app, request
-from werkzeug.exceptions import RequestEntityTooLarge
+from gunicorn.http.errors import NoMoreData, ParseException
+from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
 from callback_server.auth import HEADER
 from callback_server.deliveries import Delivery
 from callback_server.exceptions import (
     InvalidCallbackError,
+    MalformedRequestError,
     PayloadTooLargeError,
     StoreUnavailableError,
     UnsupportedMediaTypeError,
@@ -65,6 +67,13 @@ def receive() -> Response:
         raw = request.get_data(cache=False)
     except RequestEntityTooLarge:
         raw = None
+    except (ParseException, NoMoreData, ClientDisconnected) as exc:
+        # gunicorn decodes chunked framing as we read. Its exceptions carry the offending bytes
+        # (up to 8 KB of body), so only the class name goes on: no body text reaches a log.
+        # werkzeug reports a body that ends before its announced size as ClientDisconnected.
+        raise MalformedRequestError(
+            f"the request body's framing is malformed or cut short ({type(exc).__name__})"
+        ) from None
     # A chunked body (no Content-Length) is cut at the limit without an error by werkzeug:
     # reaching the limit exactly is taken as going over it, never as a complete body.
     if raw is None or (request.content_length is None and len(raw) >= limit):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -120,3 +121,50 @@ def test_gunicorn_refuses_to_boot_without_a_key(redis_server: RedisProcess, tmp_
     )
     assert result.returncode != 0
     assert "SCALE_CALLBACK_AUTH_KEY is not set" in result.stderr
+
+
+def raw_exchange(base: str, request: bytes, timeout: float = 10.0) -> bytes:
+    """Send bytes as they are on a plain socket and read the whole answer (the server closes)."""
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        sock.sendall(request)
+        sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+BODY_MARKER = b"BODYTEXT-MUST-NOT-BE-LOGGED"
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        pytest.param(b"zz\r\n" + BODY_MARKER * 300 + b"\r\n0\r\n\r\n", id="size-not-hex"),
+        pytest.param(b"5\r\n" + BODY_MARKER + b"\r\n0\r\n\r\n", id="chunk-longer-than-its-size"),
+        pytest.param(b"1b\r\n" + BODY_MARKER + b"XX" + BODY_MARKER * 100, id="missing-terminator"),
+        pytest.param(b"-5\r\n" + BODY_MARKER + b"\r\n0\r\n\r\n", id="negative-size"),
+        pytest.param(b"fffffffffffffffffffff\r\n" + BODY_MARKER, id="size-too-long"),
+    ],
+)
+def test_malformed_chunked_framing_is_a_400_and_no_body_text_is_logged(
+    server_env: dict[str, str], redis_conn: redis.Redis, tmp_path: Path, chunks: bytes
+) -> None:
+    log = tmp_path / "gunicorn.log"
+    with gunicorn(server_env, free_port(), log) as base:
+        head = (b"POST /callback HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                b"scale-callback-auth: " + LIVE_KEY.encode() + b"\r\nTransfer-Encoding: chunked\r\n\r\n")
+        answer = raw_exchange(base, head + chunks)
+        status_line, _, rest = answer.partition(b"\r\n")
+        assert status_line.startswith(b"HTTP/1.1 400"), answer[:300]
+        body = json.loads(rest.partition(b"\r\n\r\n")[2])
+        assert body["error"] == "malformed_request"
+        assert "framing" in body["details"]
+        # The server still serves the next client.
+        assert requests.get(f"{base}/healthz", timeout=5).status_code == 200
+    assert redis_conn.dbsize() == 0
+    logged = log.read_bytes()
+    assert b"malformed_request" in logged or b"framing" in logged
+    assert BODY_MARKER not in logged
+    assert b"Exception on /callback" not in logged
