@@ -41,8 +41,18 @@ _DEFAULT = object()
 class Simulator:
     """The API's operations plus the background scheduler; lives in ``app.extensions["scale_sim"]``."""
 
-    def __init__(self, settings: SimSettings) -> None:
+    def __init__(
+        self,
+        settings: SimSettings,
+        *,
+        clock: Callable[[], int] = now_ms,
+        new_id: Callable[[int], str] = new_task_id,
+    ) -> None:
+        """`clock` (epoch milliseconds) stamps tasks and events and `new_id` names tasks: tests that
+        record fixtures pass fixed ones; scheduling always follows the wall clock."""
         self.settings = settings
+        self.clock = clock
+        self.new_id = new_id
         self.store = Store(settings.data_path)
         self.limiter = RateLimiter(settings.rate_limit)
         self._env_faults = settings.fault_values()
@@ -58,10 +68,10 @@ class Simulator:
 
     def create_task(self, account: Account, spec: TaskSpec) -> dict[str, Any]:
         """Store a checked task; it completes by itself after SCALE_SIM_COMPLETION_DELAY (test and live)."""
-        created_ms = now_ms()
-        task_id = new_task_id(created_ms)
+        created_ms = self.clock()
+        task_id = self.new_id(created_ms)
         task = build_task(spec, task_id, created_ms, is_test=account.is_test)
-        complete_at = created_ms / 1000 + self.settings.completion_delay
+        complete_at = time.time() + self.settings.completion_delay
         self.store.insert_task(task, account=account.id, complete_at=complete_at, faults=spec.faults)
         logger.info("task created task_id=%s type=%s account=%s", task_id, spec.type, account.label)
         self._notify()
@@ -73,7 +83,7 @@ class Simulator:
 
     def cancel_task(self, account: Account, task_id: str) -> dict[str, Any]:
         """Cancel a pending task (TaskStateError, a 500, when it is completed or canceled)."""
-        task = self.store.cancel_task(task_id, account.id, now_ms=now_ms())
+        task = self.store.cancel_task(task_id, account.id, now_ms=self.clock())
         logger.info("task canceled task_id=%s type=%s", task_id, task["type"])
         return task
 
@@ -145,8 +155,8 @@ class Simulator:
             "audit_result": result,
             "audit_source": source,
         }
-        now = now_ms()
-        plans = plan_deliveries(task["callback_url"], self.faults_for(task_id), now=now / 1000)
+        now = self.clock()
+        plans = plan_deliveries(task["callback_url"], self.faults_for(task_id), now=time.time())
         audited = self.store.audit_task(task_id, audit, response=response, now_ms=now, plans=plans)
         logger.info("task audited task_id=%s type=%s result=%s source=%s", task_id, task["type"], result, source)
         self._notify()
@@ -164,9 +174,9 @@ class Simulator:
         task = self.store.get_task(task_id, account.id if account else None)
         if task["status"] != "completed":
             raise InvalidRequestError(f"Task {task_id} is {task['status']}; only completed tasks can be recalled")
-        now = now_ms()
-        plans = plan_deliveries(task["callback_url"], self.faults_for(task_id), now=now / 1000)
-        complete_at = None if delay is None else now / 1000 + float(delay)
+        now = self.clock()
+        plans = plan_deliveries(task["callback_url"], self.faults_for(task_id), now=time.time())
+        complete_at = None if delay is None else time.time() + float(delay)
         recalled = self.store.recall_task(task_id, now_ms=now, complete_at=complete_at, plans=plans)
         logger.info("task recalled task_id=%s type=%s", task_id, task["type"])
         self._notify()
@@ -300,8 +310,8 @@ class Simulator:
     def _finish(
         self, task: dict[str, Any], response: dict[str, Any], faults: Faults
     ) -> dict[str, Any] | None:
-        now = now_ms()
-        plans = plan_deliveries(task["callback_url"], faults, now=now / 1000)
+        now = self.clock()
+        plans = plan_deliveries(task["callback_url"], faults, now=time.time())
         completed = self.store.complete_task(task["task_id"], response, now_ms=now, plans=plans)
         if completed is not None:
             logger.info(
@@ -314,8 +324,8 @@ class Simulator:
         return completed
 
     def _fail(self, task: dict[str, Any], message: str | None, faults: Faults) -> dict[str, Any] | None:
-        now = now_ms()
-        plans = plan_deliveries(task["callback_url"], faults, now=now / 1000)
+        now = self.clock()
+        plans = plan_deliveries(task["callback_url"], faults, now=time.time())
         failed = self.store.error_task(task["task_id"], error_response(task, message), now_ms=now, plans=plans)
         if failed is not None:
             logger.info("task failed at creation task_id=%s type=%s", task["task_id"], task["type"])

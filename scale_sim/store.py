@@ -661,6 +661,11 @@ class Store:
                 )
             return outcome
 
+    def events(self, task_id: str) -> list[tuple[str, bytes]]:
+        """The task's events in order: (name, the callback body recorded for it)."""
+        rows = self._query("SELECT name, body FROM events WHERE task_id = ? ORDER BY id", (task_id,))
+        return [(name, bytes(body)) for name, body in rows]
+
     def delivery_body(self, delivery: Delivery) -> bytes:
         """The bytes one delivery POSTs: its event's body, recorded when the event happened.
 

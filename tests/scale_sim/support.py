@@ -283,7 +283,117 @@ def json_body(callback_url: str, task_type: str) -> dict[str, Any]:
             "attachment": "https://storage.googleapis.com/deepmind-media/pixie/speaker-3.wav",
             "verbatim": False,
         },
+        **MODERN_BODIES,
     }
     return {"callback_url": callback_url, **bodies[task_type]}
 
 
+MODERN_BODIES: dict[str, dict[str, Any]] = {
+    "imageannotation": {
+        "instruction": "Draw a box around each car and a polygon around each sign.",
+        "attachment": "https://example.com/images/street.jpg",
+        "geometries": {
+            "box": {"objects_to_annotate": ["car", {"choice": "person", "subchoices": ["adult", "child"]}]},
+            "polygon": {"objects_to_annotate": ["sign"]},
+        },
+        "annotation_attributes": {
+            "occluded": {"type": "category", "description": "Is it occluded?", "choices": ["yes", "no"]},
+        },
+        "project": "streets",
+    },
+    "textcollection": {
+        "attachments": [{"type": "website", "content": "https://example.com/company"}],
+        "fields": [
+            {"type": "text", "field_id": "ceo", "title": "Who is the CEO?"},
+            {"type": "number", "field_id": "employees", "title": "How many employees?"},
+            {"type": "category", "field_id": "sector", "title": "Sector", "choices": [
+                {"label": "Tech", "value": "tech"}, {"label": "Retail", "value": "retail"}]},
+        ],
+    },
+    "namedentityrecognition": {
+        "text": "Alexandr Wang founded Scale in San Francisco in 2016.",
+        "labels": [{"name": "PERSON"}, {"name": "ORG"}, {"name": "PLACE", "display_name": "Place"}],
+        "relationships": [{"name": "founded"}],
+    },
+    "documenttranscription": {
+        "attachment": "https://example.com/docs/invoice.pdf",
+        "features": [{"type": "block", "label": "total"}, {"type": "block", "label": "vendor"}],
+    },
+    "videoannotation": {
+        "attachments": ["https://example.com/frames/0001.jpg", "https://example.com/frames/0002.jpg"],
+        "geometries": {"box": {"objects_to_annotate": ["car"]}},
+        "frame_rate": 2,
+    },
+    "videoplaybackannotation": {
+        "attachment": "https://example.com/videos/drive.mp4",
+        "geometries": {"box": {"objects_to_annotate": ["car"]}},
+        "events_to_annotate": ["lane change"],
+    },
+    "lidarannotation": {
+        "attachments": ["https://example.com/lidar/frame-0.json", "https://example.com/lidar/frame-1.json"],
+        "labels": ["car", "pedestrian"],
+    },
+}
+"""A documented request per modern type (JSON), as the official client's create_task would send it."""
+
+
+
+
+ISO_MS = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"
+"""Timestamps as the contract writes them: UTC, milliseconds, Z."""
+
+TODAY_FIELDS = (
+    "updated_at", "project", "batch", "unique_id", "tags", "audits", "customer_review_status", "is_test",
+    "callback_completed",
+)  # fmt: skip
+"""What every task object carries today (/tmp/team/events-contract.md)."""
+
+
+def assert_event_body(body: dict[str, Any], event: str) -> None:
+    """Check a callback body against the receiver's contract for `event`.
+
+    `event` is completed, error, audit_accepted|fixed|rejected|commented, or recalled.
+    """
+    import re
+
+    task = body["task"]
+    assert list(body) == ["task_id", "status", "response", "task"]
+    assert body["task_id"] == task["task_id"]
+    assert body["status"] == task["status"]
+    assert body["response"] == task.get("response")
+    for name in TODAY_FIELDS:
+        assert name in task, name
+    assert isinstance(task["tags"], list) and isinstance(task["audits"], list)
+    assert isinstance(task["callback_completed"], bool)
+    for name in ("created_at", "updated_at", "completed_at"):
+        if task.get(name) is not None:
+            assert re.match(ISO_MS, task[name]), (name, task[name])
+    for audit in task["audits"]:
+        assert set(audit) == {"audited_by", "audited_at", "audit_time_secs", "audit_result", "audit_source"}
+        assert "@" in audit["audited_by"] and re.match(ISO_MS, audit["audited_at"])
+        assert audit["audit_result"] in ("accepted", "fixed", "rejected", "commented")
+        assert audit["audit_source"] in ("customer", "scale")
+    assert task["updated_at"] >= task["created_at"]
+    if event == "completed":
+        assert task["status"] == "completed" and isinstance(body["response"], dict) and task["completed_at"]
+        assert all(a["audited_at"] < task["completed_at"] for a in task["audits"])
+    elif event == "error":
+        assert task["status"] == "error" and task.get("completed_at") is None
+        response = body["response"]
+        assert isinstance(response["error"], str) and response["error"]
+        [key] = set(response) - {"error"}
+        assert key in ("attachments", "frames")
+        assert response[key] and all(set(item) == {"statusCode", "url"} for item in response[key])
+        assert task["audits"] == [] and task["customer_review_status"] is None
+    elif event.startswith("audit_"):
+        result = event.removeprefix("audit_")
+        assert task["status"] == "completed" and isinstance(body["response"], dict)
+        newest = task["audits"][-1]
+        assert newest["audit_result"] == result == task["customer_review_status"]
+        assert newest["audited_at"] >= task["completed_at"]
+        assert task["updated_at"] == newest["audited_at"]
+    elif event == "recalled":
+        assert task["status"] == "pending" and body["response"] is None and task["response"] is None
+        assert task["completed_at"] and task["updated_at"] > task["completed_at"]
+    else:
+        raise AssertionError(f"unknown event {event}")
