@@ -53,7 +53,17 @@ def _keys(env: Mapping[str, str], name: str, *, required: bool) -> tuple[Secret,
     for key in keys:
         if not key.isascii() or not key.isprintable():
             raise ConfigError(f"{name} holds a key with non-ASCII or control characters")
+        _long_enough(env, name, key, "key")
     return tuple(Secret(k) for k in keys)
+
+
+def _long_enough(env: Mapping[str, str], name: str, secret: str, what: str) -> None:
+    """Refuse a guessable secret; only the local dev stack (CALLBACK_SERVER_DEV=1) is exempt."""
+    if len(secret) < defaults.MIN_SECRET_LENGTH and env.get(defaults.DEV_FLAG, "").strip() != "1":
+        raise ConfigError(
+            f"{name} holds a {what} of {len(secret)} characters: at least {defaults.MIN_SECRET_LENGTH} "
+            "are required (a long random value: `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+        )
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
@@ -126,6 +136,7 @@ class Settings:
     job_timeout: int = defaults.JOB_TIMEOUT
     retry_intervals: tuple[int, ...] = defaults.RETRY_INTERVALS
     effects_ttl: int = defaults.EFFECTS_TTL
+    quarantine_ttl: int = defaults.QUARANTINE_TTL
     heartbeat_interval: int = defaults.HEARTBEAT_INTERVAL
     maintenance_interval: int = defaults.MAINTENANCE_INTERVAL
     worker_processes: int = defaults.WORKER_PROCESSES
@@ -154,6 +165,8 @@ class Settings:
                 f"schedule ({defaults.FAILURE_TTL + sum(retry_intervals)} s)"
             )
         dashboard = env.get("DASHBOARD_PASSWORD", "").strip()
+        if dashboard:
+            _long_enough(env, "DASHBOARD_PASSWORD", dashboard, "password")
         api_key = env.get("SCALE_API_KEY", "").strip()
         return cls(
             redis_url=_redis_url(env),
@@ -166,6 +179,7 @@ class Settings:
             job_timeout=_int(env, "HANDLER_TIMEOUT", defaults.JOB_TIMEOUT, minimum=1),
             retry_intervals=retry_intervals,
             effects_ttl=effects_ttl,
+            quarantine_ttl=_int(env, "QUARANTINE_TTL", defaults.QUARANTINE_TTL, minimum=3600),
             # Whole seconds: RQ arms these with signal.alarm().
             heartbeat_interval=_int(env, "WORKER_HEARTBEAT", defaults.HEARTBEAT_INTERVAL, minimum=1),
             maintenance_interval=_int(env, "WORKER_MAINTENANCE_INTERVAL", defaults.MAINTENANCE_INTERVAL, minimum=1),

@@ -50,7 +50,16 @@ WORKER_RESTART_BACKOFF_CAP = 30.0
 """Longest wait, in seconds, before a worker starts RQ's work loop again after it ended on a Redis error."""
 
 QUARANTINE_PREFIX = "scb:quarantine"
-"""Redis key prefix of quarantined deliveries (kept until replayed or deleted)."""
+"""Redis key prefix of quarantined deliveries (kept until replayed, deleted or QUARANTINE_TTL passes)."""
+
+QUARANTINE_TTL = 30 * 24 * 3600
+"""QUARANTINE_TTL: seconds a quarantined delivery is kept after it was last received (30 days)."""
+
+MIN_SECRET_LENGTH = 16
+"""Fewest characters of a callback key or DASHBOARD_PASSWORD: shorter ones are refused at start."""
+
+DEV_FLAG = "CALLBACK_SERVER_DEV"
+"""Set to 1 by `python -m callback_server dev` only: its local keys may be short."""
 
 SEEN_PREFIX = "scb:seen"
 """Redis key prefix of delivery identities already accepted."""

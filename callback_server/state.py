@@ -35,7 +35,7 @@ class ReceiverState:
             connection=connection,
             keyring=KeyRing.from_secrets(settings.live_keys, settings.test_keys),
             deliveries=DeliveryQueue.from_settings(settings, connection),
-            quarantine=Quarantine(connection),
+            quarantine=Quarantine(connection, ttl=settings.quarantine_ttl),
         )
 
 

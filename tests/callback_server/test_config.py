@@ -8,7 +8,8 @@ from callback_server.auth import KeyRing
 from callback_server.config import Secret, ServerSettings, Settings
 from callback_server.exceptions import CallbackAuthError, ConfigError
 
-BASE = {"REDIS_URL": "redis://localhost:6379/0", "SCALE_CALLBACK_AUTH_KEY": "k1"}
+BASE = {"REDIS_URL": "redis://localhost:6379/0", "SCALE_CALLBACK_AUTH_KEY": "live-key-0123456789abcdef"}
+NEW, OLD, TEST = "new-key-0123456789ab", "old-key-0123456789ab", "test-key-0123456789ab"
 
 
 def test_defaults() -> None:
@@ -19,20 +20,21 @@ def test_defaults() -> None:
     assert settings.callback_handlers == ("workers.handlers",)
     assert settings.dashboard_password is None
     assert settings.scale_api_url == "https://api.scale.com/v1"
+    assert settings.quarantine_ttl == 30 * 24 * 3600
 
 
 def test_keys_rotate_and_never_print() -> None:
-    settings = Settings.from_env({**BASE, "SCALE_CALLBACK_AUTH_KEY": " new-key , old-key ",
-                                  "SCALE_TEST_CALLBACK_AUTH_KEY": "t"})
-    assert [k.reveal() for k in settings.live_keys] == ["new-key", "old-key"]
-    assert "new-key" not in repr(settings) and "old-key" not in str(settings)
+    settings = Settings.from_env({**BASE, "SCALE_CALLBACK_AUTH_KEY": f" {NEW} , {OLD} ",
+                                  "SCALE_TEST_CALLBACK_AUTH_KEY": TEST})
+    assert [k.reveal() for k in settings.live_keys] == [NEW, OLD]
+    assert NEW not in repr(settings) and OLD not in str(settings)
     assert repr(Secret("x")) == "'**********'"
     ring = KeyRing.from_secrets(settings.live_keys, settings.test_keys)
-    assert "new-key" not in repr(ring)
-    assert ring.mode_of("old-key") == "live"
-    assert ring.mode_of("t") == "test"
+    assert NEW not in repr(ring)
+    assert ring.mode_of(OLD) == "live"
+    assert ring.mode_of(TEST) == "test"
     with pytest.raises(CallbackAuthError):
-        ring.mode_of("new-key ")
+        ring.mode_of(NEW + " ")
 
 
 @pytest.mark.parametrize(
@@ -41,7 +43,9 @@ def test_keys_rotate_and_never_print() -> None:
         ({"REDIS_URL": "redis://x"}, "SCALE_CALLBACK_AUTH_KEY is not set"),
         ({**BASE, "SCALE_CALLBACK_AUTH_KEY": " , "}, "SCALE_CALLBACK_AUTH_KEY is not set"),
         ({**BASE, "SCALE_CALLBACK_AUTH_KEY": "clé"}, "SCALE_CALLBACK_AUTH_KEY holds a key with non-ASCII"),
-        ({"SCALE_CALLBACK_AUTH_KEY": "k"}, "REDIS_URL is not set"),
+        ({"SCALE_CALLBACK_AUTH_KEY": NEW}, "REDIS_URL is not set"),
+        ({**BASE, "QUARANTINE_TTL": "a month"}, "QUARANTINE_TTL must be a whole number"),
+        ({**BASE, "QUARANTINE_TTL": "60"}, "QUARANTINE_TTL must be at least 3600"),
         ({**BASE, "REDIS_URL": "http://x"}, "REDIS_URL must start with"),
         ({**BASE, "MAX_CONTENT_LENGTH": "ten"}, "MAX_CONTENT_LENGTH must be a whole number"),
         ({**BASE, "MAX_CONTENT_LENGTH": "10"}, "MAX_CONTENT_LENGTH must be at least 1024"),
@@ -76,3 +80,36 @@ def test_server_settings() -> None:
     ):
         with pytest.raises(ConfigError, match=message):
             ServerSettings.from_env(env)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("SCALE_CALLBACK_AUTH_KEY", "short-key-15chr"),
+        ("SCALE_CALLBACK_AUTH_KEY", f"{NEW},short"),  # one short key among the rotation is enough
+        ("SCALE_TEST_CALLBACK_AUTH_KEY", "tkey"),
+        ("DASHBOARD_PASSWORD", "dev"),
+    ],
+)
+def test_short_secrets_are_refused_at_start_naming_the_variable(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({**BASE, variable: value})
+    message = str(raised.value)
+    assert message.startswith(f"{variable} holds a ")
+    assert "at least 16" in message
+    for part in value.split(","):
+        assert part not in message  # the secret itself is never echoed
+
+
+def test_sixteen_characters_are_enough() -> None:
+    settings = Settings.from_env({**BASE, "SCALE_CALLBACK_AUTH_KEY": "k" * 16, "DASHBOARD_PASSWORD": "p" * 16})
+    assert settings.live_keys[0].reveal() == "k" * 16
+    assert settings.dashboard_password is not None
+
+
+def test_the_local_dev_stack_may_use_short_secrets() -> None:
+    env = {**BASE, "SCALE_CALLBACK_AUTH_KEY": "dev", "DASHBOARD_PASSWORD": "dev", "CALLBACK_SERVER_DEV": "1"}
+    settings = Settings.from_env(env)
+    assert settings.live_keys[0].reveal() == "dev"
+    with pytest.raises(ConfigError, match="DASHBOARD_PASSWORD"):
+        Settings.from_env({**env, "CALLBACK_SERVER_DEV": "yes"})  # only the exact flag the dev command sets

@@ -19,7 +19,7 @@ from callback_server.deliveries import Delivery, DeliveryQueue
 from callback_server.quarantine import Quarantine
 from callback_server.reconcile import Reconciler, RunLog, ScaleAPI
 from tests.callback_server.test_ingest import queued_jobs
-from tests.conftest import load_fixture
+from tests.conftest import LIVE_KEY, load_fixture
 
 API_KEY = "live_reconcile_key_123"
 
@@ -252,7 +252,7 @@ def test_reconcile_command_rejects_bad_input_before_calling_the_api(
     from callback_server.cli import cli
 
     monkeypatch.setenv("REDIS_URL", settings.redis_url)
-    monkeypatch.setenv("SCALE_CALLBACK_AUTH_KEY", "k")
+    monkeypatch.setenv("SCALE_CALLBACK_AUTH_KEY", LIVE_KEY)
     monkeypatch.setenv("SCALE_API_URL", "http://127.0.0.1:9/v1")
     monkeypatch.delenv("SCALE_API_KEY", raising=False)
     for name, value in env.items():
@@ -271,7 +271,7 @@ def test_reconcile_command_reports_an_incomplete_run_and_exits_1(
     from callback_server.cli import cli
 
     fake.failures = [(401, {})]
-    for name, value in {"REDIS_URL": settings.redis_url, "SCALE_CALLBACK_AUTH_KEY": "k",
+    for name, value in {"REDIS_URL": settings.redis_url, "SCALE_CALLBACK_AUTH_KEY": LIVE_KEY,
                         "SCALE_API_URL": fake.url, "SCALE_API_KEY": API_KEY}.items():
         monkeypatch.setenv(name, value)
     result = CliRunner().invoke(cli, ["reconcile", "--hours", "1"])

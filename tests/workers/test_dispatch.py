@@ -17,7 +17,7 @@ from rq.serializers import JSONSerializer
 from callback_server.cli import cli
 from callback_server.config import Settings
 from callback_server.jobs import failure_text
-from tests.conftest import TASK_TYPES
+from tests.conftest import LIVE_KEY, TASK_TYPES
 from tests.workers.conftest import effects, enqueue
 from workers.effects import effects_key
 from workers.worker import build_worker
@@ -93,7 +93,7 @@ def test_exhausted_retries_land_in_failed_registry_with_traceback_and_replay(
     assert effects(redis_conn, "test:started").count(f"second:{d}") == 3
 
     monkeypatch.setenv("REDIS_URL", fast_settings.redis_url)
-    monkeypatch.setenv("SCALE_CALLBACK_AUTH_KEY", "k")
+    monkeypatch.setenv("SCALE_CALLBACK_AUTH_KEY", LIVE_KEY)
     runner = CliRunner()
     listed = runner.invoke(cli, ["failed", "list"])
     assert listed.exit_code == 0, listed.output
@@ -112,7 +112,7 @@ def test_failed_replay_of_unknown_job_is_an_error(
     fast_settings: Settings, redis_conn: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("REDIS_URL", fast_settings.redis_url)
-    monkeypatch.setenv("SCALE_CALLBACK_AUTH_KEY", "k")
+    monkeypatch.setenv("SCALE_CALLBACK_AUTH_KEY", LIVE_KEY)
     result = CliRunner().invoke(cli, ["failed", "replay", "nope"])
     assert result.exit_code == 1
     assert "not in the failed registry" in result.output
