@@ -145,7 +145,11 @@ class Simulator:
             raise InvalidRequestError(f"Task {task_id} is {task['status']}; only completed tasks can be audited")
         number = len(task["audits"]) + 1
         if result == "fixed" and response is None:
-            response = generate_response(task, self.settings.seed, salt=f"fix:{number}")
+            # A fix that changes nothing would be a strange fix: try a few other answers of the same shape.
+            for attempt in range(5):
+                response = generate_response(task, self.settings.seed, salt=f"fix:{number}:{attempt}")
+                if response != task["response"]:
+                    break
         if audit_time_secs is None:
             audit_time_secs = rng_for(self.settings.seed, task_id, f"audit:{number}").randint(5, 600)
         audit = {
