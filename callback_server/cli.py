@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,7 +28,17 @@ from callback_server.exceptions import CallbackServerError, InvalidCallbackError
 from callback_server.jobs import failure_line, reset_retries
 from callback_server.logs import configure_logging
 from callback_server.quarantine import Quarantine
-from callback_server.reconcile import RUNS_KEPT, Reconciler, RunLog, RunSummary, build_reconciler, run_locked
+from callback_server.reconcile import (
+    COMPLETED,
+    CREATED,
+    RUNS_KEPT,
+    UPDATED,
+    Reconciler,
+    RunLog,
+    RunSummary,
+    build_reconciler,
+    run_locked,
+)
 from callback_server.schemas import load_callback, parse_timestamp
 
 
@@ -188,16 +199,24 @@ def failed_replay(job_ids: tuple[str, ...], replay_all: bool) -> None:
 
 def _print_summary(summary: RunSummary) -> None:
     click.echo(
-        f"window {summary.window_start} .. {summary.window_end}: seen {summary.seen}, "
+        f"window ({summary.by}) {summary.window_start} .. {summary.window_end}: seen {summary.seen}, "
         f"already had {summary.already_had}, queued {summary.queued}, quarantined {summary.quarantined}, "
         f"skipped {summary.skipped}, errors {len(summary.errors)}"
     )
+    click.echo(f"  scope: {summary.scope}")
+    for event, counts in sorted(summary.events.items()):
+        outcomes = ", ".join(f"{outcome.replace('_', ' ')} {n}" for outcome, n in sorted(counts.items()))
+        click.echo(f"  {event}: {outcomes}")
+    for scope, reached in summary.reached.items():
+        click.echo(f"  {scope}: checked up to {reached}")
+    for note in summary.notes:
+        click.echo(f"  note: {note}")
     for task_id in summary.queued_task_ids:
         click.echo(f"  queued {task_id}")
     for error in summary.errors:
         click.echo(f"  error: {error}", err=True)
     if not summary.complete:
-        click.echo("RECONCILIATION INCOMPLETE: the window was not fully checked", err=True)
+        click.echo("RECONCILIATION INCOMPLETE: the window was not fully checked; the next run resumes", err=True)
 
 
 def _parse_when(value: str, option: str) -> datetime:
@@ -208,51 +227,110 @@ def _parse_when(value: str, option: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+@dataclass(frozen=True)
+class _ManualWindow:
+    """A window named on the command line: by update, completion or creation time."""
+
+    by: str
+    since: str | None
+    until: str | None
+    hours: float | None
+
+    def bounds(self) -> tuple[datetime, datetime]:
+        """Start and end, checked; parsed anew each time, so a scheduled loop would move with the clock."""
+        end = _parse_when(self.until, f"--{self.by}-until") if self.until else datetime.now(UTC)
+        if self.since:
+            start = _parse_when(self.since, f"--{self.by}-since")
+        else:
+            assert self.hours is not None
+            start = end - timedelta(hours=self.hours)
+        if start >= end:
+            raise click.BadParameter(f"the window is empty: --{self.by}-since must be before --{self.by}-until")
+        return start, end
+
+
+def _manual_window(
+    updated: tuple[str | None, str | None], hours: float | None, completed: tuple[str | None, str | None],
+    created: tuple[str | None, str | None],
+) -> _ManualWindow | None:
+    """The one window the options name, or None for the scheduled window (from the mark)."""
+    named = [(by, since, until) for by, (since, until) in ((UPDATED, updated), (COMPLETED, completed),
+                                                          (CREATED, created)) if since or until]
+    if hours is not None:
+        if updated[0]:
+            raise click.UsageError("give --since or --hours, not both")
+        named = [w for w in named if w[0] != UPDATED] + [(UPDATED, None, updated[1])]
+    if len(named) > 1:
+        raise click.UsageError("give one window: updated (--since/--until/--hours), --completed-* or --created-*")
+    if not named:
+        return None
+    by, since, until = named[0]
+    if not since and hours is None:
+        option = "--since" if by == UPDATED else f"--{by}-since"
+        raise click.UsageError(f"{option} is required with its --until")
+    return _ManualWindow(by, since, until, hours if by == UPDATED else None)
+
+
 @cli.group("reconcile", invoke_without_command=True)
-@click.option("--since", help="window start, ISO 8601 (default: now minus RECONCILE_WINDOW)")
-@click.option("--until", help="window end, ISO 8601 (default: now)")
-@click.option("--hours", type=click.FloatRange(min=0, min_open=True), help="window length back from --until")
+@click.option("--since", "--updated-since", "since",
+              help="sweep tasks UPDATED since this ISO 8601 time (by hand; the scheduled mark is left alone)")
+@click.option("--until", "--updated-until", "until", help="end of the updated window (default: now)")
+@click.option("--hours", type=click.FloatRange(min=0, min_open=True), help="updated window length back from --until")
+@click.option("--completed-since", help="sweep tasks COMPLETED since this ISO 8601 time (completed_after)")
+@click.option("--completed-until", help="end of the completed window (completed_before; default: now)")
+@click.option("--created-since", help="sweep tasks CREATED since this ISO 8601 time (start_time)")
+@click.option("--created-until", help="end of the created window (end_time; default: now)")
+@click.option("--project", "projects", multiple=True, help="project to sweep (repeatable; default: SCALE_PROJECTS)")
 @click.option("--schedule", is_flag=True, help="keep running every RECONCILE_INTERVAL seconds (the clock process)")
 @click.pass_context
 def reconcile_command(
-    ctx: click.Context, since: str | None, until: str | None, hours: float | None, schedule: bool
+    ctx: click.Context, since: str | None, until: str | None, hours: float | None, completed_since: str | None,
+    completed_until: str | None, created_since: str | None, created_until: str | None, projects: tuple[str, ...],
+    schedule: bool,
 ) -> None:
-    """Queue completed tasks whose callbacks never arrived (same validation and dedup as callbacks)."""
+    """Queue every task state whose callback never arrived (same events, validation and dedup as callbacks).
+
+    Without a window: tasks updated since the last complete run (minus RECONCILE_OVERLAP), which
+    moves the high-water mark, as the clock does. With one: a sweep by hand over that window.
+    """
     if ctx.invoked_subcommand is not None:
         return
-    if since and hours:
-        raise click.UsageError("give --since or --hours, not both")
+    window = _manual_window((since, until), hours, (completed_since, completed_until), (created_since, created_until))
+    if window is not None and schedule:
+        raise click.UsageError("--schedule runs the scheduled window; give no window with it")
+    if window is not None:
+        window.bounds()  # bad input fails before any request
     configure_logging()
     settings = _settings()
+    if projects:
+        settings = replace(settings, scale_projects=tuple(dict.fromkeys(projects)))
     connection = connect(settings)
     try:
         reconciler = build_reconciler(settings, connection)
     except CallbackServerError as exc:
         raise click.ClickException(exc.message) from None
     try:
-        _reconcile_loop(ctx, reconciler, settings, since, until, hours, schedule)
+        _reconcile_loop(ctx, reconciler, settings, window, schedule)
     finally:
         reconciler.close()
 
 
 def _reconcile_loop(
-    ctx: click.Context, reconciler: Reconciler, settings: Settings, since: str | None, until: str | None,
-    hours: float | None, schedule: bool,
+    ctx: click.Context, reconciler: Reconciler, settings: Settings, window: _ManualWindow | None, schedule: bool,
 ) -> None:
+    def sweep() -> RunSummary:
+        if window is None:
+            return reconciler.run_scheduled()
+        start, end = window.bounds()
+        return reconciler.run(start, end, by=window.by)
+
     while True:
-        end = _parse_when(until, "--until") if until else datetime.now(UTC)
-        if since:
-            start = _parse_when(since, "--since")
-        else:
-            start = end - (timedelta(hours=hours) if hours else timedelta(seconds=settings.reconcile_window))
-        if start >= end:
-            raise click.BadParameter("the window is empty: --since must be before --until")
         try:
-            summary = run_locked(reconciler, start, end, lock_ttl=max(settings.reconcile_interval, 300))
+            summary = run_locked(reconciler, max(settings.reconcile_interval, 300), sweep)
         except redis.RedisError as exc:
             if not schedule:
                 raise click.ClickException(f"redis: {type(exc).__name__}: {exc}") from None
-            # The clock keeps going: the next run covers the same window again.
+            # The clock keeps going: the mark did not move, so the next run covers the same window.
             click.echo(f"RECONCILIATION SKIPPED: redis: {type(exc).__name__}", err=True)
             time.sleep(settings.reconcile_interval)
             continue
@@ -261,7 +339,7 @@ def _reconcile_loop(
         else:
             _print_summary(summary)
         if not schedule:
-            if summary is not None and not summary.complete:
+            if summary is not None and (not summary.complete or summary.task_errors):
                 ctx.exit(1)
             return
         time.sleep(settings.reconcile_interval)
@@ -274,12 +352,14 @@ def reconcile_runs(limit: int) -> None:
     for summary in RunLog(connect(_settings())).recent(limit):
         state = "complete" if summary.complete else "INCOMPLETE"
         click.echo(
-            f"{summary.started_at}  {state:<10}  window {summary.window_start}..{summary.window_end}  "
+            f"{summary.started_at}  {state:<10}  {summary.by} {summary.window_start}..{summary.window_end}  "
             f"seen {summary.seen}  had {summary.already_had}  queued {summary.queued}  "
-            f"quarantined {summary.quarantined}  errors {len(summary.errors)}"
+            f"quarantined {summary.quarantined}  errors {len(summary.errors)}  [{summary.scope}]"
         )
         for error in summary.errors:
             click.echo(f"    {error}")
+        for note in summary.notes:
+            click.echo(f"    note: {note}")
 
 
 def main() -> None:

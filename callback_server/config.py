@@ -109,6 +109,25 @@ def _names(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in env.get(name, "").split(",") if part.strip())
 
 
+def _lookback_variable(env: Mapping[str, str]) -> str:
+    """RECONCILE_LOOKBACK, or the RECONCILE_WINDOW it replaces when only that one is set."""
+    lookback, window = env.get("RECONCILE_LOOKBACK", "").strip(), env.get("RECONCILE_WINDOW", "").strip()
+    if lookback and window and lookback != window:
+        raise ConfigError("RECONCILE_WINDOW is replaced by RECONCILE_LOOKBACK: set only RECONCILE_LOOKBACK")
+    return "RECONCILE_WINDOW" if window and not lookback else "RECONCILE_LOOKBACK"
+
+
+def _projects(env: Mapping[str, str]) -> tuple[str, ...]:
+    """SCALE_PROJECTS: project names, each swept on its own; a name is sent as a query value, so text only."""
+    names = _names(env, "SCALE_PROJECTS")
+    for name in names:
+        if not name.isprintable():
+            raise ConfigError(f"SCALE_PROJECTS holds a project name with control characters: {name!r}")
+    if len(set(names)) != len(names):
+        raise ConfigError("SCALE_PROJECTS names a project twice")
+    return names
+
+
 def _redis_url(env: Mapping[str, str]) -> str:
     url = env.get("REDIS_URL", "").strip()
     if not url:
@@ -144,7 +163,9 @@ class Settings:
     dashboard_password: Secret | None = None
     scale_api_key: Secret | None = None
     scale_api_url: str = defaults.SCALE_API_URL
-    reconcile_window: int = defaults.RECONCILE_WINDOW
+    scale_projects: tuple[str, ...] = ()
+    reconcile_lookback: int = defaults.RECONCILE_LOOKBACK
+    reconcile_overlap: int = defaults.RECONCILE_OVERLAP
     reconcile_interval: int = defaults.RECONCILE_INTERVAL
 
     @classmethod
@@ -152,10 +173,17 @@ class Settings:
         """Read and check every variable; raise :class:`ConfigError` naming the first bad one."""
         env = os.environ if env is None else env
         dedup_ttl = _int(env, "DEDUP_TTL", defaults.DEDUP_TTL, minimum=defaults.MIN_DEDUP_TTL)
-        reconcile_window = _int(env, "RECONCILE_WINDOW", defaults.RECONCILE_WINDOW, minimum=60)
-        if reconcile_window > dedup_ttl:
+        lookback_name = _lookback_variable(env)
+        reconcile_lookback = _int(env, lookback_name, defaults.RECONCILE_LOOKBACK, minimum=60)
+        if reconcile_lookback > dedup_ttl:
             # Older deliveries are forgotten, so the reconciler would queue them a second time.
-            raise ConfigError(f"RECONCILE_WINDOW ({reconcile_window}) must not exceed DEDUP_TTL ({dedup_ttl})")
+            raise ConfigError(f"{lookback_name} ({reconcile_lookback}) must not exceed DEDUP_TTL ({dedup_ttl})")
+        reconcile_overlap = _int(env, "RECONCILE_OVERLAP", defaults.RECONCILE_OVERLAP, minimum=0)
+        if reconcile_overlap > reconcile_lookback:
+            # A scheduled run would reach back further than a first run, and past what DEDUP_TTL covers.
+            raise ConfigError(
+                f"RECONCILE_OVERLAP ({reconcile_overlap}) must not exceed {lookback_name} ({reconcile_lookback})"
+            )
         retry_intervals = _intervals(env, "HANDLER_RETRY_INTERVALS", defaults.RETRY_INTERVALS)
         effects_ttl = _int(env, "EFFECTS_TTL", defaults.EFFECTS_TTL, minimum=defaults.MIN_DEDUP_TTL)
         if effects_ttl < defaults.FAILURE_TTL + sum(retry_intervals):
@@ -188,7 +216,9 @@ class Settings:
             dashboard_password=Secret(dashboard) if dashboard else None,
             scale_api_key=Secret(api_key) if api_key else None,
             scale_api_url=(env.get("SCALE_API_URL", "").strip() or defaults.SCALE_API_URL).rstrip("/"),
-            reconcile_window=reconcile_window,
+            scale_projects=_projects(env),
+            reconcile_lookback=reconcile_lookback,
+            reconcile_overlap=reconcile_overlap,
             reconcile_interval=_int(env, "RECONCILE_INTERVAL", defaults.RECONCILE_INTERVAL, minimum=60),
         )
 

@@ -73,8 +73,13 @@ UNHANDLED_KEY = "scb:unhandled"
 SCALE_API_URL = "https://api.scale.com/v1"
 """SCALE_API_URL: the Scale API the reconciler asks; point it at the simulator locally."""
 
-RECONCILE_WINDOW = 3 * 24 * 3600
-"""RECONCILE_WINDOW: how far back (by task creation) each run looks; at most DEDUP_TTL."""
+RECONCILE_LOOKBACK = 3 * 24 * 3600
+"""RECONCILE_LOOKBACK (formerly RECONCILE_WINDOW): how far back, by update time, a first run (or one
+after a gap longer than DEDUP_TTL) looks; at most DEDUP_TTL, or old deliveries would look new."""
+
+RECONCILE_OVERLAP = 25 * 3600
+"""RECONCILE_OVERLAP: each run starts this long before the previous complete one ended: clock skew
+between this host and Scale, tasks updated while a run was paging, and Scale's 24 h of retries."""
 
 RECONCILE_INTERVAL = 3600
 """RECONCILE_INTERVAL: seconds between scheduled reconciliations."""

@@ -20,6 +20,7 @@ FIELDS = (
     "outcome",
     "status",
     "latency_ms",
+    "wait_s",
     "handler",
     "attempt",
     "quarantine_id",

@@ -1,32 +1,40 @@
-"""Reconciliation: ask Scale for completed tasks whose callbacks we never accepted, and queue them.
+"""Reconciliation: ask Scale which tasks changed, and queue every state whose callback we never accepted.
 
 Scale gives up on a callback after 20 tries in 24 hours; a receiver down for a day, a wrong
-key or a lost Redis would lose those results silently. The reconciler lists completed tasks
-in a window and puts each one through the *same* path as a callback (same validation, same
-delivery identity, same atomic dedup), so running it twice, or while callbacks arrive,
-never makes a second job.
+key or a lost Redis would lose those events silently. Each scheduled run lists the tasks
+*updated* since the previous complete run (minus RECONCILE_OVERLAP), with no status filter, so
+one sweep sees completions, errors, audits, recalls and cancellations alike, however long a
+task took. Each task is turned into its current event and put through the *same* path as a
+callback (same derivation, validation, delivery identity and atomic dedup), so running it twice,
+or while callbacks arrive, never makes a second job.
 
-Scale's list endpoint filters on ``created_at``, so the window must reach back past the
-longest a task takes to complete (RECONCILE_WINDOW, default three days; raise it for
-``week`` urgency) and stay within DEDUP_TTL, or old deliveries would look new.
+A window is listed in slices of update time, oldest first, and how far the checked slices reach
+is kept in Redis per project (the high-water mark). The API answers newest *created* first
+whatever the filter, so "the last page" says nothing about update times; a finished slice does.
+A run that fails part-way leaves the mark at the end of its last finished slice, and the next
+run starts there: nothing is skipped.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import random
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import redis
 import requests
 
+from callback_server import defaults
 from callback_server.config import Secret, Settings
 from callback_server.deliveries import RECONCILE, Delivery, DeliveryQueue, seen_key
+from callback_server.events import UnknownStatusError, derive_event, parse_instant
 from callback_server.exceptions import CallbackServerError
 from callback_server.quarantine import Quarantine
 from callback_server.schemas import validate_callback
@@ -37,16 +45,25 @@ PAGE_SIZE = 100
 """Tasks per list request: the API's maximum."""
 
 MAX_PAGES = 10_000
-"""A run stops (and says so) rather than follow a paging loop forever."""
+"""A slice stops (and says so) rather than follow a paging loop forever."""
 
-RATE_LIMIT_RETRIES = 8
-"""429 answers tolerated in a row before the run gives up."""
+API_RETRIES = 8
+"""408, 429 and 5xx answers (or connection failures) retried in a row before the run gives up."""
 
-SERVER_ERROR_RETRIES = 3
-"""5xx answers (or connection errors) retried in a row before the run gives up."""
+BACKOFF = 1.0
+"""Seconds of the first wait between API retries; doubled on each retry, with jitter."""
 
 MAX_BACKOFF = 60.0
 """The longest single wait between API retries, whatever Retry-After says."""
+
+RETRYABLE_STATUSES = frozenset({408, 429})
+"""Client-side statuses that mean "try again later" (the official client retries these and 5xx)."""
+
+KEY_STATUSES = frozenset({401, 403})
+"""The API refuses the key: no project can be listed, so the whole run stops."""
+
+SLICE_SECONDS = 6 * 3600
+"""A window is listed in slices of this much time, oldest first; the mark advances per slice."""
 
 RUNS_KEY = "scb:reconcile:runs"
 """Redis list of run summaries, newest first."""
@@ -57,9 +74,43 @@ RUNS_KEPT = 200
 LOCK_KEY = "scb:reconcile:lock"
 """Held while a run is going, so two clocks never reconcile at once."""
 
+MARKS_KEY = "scb:reconcile:marks"
+"""Redis hash: per project (or the account), the update time up to which every task was checked."""
+
+UPDATED = "updated"
+COMPLETED = "completed"
+CREATED = "created"
+WINDOW_PARAMETERS = {
+    UPDATED: ("updated_after", "updated_before"),
+    COMPLETED: ("completed_after", "completed_before"),
+    CREATED: ("start_time", "end_time"),
+}
+"""What a window bounds, and the list API's parameters for it."""
+
+WINDOW_FIELDS = {UPDATED: "updated_at", COMPLETED: "completed_at", CREATED: "created_at"}
+"""The task field each kind of window bounds."""
+
+ACCOUNT = "(account)"
+"""The scope of a run without SCALE_PROJECTS: the account listed as a whole."""
+
+UNKNOWN_EVENT = "unknown"
+"""The event count of a task that names no event Scale calls back with (it is quarantined)."""
+
+_EDGE = timedelta(milliseconds=1)
+"""Slices overlap by this much, so a task updated exactly on a boundary is in one of them whether
+the API's bounds are inclusive or not."""
+
 
 class ScaleAPIError(CallbackServerError):
-    """The Scale API kept failing (5xx, 429 or unreachable) or answered something unreadable."""
+    """The Scale API refused (4xx), kept failing (408, 429, 5xx, unreachable), or answered nonsense.
+
+    ``stops_run``: no other project can be listed either (the key is refused, or the API is down).
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, stops_run: bool = True) -> None:
+        super().__init__(message)
+        self.status = status
+        self.stops_run = stops_run
 
 
 class ScaleAPI:
@@ -72,128 +123,186 @@ class ScaleAPI:
         *,
         session: requests.Session | None = None,
         timeout: float = 30.0,
-        backoff: float = 1.0,
+        backoff: float = BACKOFF,
+        max_backoff: float = MAX_BACKOFF,
+        retries: int = API_RETRIES,
         sleep: Callable[[float], None] = time.sleep,
+        jitter: Callable[[], float] = random.random,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self._key = api_key
         self._auth = (api_key.reveal(), "")
         self.session = session or requests.Session()
         self.timeout = timeout
         self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.retries = retries
         self.sleep = sleep
+        self.jitter = jitter
 
     def close(self) -> None:
         """Close the pooled HTTP connections."""
         self.session.close()
 
-    def _get(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
-        rate_limited = failures = 0
+    def _redact(self, text: str) -> str:
+        """An API message may quote the key it refused; it never reaches a summary or a log."""
+        key = self._key.reveal()
+        return text.replace(key, str(self._key)) if key else text
+
+    def wait_before_retry(self, failures: int, retry_after: str | None) -> float:
+        """Retry-After when the answer has one (bounded); else exponential backoff with equal jitter."""
+        asked = _retry_after(retry_after)
+        if asked is not None:
+            return min(asked, self.max_backoff)
+        ceiling = min(self.backoff * 2 ** (failures - 1), self.max_backoff)
+        # Half fixed, half random: clocks that failed together do not come back together.
+        return ceiling * (0.5 + 0.5 * self.jitter())
+
+    def _get(self, path: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        failures = 0
         while True:
+            status: int | None = None
+            retry_after: str | None = None
             try:
                 response = self.session.get(
                     f"{self.base_url}/{path}", params=params, auth=self._auth, timeout=self.timeout
                 )
             except requests.RequestException as exc:
-                failures += 1
-                if failures > SERVER_ERROR_RETRIES:
-                    reason = type(exc).__name__
-                    raise ScaleAPIError(f"GET {path}: unreachable after {failures} tries: {reason}") from None
-                self.sleep(min(self.backoff * 2 ** (failures - 1), MAX_BACKOFF))
-                continue
-            if response.status_code == 429:
-                rate_limited += 1
-                if rate_limited > RATE_LIMIT_RETRIES:
-                    raise ScaleAPIError(f"GET {path}: still rate limited after {rate_limited} tries")
-                wait = _retry_after(response.headers.get("Retry-After"), self.backoff * 2 ** (rate_limited - 1))
-                log.warning("scale api rate limited; waiting", extra={"status": 429, "latency_ms": wait * 1000})
-                self.sleep(wait)
-                continue
-            if response.status_code >= 500:
-                failures += 1
-                if failures > SERVER_ERROR_RETRIES:
-                    raise ScaleAPIError(f"GET {path}: HTTP {response.status_code} after {failures} tries")
-                self.sleep(min(self.backoff * 2 ** (failures - 1), MAX_BACKOFF))
-                continue
-            if response.status_code != 200:
-                raise ScaleAPIError(f"GET {path}: HTTP {response.status_code}: {_error_text(response)}")
-            try:
-                data = response.json()
-            except ValueError:
-                raise ScaleAPIError(f"GET {path}: answer is not JSON") from None
-            if not isinstance(data, dict):
-                raise ScaleAPIError(f"GET {path}: answer is not a JSON object")
-            return data
+                reason = f"unreachable ({type(exc).__name__})"
+            else:
+                status = response.status_code
+                if status == 200:
+                    return _json_object(path, response)
+                if status < 500 and status not in RETRYABLE_STATUSES:
+                    message = self._redact(_error_text(response))
+                    raise ScaleAPIError(
+                        f"GET {path}: HTTP {status}: {message}", status=status, stops_run=status in KEY_STATUSES
+                    )
+                reason = f"HTTP {status}"
+                retry_after = response.headers.get("Retry-After")
+            failures += 1
+            if failures > self.retries:
+                raise ScaleAPIError(f"GET {path}: {reason} after {failures} tries", status=status)
+            wait = self.wait_before_retry(failures, retry_after)
+            log.warning(
+                "scale api: %s; retrying", reason,
+                extra={"status": status, "attempt": failures, "wait_s": f"{wait:.3f}"},
+            )
+            self.sleep(wait)
 
-    def completed_tasks(self, start: datetime, end: datetime) -> Iterator[dict[str, Any]]:
-        """Every completed task created in [start, end], following offset and next_token paging."""
-        params: dict[str, Any] = {
-            "status": "completed",
-            "start_time": start.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            "end_time": end.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            "limit": PAGE_SIZE,
-        }
+    def list_tasks(self, params: Mapping[str, Any]) -> Iterator[Any]:
+        """Every task the list API answers for ``params``, following ``next_token`` (or ``offset``) paging."""
+        query: dict[str, Any] = {**params, "limit": PAGE_SIZE}
         offset = 0
         seen_tokens: set[str] = set()
         for _ in range(MAX_PAGES):
-            page = self._get("tasks", params)
+            page = self._get("tasks", query)
             docs = page.get("docs")
             if not isinstance(docs, list):
-                raise ScaleAPIError("GET tasks: answer has no docs list")
+                raise ScaleAPIError("GET tasks: answer has no docs list", stops_run=False)
             yield from docs
             token = page.get("next_token")
             if token:
-                if token in seen_tokens:
-                    raise ScaleAPIError("GET tasks: next_token repeats; paging would never end")
+                if not isinstance(token, str) or token in seen_tokens:
+                    raise ScaleAPIError("GET tasks: next_token repeats; paging would never end", stops_run=False)
                 seen_tokens.add(token)
-                params.pop("offset", None)
-                params["next_token"] = token
+                query.pop("offset", None)
+                query["next_token"] = token
             elif page.get("has_more"):
                 if not docs:
-                    raise ScaleAPIError("GET tasks: has_more with an empty page; paging would never end")
-                params.pop("next_token", None)
+                    raise ScaleAPIError(
+                        "GET tasks: has_more with an empty page; paging would never end", stops_run=False
+                    )
+                query.pop("next_token", None)
                 offset += len(docs)
-                params["offset"] = offset
+                query["offset"] = offset
             else:
                 return
-        raise ScaleAPIError(f"GET tasks: more than {MAX_PAGES} pages; narrow the window")
+        raise ScaleAPIError(f"GET tasks: more than {MAX_PAGES} pages in one slice", stops_run=False)
 
 
-def _retry_after(header: str | None, fallback: float) -> float:
+def _json_object(path: str, response: requests.Response) -> dict[str, Any]:
     try:
-        wait = float(header) if header else fallback
+        data = response.json()
     except ValueError:
-        wait = fallback
-    return max(0.0, min(wait, MAX_BACKOFF))
+        raise ScaleAPIError(f"GET {path}: answer is not JSON", stops_run=False) from None
+    if not isinstance(data, dict):
+        raise ScaleAPIError(f"GET {path}: answer is not a JSON object", stops_run=False)
+    return data
+
+
+def _retry_after(header: str | None) -> float | None:
+    """Seconds a Retry-After header asks for (a number or an HTTP date), or None when it says nothing usable."""
+    if not header:
+        return None
+    try:
+        seconds = float(header)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(header)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    if seconds != seconds:  # nan
+        return None
+    return max(0.0, seconds)
 
 
 def _error_text(response: requests.Response) -> str:
     try:
-        return str(response.json().get("error", ""))[:200]
-    except (ValueError, AttributeError):
-        return response.text[:200]
+        data = response.json()
+        text = str(data.get("error") or data.get("message") or "") if isinstance(data, dict) else ""
+    except ValueError:
+        text = ""
+    return _printable(text or response.text or "(no message)", 200)
+
+
+def _printable(text: str, limit: int) -> str:
+    """Text safe for a terminal and a log line: one line, escaped, short."""
+    safe = text.encode("ascii", "backslashreplace").decode("ascii")
+    return "".join(c if c.isprintable() else " " for c in safe)[:limit]
 
 
 @dataclass
 class RunSummary:
-    """What one reconciliation run found and did."""
+    """What one reconciliation run found and did, per event, and how far it got."""
 
     run_id: str
     started_at: str
     window_start: str
     window_end: str
+    by: str = UPDATED
+    scope: str = ""
     finished_at: str = ""
     seen: int = 0
     already_had: int = 0
     queued: int = 0
     quarantined: int = 0
     skipped: int = 0
+    task_errors: int = 0
     errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    events: dict[str, dict[str, int]] = field(default_factory=dict)
+    reached: dict[str, str] = field(default_factory=dict)
     complete: bool = False
     queued_task_ids: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunSummary:
+        """A kept summary; fields added or dropped since it was written are tolerated."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{name: value for name, value in data.items() if name in known})
+
+    def count(self, event: str, outcome: str) -> None:
+        """One task's outcome (``queued``, ``already_had``, ``quarantined``, ``errors``) under its event."""
+        per_event = self.events.setdefault(event, {})
+        per_event[outcome] = per_event.get(outcome, 0) + 1
 
 
 class RunLog:
@@ -213,83 +322,287 @@ class RunLog:
 
     def recent(self, limit: int = 20) -> list[RunSummary]:
         """The newest summaries first."""
-        return [RunSummary(**json.loads(raw)) for raw in self.connection.lrange(RUNS_KEY, 0, max(limit, 1) - 1)]
+        raws = self.connection.lrange(RUNS_KEY, 0, max(limit, 1) - 1)
+        return [RunSummary.from_dict(json.loads(raw)) for raw in raws]
+
+
+class Marks:
+    """The high-water marks: per scope, the update time up to which every task was checked."""
+
+    def __init__(self, connection: redis.Redis) -> None:
+        self.connection = connection
+
+    def get(self, scope: str) -> datetime | None:
+        """The mark of a scope; None before its first complete slice (or if the stored one is unreadable)."""
+        raw = self.connection.hget(MARKS_KEY, scope)
+        if raw is None:
+            return None
+        try:
+            moment = datetime.fromisoformat(raw.decode())
+        except (UnicodeDecodeError, ValueError):
+            return None
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+    def advance(self, scope: str, moment: datetime) -> None:
+        """Move a scope's mark forward to ``moment`` (never back: an earlier run may have got further)."""
+        current = self.get(scope)
+        if current is None or moment > current:
+            self.connection.hset(MARKS_KEY, scope, _text(moment))
+
+    def all(self) -> dict[str, str]:
+        """Every scope's mark, as stored."""
+        return {k.decode(): v.decode() for k, v in self.connection.hgetall(MARKS_KEY).items()}
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """One scope's part of a run: a project (None: the whole account) over [start, end)."""
+
+    project: str | None
+    start: datetime
+    end: datetime
+
+    @property
+    def scope(self) -> str:
+        """The name its mark is kept under and its summary lines use."""
+        return self.project if self.project is not None else ACCOUNT
 
 
 class Reconciler:
-    """Queues completed tasks whose delivery was never accepted, through the callback path."""
+    """Queues task states whose delivery was never accepted, through the callback path."""
 
-    def __init__(self, api: ScaleAPI, deliveries: DeliveryQueue, quarantine: Quarantine) -> None:
+    def __init__(
+        self,
+        api: ScaleAPI,
+        deliveries: DeliveryQueue,
+        quarantine: Quarantine,
+        *,
+        projects: tuple[str, ...] = (),
+        lookback: int = defaults.RECONCILE_LOOKBACK,
+        overlap: int = defaults.RECONCILE_OVERLAP,
+        dedup_ttl: int = defaults.DEDUP_TTL,
+        slice_seconds: float = SLICE_SECONDS,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         self.api = api
         self.deliveries = deliveries
         self.quarantine = quarantine
         self.connection = deliveries.connection
+        self.projects = projects
+        self.lookback = timedelta(seconds=lookback)
+        self.overlap = timedelta(seconds=overlap)
+        self.dedup_ttl = timedelta(seconds=dedup_ttl)
+        self.slice = timedelta(seconds=slice_seconds)
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.marks = Marks(self.connection)
 
     def close(self) -> None:
         """Release the API client's connections."""
         self.api.close()
 
-    def run(self, start: datetime, end: datetime) -> RunSummary:
-        """Reconcile one window; the summary says whether it completed, and is kept in the run log."""
-        summary = RunSummary(
-            run_id=uuid.uuid4().hex[:12],
-            started_at=_now_text(),
-            window_start=_text(start),
-            window_end=_text(end),
-        )
-        try:
-            for task in self.api.completed_tasks(start, end):
-                self._one(task, summary)
-            summary.complete = True
-        except ScaleAPIError as exc:
-            summary.errors.append(exc.message)
-        except redis.RedisError as exc:
-            summary.errors.append(f"redis: {type(exc).__name__}: {exc}")
-        summary.finished_at = _now_text()
-        fields = {"window": f"{summary.window_start}..{summary.window_end}", "count": summary.queued}
-        if summary.complete:
-            log.info("reconciliation done", extra={**fields, "outcome": "complete"})
+    def now(self) -> datetime:
+        """The clock, to the millisecond (the precision of the API's timestamps)."""
+        moment = self.clock().astimezone(UTC)
+        return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+    def run_scheduled(self) -> RunSummary:
+        """One scheduled run: per scope, tasks updated since its mark minus the overlap; marks advance."""
+        end = self.now()
+        summary = self._new_summary(UPDATED)
+        sweeps = [Sweep(project, self._scheduled_start(project, end, summary), end) for project in self._scopes()]
+        return self._run(sweeps, UPDATED, summary, advance_marks=True)
+
+    def run(self, start: datetime, end: datetime, *, by: str = UPDATED) -> RunSummary:
+        """A sweep by hand over [start, end] by update, completion or creation time; marks are left alone."""
+        if by not in WINDOW_PARAMETERS:
+            raise ValueError(f"a window is by one of {', '.join(WINDOW_PARAMETERS)}, not {by!r}")
+        summary = self._new_summary(by)
+        forgotten = self.now() - self.dedup_ttl
+        if start.astimezone(UTC) < forgotten:
+            summary.notes.append(
+                f"the window starts more than DEDUP_TTL ago: states accepted before {_text(forgotten)} are "
+                "forgotten and may be queued again (handlers already done for them are skipped within EFFECTS_TTL)"
+            )
+        sweeps = [Sweep(project, start.astimezone(UTC), end.astimezone(UTC)) for project in self._scopes()]
+        return self._run(sweeps, by, summary, advance_marks=False)
+
+    def _scopes(self) -> list[str | None]:
+        return list(self.projects) if self.projects else [None]
+
+    def _new_summary(self, by: str) -> RunSummary:
+        if self.projects:
+            scope = "projects " + ", ".join(self.projects)
         else:
-            log.error("RECONCILIATION INCOMPLETE: %s", "; ".join(summary.errors), extra={**fields, "outcome": "failed"})
+            scope = "the whole account (SCALE_PROJECTS is unset)"
+        return RunSummary(run_id=uuid.uuid4().hex[:12], started_at=_now_text(), window_start="", window_end="",
+                          by=by, scope=scope)
+
+    def _scheduled_start(self, project: str | None, end: datetime, summary: RunSummary) -> datetime:
+        """Where a scope's scheduled window starts: its mark minus the overlap, within DEDUP_TTL."""
+        scope = project if project is not None else ACCOUNT
+        floor = end - self.dedup_ttl
+        mark = self.marks.get(scope)
+        if mark is None:
+            summary.notes.append(f"{scope}: first run, from the look-back ({_text(end - self.lookback)})")
+            return end - self.lookback
+        if mark < floor:
+            start = end - self.lookback
+            gap = (
+                f"GAP {scope}: the last sweep reached {_text(mark)}, longer ago than DEDUP_TTL; started from the "
+                f"look-back instead: tasks updated from {_text(mark)} to {_text(start)} were NOT checked "
+                f"(sweep them by hand with --since/--until; states accepted then may be queued again)"
+            )
+            summary.notes.append(gap)
+            log.error("RECONCILIATION GAP: %s", gap, extra={"window": f"{_text(mark)}..{_text(start)}"})
+            return start
+        # Past DEDUP_TTL the overlap would re-queue forgotten states; the mark itself is within it.
+        return min(max(mark - self.overlap, floor), end)
+
+    def _run(self, sweeps: list[Sweep], by: str, summary: RunSummary, *, advance_marks: bool) -> RunSummary:
+        summary.window_start = _text(min(s.start for s in sweeps))
+        summary.window_end = _text(max(s.end for s in sweeps))
+        failed = False
+        for sweep in sweeps:
+            try:
+                self._sweep(sweep, by, summary, advance_marks=advance_marks)
+            except ScaleAPIError as exc:
+                failed = True
+                summary.errors.append(f"{sweep.scope}: {exc.message}")
+                if exc.stops_run:
+                    break
+            except redis.RedisError as exc:
+                failed = True
+                summary.errors.append(f"redis: {type(exc).__name__}: {exc}")
+                break
+        summary.complete = not failed
+        summary.finished_at = _now_text()
+        log_fields = {"window": f"{summary.window_start}..{summary.window_end}", "count": summary.queued}
+        if summary.complete:
+            log.info("reconciliation done", extra={**log_fields, "outcome": "complete"})
+        else:
+            log.error(
+                "RECONCILIATION INCOMPLETE: %s", "; ".join(summary.errors), extra={**log_fields, "outcome": "failed"}
+            )
         try:
             RunLog(self.connection).add(summary)
         except redis.RedisError as exc:
             summary.errors.append(f"could not keep the run summary: {type(exc).__name__}")
         return summary
 
+    def _sweep(self, sweep: Sweep, by: str, summary: RunSummary, *, advance_marks: bool) -> None:
+        """List one scope slice by slice, oldest first; after each finished slice it is checked up to its end."""
+        after, before = WINDOW_PARAMETERS[by]
+        cursor = sweep.start
+        summary.reached[sweep.scope] = _text(cursor)
+        on_edge: set[tuple[str, str]] = set()  # listed by the previous slice too: not counted twice
+        while cursor < sweep.end:
+            slice_end = min(cursor + self.slice, sweep.end)
+            params: dict[str, Any] = {after: _query_time(cursor - _EDGE), before: _query_time(slice_end + _EDGE)}
+            if sweep.project is not None:
+                params["project"] = sweep.project
+            previous_edge, on_edge = on_edge, set()
+            for task in self.api.list_tasks(params):
+                key, at_end = _edge_key(task, WINDOW_FIELDS[by], slice_end)
+                if key is not None and key in previous_edge:
+                    continue
+                if at_end and key is not None:
+                    on_edge.add(key)
+                self._one(task, summary)
+            cursor = slice_end
+            summary.reached[sweep.scope] = _text(cursor)
+            if advance_marks:
+                self.marks.advance(sweep.scope, cursor)
+
     def _one(self, task: Any, summary: RunSummary) -> None:
+        """One task of the answer: its current event, offered to the accept path. Never raises but for Redis."""
         summary.seen += 1
-        if not isinstance(task, dict) or task.get("status") != "completed":
-            summary.skipped += 1
-            return
-        body = {"task_id": task.get("task_id"), "response": task.get("response"), "task": task}
-        mode = "test" if task.get("is_test") else "live"
-        errors = validate_callback(body)
-        if errors:
-            raw = json.dumps(body).encode("utf-8")
-            self.quarantine.keep(
-                raw,
-                reason="reconciled task does not match the callback schema",
-                details=errors,
-                mode=mode,
-                content_type="application/json",
-            )
-            summary.quarantined += 1
-            return
-        delivery = Delivery.from_body(body, mode=mode, source=RECONCILE)
-        # A cheap read first: most tasks were delivered, and this keeps them out of job building.
-        if self.connection.exists(seen_key(delivery.delivery_id)):
-            summary.already_had += 1
-            return
-        if self.deliveries.accept(delivery):
+        event = UNKNOWN_EVENT
+        try:
+            if not isinstance(task, dict):
+                self._keep(task, "listed task is not a JSON object", {"_schema": ["Not an object."]}, summary, event)
+                return
+            if task.get("status") == "pending" and not task.get("completed_at"):
+                # Waiting for its first completion: no event has happened, no callback is owed.
+                summary.skipped += 1
+                return
+            event = _event_name(task)
+            body = {"task_id": task.get("task_id"), "status": task.get("status"),
+                    "response": task.get("response"), "task": task}
+            errors = validate_callback(body)
+            if errors:
+                self._keep(body, "reconciled task does not match the callback schema", errors, summary, event)
+                return
+            delivery = Delivery.from_body(body, mode=_mode(task), source=RECONCILE)
+            # A cheap read first: most states were delivered, and this keeps them out of job building.
+            if self.connection.exists(seen_key(delivery.delivery_id)) or not self.deliveries.accept(delivery):
+                summary.already_had += 1
+                summary.count(event, "already_had")
+                return
             summary.queued += 1
+            summary.count(event, "queued")
             summary.queued_task_ids.append(delivery.task_id)
-        else:
-            summary.already_had += 1
+        except redis.RedisError:
+            raise
+        except Exception as exc:  # one odd task must not end the run; it is kept with the reason
+            self._keep_failure(task, exc, summary, event)
+
+    def _keep(self, body: Any, reason: str, details: Any, summary: RunSummary, event: str) -> None:
+        mode = _mode(body.get("task") if isinstance(body, dict) else None)
+        raw = json.dumps(body).encode("utf-8")
+        self.quarantine.keep(raw, reason=reason, details=details, mode=mode, content_type="application/json")
+        summary.quarantined += 1
+        summary.count(event, "quarantined")
+
+    def _keep_failure(self, task: Any, exc: Exception, summary: RunSummary, event: str) -> None:
+        """A task that raised while being handled: quarantined with the error's type; counted if even that fails."""
+        task_id = _printable(str(task.get("task_id")) if isinstance(task, dict) else "?", 80)
+        body = {"task_id": task.get("task_id"), "status": task.get("status"), "response": task.get("response"),
+                "task": task} if isinstance(task, dict) else task
+        try:
+            self._keep(body, f"reconciled task could not be handled: {type(exc).__name__}",
+                       {"_schema": [_printable(str(exc), 300)]}, summary, event)
+        except redis.RedisError:
+            raise
+        except Exception as second:  # counted and reported instead
+            summary.task_errors += 1
+            summary.count(event, "errors")
+            summary.errors.append(f"task {task_id}: {type(exc).__name__}, and not kept: {type(second).__name__}")
+            log.error("reconciled task could not be handled or kept",
+                      extra={"task_id": task_id, "error": type(exc).__name__, "outcome": "error"})
+            return
+        log.warning("reconciled task could not be handled; quarantined",
+                    extra={"task_id": task_id, "error": type(exc).__name__, "outcome": "quarantined"})
+
+
+def _event_name(task: Mapping[str, Any]) -> str:
+    """The event a listed task's state means, or ``unknown`` (its validation then says why)."""
+    try:
+        event = derive_event(task)
+    except (UnknownStatusError, TypeError, ValueError, AttributeError):
+        return UNKNOWN_EVENT
+    return event.name
+
+
+def _edge_key(task: Any, name: str, slice_end: datetime) -> tuple[tuple[str, str] | None, bool]:
+    """A task's id and window time, and whether it sits at the end of its slice (the next one lists it too)."""
+    if not isinstance(task, dict):
+        return None, False
+    moment = parse_instant(task.get(name))
+    key = (str(task.get("task_id")), str(task.get(name)))
+    return key, moment is not None and moment >= slice_end - _EDGE
+
+
+def _mode(task: Any) -> str:
+    return "test" if isinstance(task, dict) and task.get("is_test") is True else "live"
 
 
 def _text(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="seconds")
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _query_time(moment: datetime) -> str:
+    """A bound as the list API takes it: ISO 8601 UTC with milliseconds and Z."""
+    return _text(moment)
 
 
 def _now_text() -> str:
@@ -297,22 +610,28 @@ def _now_text() -> str:
 
 
 def build_reconciler(settings: Settings, connection: redis.Redis, **api_options: Any) -> Reconciler:
-    """A reconciler wired to SCALE_API_URL / SCALE_API_KEY and the callback accept path."""
+    """A reconciler wired to SCALE_API_URL / SCALE_API_KEY / SCALE_PROJECTS and the callback accept path."""
     if settings.scale_api_key is None:
         raise CallbackServerError("SCALE_API_KEY is not set: the reconciler needs an API key to list tasks")
     api = ScaleAPI(settings.scale_api_url, settings.scale_api_key, **api_options)
     return Reconciler(
-        api, DeliveryQueue.from_settings(settings, connection), Quarantine(connection, ttl=settings.quarantine_ttl)
+        api,
+        DeliveryQueue.from_settings(settings, connection),
+        Quarantine(connection, ttl=settings.quarantine_ttl),
+        projects=settings.scale_projects,
+        lookback=settings.reconcile_lookback,
+        overlap=settings.reconcile_overlap,
+        dedup_ttl=settings.dedup_ttl,
     )
 
 
-def run_locked(reconciler: Reconciler, start: datetime, end: datetime, lock_ttl: int) -> RunSummary | None:
-    """Run unless another run holds the lock (then None): two clocks must not overlap."""
+def run_locked(reconciler: Reconciler, lock_ttl: int, sweep: Callable[[], RunSummary]) -> RunSummary | None:
+    """Run ``sweep`` unless another run holds the lock (then None): two clocks must not overlap."""
     lock = reconciler.connection.lock(LOCK_KEY, timeout=lock_ttl, blocking=False)
     if not lock.acquire(blocking=False):
         return None
     try:
-        return reconciler.run(start, end)
+        return sweep()
     finally:
         try:
             lock.release()
