@@ -39,6 +39,7 @@ from callback_server.reconcile import (
     build_reconciler,
     run_locked,
 )
+from callback_server.render import printable
 from callback_server.schemas import load_callback, parse_timestamp
 
 
@@ -50,7 +51,20 @@ def _settings() -> Settings:
 
 
 def _echo_json(data: Any) -> None:
+    # ensure_ascii (the default) writes every control character as a \u escape.
     click.echo(json.dumps(data, indent=2, default=str))
+
+
+def _quarantine(settings: Settings) -> Quarantine:
+    return Quarantine(connect(settings), ttl=settings.quarantine_ttl)
+
+
+def _expiry(expires_in: int | None) -> str:
+    """How long until a quarantined delivery is forgotten, as an operator reads it."""
+    if expires_in is None:
+        return "never"
+    days, rest = divmod(expires_in, 86400)
+    return f"{days}d{rest // 3600:02d}h" if days else f"{rest // 3600}h{rest % 3600 // 60:02d}m"
 
 
 @click.group()
@@ -72,13 +86,16 @@ def quarantine() -> None:
 @quarantine.command("list")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
 def quarantine_list(limit: int) -> None:
-    """The newest quarantined deliveries, one per line (no bodies)."""
-    store = Quarantine(connect(_settings()))
+    """The newest quarantined deliveries, one per line (no bodies): when, size, expires in, reason."""
+    store = _quarantine(_settings())
     items = store.recent(limit)
     for item in items:
         s = item.summary()
         when = f"{s['last_received_at']}  x{s['times_received']}"
-        click.echo(f"{s['id']}  {when}  {s['size']:>8} B  {s['mode']:<4}  {s['reason']}")
+        click.echo(
+            f"{s['id']}  {when}  {s['size']:>8} B  {s['mode']:<4}  expires in {_expiry(s['expires_in']):<6}  "
+            f"{printable(s['reason'])}"
+        )
     click.echo(f"{len(items)} of {store.count()} quarantined", err=True)
 
 
@@ -87,12 +104,13 @@ def quarantine_list(limit: int) -> None:
 def quarantine_show(quarantine_id: str) -> None:
     """One quarantined delivery: why, when, and its body as received."""
     try:
-        item = Quarantine(connect(_settings())).get(quarantine_id)
+        item = _quarantine(_settings()).get(quarantine_id)
     except NotFoundError as exc:
-        raise click.ClickException(exc.message) from None
+        raise click.ClickException(printable(exc.message)) from None
     _echo_json({**item.summary(), "details": item.details, "content_type": item.content_type})
-    click.echo("--- body ---")
-    click.echo(item.body.decode("utf-8", errors="backslashreplace"))
+    click.echo(f"expires in {_expiry(item.expires_in)} (at {item.expires_at or 'never'})")
+    click.echo("--- body (control characters shown escaped) ---")
+    click.echo(printable(item.body.decode("utf-8", errors="backslashreplace"), multiline=True))
 
 
 @quarantine.command("replay")
@@ -114,11 +132,11 @@ def quarantine_replay(quarantine_ids: tuple[str, ...], replay_all: bool) -> None
             body = load_callback(item.body)
         except NotFoundError as exc:
             failures += 1
-            click.echo(f"{quarantine_id}  not found: {exc.message}", err=True)
+            click.echo(printable(f"{quarantine_id}  not found: {exc.message}"), err=True)
             continue
         except InvalidCallbackError as exc:
             failures += 1
-            click.echo(f"{quarantine_id}  still invalid: {exc.message}: {json.dumps(exc.details)}", err=True)
+            click.echo(printable(f"{quarantine_id}  still invalid: {exc.message}: {json.dumps(exc.details)}"), err=True)
             continue
         delivery = Delivery.from_body(body, mode=item.mode, source=REPLAY)
         queued = deliveries.accept(delivery)
@@ -132,12 +150,12 @@ def quarantine_replay(quarantine_ids: tuple[str, ...], replay_all: bool) -> None
 @click.argument("quarantine_ids", nargs=-1, required=True)
 def quarantine_delete(quarantine_ids: tuple[str, ...]) -> None:
     """Forget quarantined deliveries for good."""
-    store = Quarantine(connect(_settings()))
+    store = _quarantine(_settings())
     for quarantine_id in quarantine_ids:
         try:
             store.delete(quarantine_id)
         except NotFoundError as exc:
-            raise click.ClickException(exc.message) from None
+            raise click.ClickException(printable(exc.message)) from None
         click.echo(f"{quarantine_id}  deleted")
 
 
@@ -165,7 +183,9 @@ def failed_list(limit: int) -> None:
     for job in Job.fetch_many(ids, connection=connection, serializer=JSONSerializer):
         if job is None:
             continue
-        click.echo(f"{job.id}  {job.ended_at or ''}  {job.description}  | {failure_line(job)}")
+        # The description holds the task id and the failure line a handler's message: both can
+        # carry what a sender chose.
+        click.echo(printable(f"{job.id}  {job.ended_at or ''}  {job.description}  | {failure_line(job)}"))
     click.echo(f"{len(ids)} of {registry.get_job_count(cleanup=False)} failed", err=True)
 
 

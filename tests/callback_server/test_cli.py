@@ -100,3 +100,59 @@ def test_missing_config_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> N
     result = CliRunner().invoke(cli, ["quarantine", "list"])
     assert result.exit_code == 1
     assert "REDIS_URL is not set" in result.output
+
+
+OSC_TITLE = "\x1b]0;pwned\x07"
+"""An OSC sequence that retitles a terminal: it must reach the screen as text, never as an escape."""
+
+
+def test_show_escapes_control_characters_of_the_body(runner: CliRunner, client: FlaskClient,
+                                                     redis_conn: redis.Redis) -> None:
+    # Raw control characters make the JSON invalid, so the body is quarantined as sent.
+    post(client, f'{{"task_id": "{OSC_TITLE}", "note": "a\rb\u202ec\x9b"}}'.encode())
+    qid = quarantined_id(redis_conn)
+    shown = runner.invoke(cli, ["quarantine", "show", qid])
+    assert shown.exit_code == 0, shown.output
+    assert "\x1b" not in shown.output and "\x07" not in shown.output and "\r" not in shown.output
+    assert "\u202e" not in shown.output and "\x9b" not in shown.output
+    assert "\\x1b]0;pwned\\x07" in shown.output
+    assert "a\\rb\\u202ec\\x9b" in shown.output
+    listed = runner.invoke(cli, ["quarantine", "list"])
+    assert "\x1b" not in listed.output
+
+
+def test_list_and_show_say_when_an_entry_expires(runner: CliRunner, client: FlaskClient,
+                                                  redis_conn: redis.Redis) -> None:
+    post(client, b"[1]")
+    qid = quarantined_id(redis_conn)
+    listed = runner.invoke(cli, ["quarantine", "list"])
+    assert "expires in 29d23h" in listed.output or "expires in 30d00h" in listed.output
+    shown = runner.invoke(cli, ["quarantine", "show", qid])
+    assert '"expires_in": 259' in shown.output and '"expires_at": "' in shown.output
+    assert "expires in " in shown.output and "(at 20" in shown.output
+
+
+def test_quarantine_ttl_comes_from_the_environment(runner: CliRunner, client: FlaskClient, redis_conn: redis.Redis,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QUARANTINE_TTL", "7200")
+    post(client, b"[1]")  # stored by the app with the default retention
+    qid = quarantined_id(redis_conn)
+    redis_conn.expire(f"scb:quarantine:{qid}", 5400)
+    listed = runner.invoke(cli, ["quarantine", "list"])
+    assert "expires in 1h" in listed.output  # what Redis holds, not a recomputation
+
+
+def test_failed_list_escapes_sender_controlled_fields(runner: CliRunner, settings: Settings,
+                                                      redis_conn: redis.Redis) -> None:
+    from rq import Queue
+    from rq.registry import FailedJobRegistry
+    from rq.serializers import JSONSerializer
+
+    queue = Queue(settings.queue_name, connection=redis_conn, serializer=JSONSerializer)
+    job = queue.enqueue("builtins.len", "x", description=f"categorization task {OSC_TITLE}\x1b[2J")
+    FailedJobRegistry(queue=queue).add(job, ttl=600)
+    listed = runner.invoke(cli, ["failed", "list"])
+    assert listed.exit_code == 0, listed.output
+    assert job.id in listed.output
+    assert "\x1b" not in listed.output and "\x07" not in listed.output
+    assert "task \\x1b]0;pwned\\x07\\x1b[2J" in listed.output
