@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 from dataclasses import replace
 
 import redis
@@ -47,3 +48,46 @@ def test_dashboard_shows_counts_and_changes_nothing(settings: Settings, redis_co
     assert "{bad json" not in html
     assert sorted(redis_conn.keys("*")) == before
     assert page.headers["Cache-Control"] == "no-store"
+
+
+def test_both_paths_answer_without_a_redirect_whatever_the_host(settings: Settings) -> None:
+    client = dashboard_app(settings).test_client()
+    for path in ("/dashboard", "/dashboard/"):
+        for headers in ({}, {"Host": "evil.example"}, {"X-Forwarded-Host": "evil.example"}):
+            page = client.get(path, headers={**auth("ops", "s3cret"), **headers})
+            assert page.status_code == 200, (path, headers)
+            assert "Location" not in page.headers
+            assert "evil.example" not in page.get_data(as_text=True)
+        assert client.get(path).status_code == 401
+
+
+def test_every_answer_forbids_framing_scripts_and_caching(settings: Settings) -> None:
+    client = dashboard_app(settings).test_client()
+    for page in (client.get("/dashboard/", headers=auth("ops", "s3cret")), client.get("/dashboard")):
+        assert page.headers["X-Frame-Options"] == "DENY"
+        assert page.headers["Cache-Control"] == "no-store"
+        csp = page.headers["Content-Security-Policy"]
+        assert "frame-ancestors 'none'" in csp and "default-src 'none'" in csp
+        assert "unsafe-inline" not in csp and "script-src" not in csp
+    html = client.get("/dashboard/", headers=auth("ops", "s3cret")).get_data(as_text=True)
+    assert "<script" not in html.lower()
+    # The one inline style is allowed by its hash, and by nothing else.
+    style = html.split("<style>", 1)[1].split("</style>", 1)[0]
+    digest = base64.b64encode(hashlib.sha256(style.encode()).digest()).decode()
+    assert f"style-src 'sha256-{digest}'" in page.headers["Content-Security-Policy"]
+
+
+def test_sender_text_is_escaped_and_retention_shown(settings: Settings, redis_conn: redis.Redis) -> None:
+    from rq import Queue
+    from rq.registry import FailedJobRegistry
+    from rq.serializers import JSONSerializer
+
+    queue = Queue(settings.queue_name, connection=redis_conn, serializer=JSONSerializer)
+    job = queue.enqueue("builtins.len", "x", description='task <script>alert(1)</script>"')
+    FailedJobRegistry(queue=queue).add(job, ttl=600)
+    client = dashboard_app(replace(settings, quarantine_ttl=7 * 86400)).test_client()
+    post(client, b"[1]")
+    html = client.get("/dashboard/", headers=auth("ops", "s3cret")).get_data(as_text=True)
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "expires at" in html and "kept for 7 days" in html
