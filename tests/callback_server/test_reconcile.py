@@ -322,7 +322,7 @@ def test_scheduled_runs_start_from_the_look_back_then_from_the_mark_minus_the_ov
     fake: FakeScale, settings: Settings, redis_conn: redis.Redis
 ) -> None:
     clock = Clock()
-    options = {"lookback": 6 * 3600, "overlap": 1800, "slice_seconds": 6 * 3600, "clock": clock}
+    options: dict[str, Any] = {"lookback": 6 * 3600, "overlap": 1800, "slice_seconds": 6 * 3600, "clock": clock}
     first = reconciler_for(fake, settings, redis_conn, **options).run_scheduled()
     assert first.complete
     assert first.window_start == stamp(NOW - 6 * HOUR) and first.window_end == stamp(NOW)
@@ -369,7 +369,7 @@ def test_a_run_interrupted_after_two_pages_resumes_from_its_mark_and_misses_noth
     fake.page_size = 2
     fake.fail_after_pages = 2
     clock = Clock()
-    options = {"lookback": 4 * 3600, "overlap": 600, "slice_seconds": 3600, "clock": clock}
+    options: dict[str, Any] = {"lookback": 4 * 3600, "overlap": 600, "slice_seconds": 3600, "clock": clock}
     first = reconciler_for(fake, settings, redis_conn, **options).run_scheduled()
     assert not first.complete
     assert first.errors == ["(account): GET tasks: HTTP 503 after 9 tries"]
@@ -596,7 +596,8 @@ def test_a_task_that_cannot_even_be_quarantined_is_counted_and_named(
 def test_a_task_that_is_not_an_object_is_quarantined(
     fake: FakeScale, settings: Settings, redis_conn: redis.Redis
 ) -> None:
-    fake.server.app.view_functions["tasks"] = lambda: {"docs": ["not a task", fake.tasks[0]], "has_more": False}
+    answer = {"docs": ["not a task", fake.tasks[0]], "has_more": False}
+    fake.server.app.view_functions["tasks"] = lambda: answer  # type: ignore[attr-defined]
     summary = reconciler_for(fake, settings, redis_conn).run(*WINDOW)
     assert summary.complete and (summary.quarantined, summary.queued) == (1, 1)
     (kept,) = Quarantine(redis_conn).recent()
@@ -624,7 +625,8 @@ def test_redis_down_mid_run_is_an_incomplete_run(
 
 
 def test_the_run_log_reads_summaries_written_before_fields_changed(redis_conn: redis.Redis) -> None:
-    old = {"run_id": "abc", "started_at": "2026-01-01T00:00:00+00:00", "window_start": "a", "window_end": "b",
+    old: dict[str, Any] = {
+           "run_id": "abc", "started_at": "2026-01-01T00:00:00+00:00", "window_start": "a", "window_end": "b",
            "finished_at": "c", "seen": 3, "already_had": 1, "queued": 2, "quarantined": 0, "skipped": 0,
            "errors": [], "complete": True, "queued_task_ids": ["t"], "a_field_from_the_future": 1}
     redis_conn.lpush(RUNS_KEY, json.dumps(old))
