@@ -3,6 +3,7 @@
 import logging
 
 from workers import handles
+from workers.handlers._format import names
 from workers.payloads import PhonecallTask
 
 log = logging.getLogger(__name__)
@@ -12,6 +13,10 @@ log = logging.getLogger(__name__)
 def log_phonecall(task: PhonecallTask) -> None:
     """One line: the outcome, the choice and the recorded field names."""
     response = task.response
-    fields = ", ".join(sorted(response.fields or {})) or "none"
+    extra = {"task_id": task.task_id, "type": task.type, "delivery_id": task.delivery_id}
+    if response is None:  # an error, recall or cancellation event: no call result
+        log.info("phonecall %s: %s", task.task_id, task.event, extra=extra)
+        return
+    fields = names(response.fields if isinstance(response.fields, dict) else ())
     log.info("phonecall %s: outcome=%s choice=%s fields=%s", task.task_id, response.outcome, response.choice, fields,
-             extra={"task_id": task.task_id, "type": task.type, "delivery_id": task.delivery_id})
+             extra=extra)
