@@ -236,7 +236,11 @@ def _print_summary(summary: RunSummary) -> None:
     for error in summary.errors:
         click.echo(f"  error: {error}", err=True)
     if not summary.complete:
-        click.echo("RECONCILIATION INCOMPLETE: the window was not fully checked; the next run resumes", err=True)
+        if summary.scheduled:
+            after = "the next run resumes from how far each project got"
+        else:
+            after = "sweep again from how far each project got (the scheduled mark was left alone)"
+        click.echo(f"RECONCILIATION INCOMPLETE: the window was not fully checked; {after}", err=True)
 
 
 def _parse_when(value: str, option: str) -> datetime:

@@ -274,6 +274,7 @@ class RunSummary:
     window_start: str
     window_end: str
     by: str = UPDATED
+    scheduled: bool = False
     scope: str = ""
     finished_at: str = ""
     seen: int = 0
@@ -409,6 +410,7 @@ class Reconciler:
         """One scheduled run: per scope, tasks updated since its mark minus the overlap; marks advance."""
         end = self.now()
         summary = self._new_summary(UPDATED)
+        summary.scheduled = True
         sweeps = [Sweep(project, self._scheduled_start(project, end, summary), end) for project in self._scopes()]
         return self._run(sweeps, UPDATED, summary, advance_marks=True)
 

@@ -376,7 +376,7 @@ def test_a_run_interrupted_after_two_pages_resumes_from_its_mark_and_misses_noth
     # Page 1 was the whole first slice (4 h to 3 h ago); page 2 the first half of the second slice.
     assert first.queued == 4
     assert Marks(redis_conn).get(ACCOUNT) == NOW - 3 * HOUR
-    assert first.reached == {ACCOUNT: stamp(NOW - 3 * HOUR)}
+    assert first.reached == {ACCOUNT: stamp(NOW - 3 * HOUR)} and first.scheduled
     assert RunLog(redis_conn).recent(1)[0].complete is False
 
     fake.fail_after_pages = None
@@ -767,4 +767,5 @@ def test_reconcile_command_reports_an_incomplete_run_and_exits_1_without_the_key
     assert result.exit_code == 1
     assert "RECONCILIATION INCOMPLETE" in result.output
     assert "HTTP 401: bad key '**********'" in result.output
+    assert "the scheduled mark was left alone" in result.output
     assert API_KEY not in result.output + "".join(capfd.readouterr())
