@@ -156,6 +156,7 @@ class Settings:
     retry_intervals: tuple[int, ...] = defaults.RETRY_INTERVALS
     effects_ttl: int = defaults.EFFECTS_TTL
     quarantine_ttl: int = defaults.QUARANTINE_TTL
+    ledger_ttl: int = defaults.LEDGER_TTL
     heartbeat_interval: int = defaults.HEARTBEAT_INTERVAL
     maintenance_interval: int = defaults.MAINTENANCE_INTERVAL
     worker_processes: int = defaults.WORKER_PROCESSES
@@ -208,6 +209,7 @@ class Settings:
             retry_intervals=retry_intervals,
             effects_ttl=effects_ttl,
             quarantine_ttl=_int(env, "QUARANTINE_TTL", defaults.QUARANTINE_TTL, minimum=3600),
+            ledger_ttl=_int(env, "LEDGER_TTL", defaults.LEDGER_TTL, minimum=3600),
             # Whole seconds: RQ arms these with signal.alarm().
             heartbeat_interval=_int(env, "WORKER_HEARTBEAT", defaults.HEARTBEAT_INTERVAL, minimum=1),
             maintenance_interval=_int(env, "WORKER_MAINTENANCE_INTERVAL", defaults.MAINTENANCE_INTERVAL, minimum=1),

@@ -87,6 +87,9 @@ RECONCILE_INTERVAL = 3600
 RESULT_TTL = 600
 """Seconds a finished job stays visible (dashboard, `rq info`) before RQ deletes it."""
 
+LEDGER_TTL = 3 * 24 * 3600
+"""LEDGER_TTL: how long the delivery ledger (what arrived, what became of it) is kept: 3 days."""
+
 FAILURE_TTL = 30 * 24 * 3600
 """Seconds a job that ran out of retries stays in the failed registry, ready for `failed replay`."""
 

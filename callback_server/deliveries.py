@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -25,7 +26,7 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 from rq.utils import utcformat
 
-from callback_server import defaults
+from callback_server import defaults, ledger, stats
 from callback_server.config import Settings
 from callback_server.events import Event, derive_event, parse_instant
 
@@ -37,17 +38,39 @@ RECONCILE = "reconcile"
 REPLAY = "replay"
 """Where a delivery came from (its ``source``): Scale's POST, the reconciler, or a quarantine replay."""
 
-_ACCEPT_SCRIPT = """
--- KEYS: seen key, job key, queue key, rq:queues.
--- ARGV: dedup ttl, job id, time, data, description; the job's fixed fields are written in below.
-if not redis.call('SET', KEYS[1], ARGV[2], 'NX', 'EX', ARGV[1]) then
-  return 0
+_ACCEPT_SCRIPT = stats.APPLY_LUA + """
+-- KEYS: the identity buckets (newest first, ARGV[1] of them), the legacy identity key, job key,
+--       queue key, rq:queues, ledger stream, counters hash.
+-- ARGV: bucket count, identity (16 bytes), job id, time, data, description, bucket expiry,
+--       ledger expiry, ledger values (task id, type, event, source, mode), counter fields for
+--       queued and for duplicate, the minute key, then a tally (callback_server.stats.as_args).
+-- The job's fixed fields are written into the script's text below.
+local n = tonumber(ARGV[1])
+local new = 1
+for i = 1, n do
+  if redis.call('HEXISTS', KEYS[i], ARGV[2]) == 1 then new = 0; break end
 end
-redis.call('HSET', KEYS[2], 'created_at', ARGV[3], 'enqueued_at', ARGV[3], 'data', ARGV[4],
-           'description', ARGV[5]%(fixed)s)
-redis.call('RPUSH', KEYS[3], ARGV[2])
-redis.call('SADD', KEYS[4], KEYS[3])
-return 1
+if new == 1 and redis.call('EXISTS', KEYS[n + 1]) == 1 then new = 0 end
+local minute = ARGV[16]
+if new == 1 then
+  redis.call('HSET', KEYS[1], ARGV[2], '')
+  redis.call('EXPIREAT', KEYS[1], ARGV[7])
+  redis.call('HSET', KEYS[n + 2], 'created_at', ARGV[4], 'enqueued_at', ARGV[4], 'data', ARGV[5],
+             'description', ARGV[6]%(fixed)s)
+  redis.call('RPUSH', KEYS[n + 3], ARGV[3])
+  redis.call('SADD', KEYS[n + 4], KEYS[n + 3])
+  redis.call('XADD', KEYS[n + 5], '*', 'd', ARGV[2], 't', ARGV[9], 'y', ARGV[10], 'e', ARGV[11],
+             's', ARGV[12], 'm', ARGV[13])
+  redis.call('EXPIREAT', KEYS[n + 5], ARGV[8])
+  redis.call('HINCRBYFLOAT', KEYS[n + 6], ARGV[14], 1)
+  redis.call('HINCRBYFLOAT', minute, 'out|queued', 1)
+else
+  redis.call('HINCRBYFLOAT', KEYS[n + 6], ARGV[15], 1)
+  redis.call('HINCRBYFLOAT', minute, 'out|duplicate', 1)
+end
+redis.call('EXPIRE', minute, %(minute_ttl)d)
+apply_tally(KEYS[n + 6], '%(minute_prefix)s', %(minute_ttl)d, 17)
+return new
 """
 PER_DELIVERY_FIELDS = ("created_at", "enqueued_at", "data", "description")
 """The job hash fields that differ per delivery; every other field is fixed per queue config."""
@@ -167,9 +190,26 @@ _JSON = JSONSerializer()
 _TEMPLATE_DELIVERY = Delivery("0" * 32, "template", "template", "live", CALLBACK, "", {})
 
 
+SEEN_BUCKET = 6 * 3600
+"""Seconds of accepted identities one hash holds: a lookup checks DEDUP_TTL / 6 h + 1 hashes."""
+
+
+def seen_bucket_key(bucket: int) -> str:
+    """The hash of the identities accepted in one 6-hour bucket (fields: 16-byte identities)."""
+    return f"{defaults.SEEN_PREFIX}:h{bucket}"
+
+
 def seen_key(identity: str) -> str:
-    """The Redis key that remembers an accepted delivery."""
+    """The key that remembered one accepted delivery before identities were kept in buckets.
+
+    Still checked, so deliveries accepted just before an upgrade stay duplicates after it.
+    """
     return f"{defaults.SEEN_PREFIX}:{identity}"
+
+
+def _event_code(event: Event) -> str:
+    """The event as the ledger writes it: ``completed``, or ``audit:fixed`` for an audit."""
+    return f"{event.name}:{event.review_status}" if event.review_status else event.name
 
 
 class DeliveryQueue:
@@ -183,10 +223,14 @@ class DeliveryQueue:
         dedup_ttl: int = defaults.DEDUP_TTL,
         job_timeout: int = defaults.JOB_TIMEOUT,
         retry_intervals: tuple[int, ...] = defaults.RETRY_INTERVALS,
+        ledger_ttl: int = defaults.LEDGER_TTL,
     ) -> None:
         self.connection = connection
         self.queue = Queue(queue_name, connection=connection, serializer=JSONSerializer)
         self.dedup_ttl = dedup_ttl
+        self.ledger_ttl = ledger_ttl
+        # An identity lives in its bucket until the bucket's end plus DEDUP_TTL: check every such bucket.
+        self._seen_buckets = -(-dedup_ttl // SEEN_BUCKET) + 1
         self.job_timeout = job_timeout
         self.retry = Retry(max=len(retry_intervals), interval=list(retry_intervals)) if retry_intervals else None
         template = self.build_job(_TEMPLATE_DELIVERY).to_dict()
@@ -194,7 +238,11 @@ class DeliveryQueue:
                        for name, value in template.items() if name not in PER_DELIVERY_FIELDS}
         # The fixed fields are part of the script's text, so each accept sends 9 arguments, not 40.
         fixed = "".join(f", {_lua_string(k)}, {_lua_string(v)}" for k, v in self._fixed.items())
-        self._accept_script = _ACCEPT_SCRIPT % {"fixed": fixed}
+        self._accept_script = _ACCEPT_SCRIPT % {
+            "fixed": fixed,
+            "minute_ttl": stats.MINUTE_TTL,
+            "minute_prefix": stats.MINUTE_PREFIX,
+        }
         self._accept_sha = hashlib.sha1(self._accept_script.encode()).hexdigest()
 
     @classmethod
@@ -206,6 +254,7 @@ class DeliveryQueue:
             dedup_ttl=settings.dedup_ttl,
             job_timeout=settings.job_timeout,
             retry_intervals=settings.retry_intervals,
+            ledger_ttl=settings.ledger_ttl,
         )
 
     def build_job(self, delivery: Delivery) -> Job:
@@ -240,14 +289,46 @@ class DeliveryQueue:
     def _varying(self, delivery: Delivery) -> tuple[str, bytes, str]:
         return utcformat(datetime.now(UTC)), delivery.job_data(), describe(delivery)
 
-    def accept(self, delivery: Delivery) -> bool:
+    def accept(self, delivery: Delivery, tally: stats.Tally | None = None) -> bool:
         """Queue the delivery unless its identity was seen; True if queued, False if a duplicate.
 
-        Raises redis errors as they come: the caller answers 503 and nothing was marked as seen.
+        One round trip also writes the ledger's accept entry, counts the outcome, and delivers
+        what ``tally`` owes. Raises redis errors as they come: the caller answers 503, nothing
+        was marked as seen, and the tally still owes what it did.
         """
-        keys = (seen_key(delivery.delivery_id), Job.key_for(delivery.delivery_id), self.queue.key,
-                Queue.redis_queues_keys)
-        return bool(self._run_accept(keys, (self.dedup_ttl, delivery.delivery_id, *self._varying(delivery))))
+        now = time.time()
+        bucket = int(now // SEEN_BUCKET)
+        buckets = [seen_bucket_key(b) for b in range(bucket, bucket - self._seen_buckets, -1)]
+        day = int(now // ledger.DAY)
+        identity = ledger.raw_id(delivery.delivery_id)
+        labels = (delivery.task_type, delivery.event.name, delivery.mode)
+        keys = (*buckets, seen_key(delivery.delivery_id), Job.key_for(delivery.delivery_id), self.queue.key,
+                Queue.redis_queues_keys, ledger.day_key(day), stats.TOTAL_KEY)
+        owed = tally.take() if tally is not None else ({}, {})
+        args = (
+            len(buckets), identity, delivery.delivery_id, *self._varying(delivery),
+            (bucket + 1) * SEEN_BUCKET + self.dedup_ttl, (day + 1) * ledger.DAY + self.ledger_ttl,
+            delivery.task_id, delivery.task_type, _event_code(delivery.event),
+            ledger.SOURCES.get(delivery.source, delivery.source), ledger.MODES.get(delivery.mode, delivery.mode),
+            stats.field("delivery", "queued", *labels), stats.field("delivery", "duplicate", *labels),
+            stats.minute_key(stats.current_minute(now)), *stats.as_args(*owed),
+        )
+        try:
+            return bool(self._run_accept(keys, args))
+        except redis.RedisError:
+            if tally is not None:
+                tally.give_back(*owed)
+            raise
+
+    def is_seen(self, delivery_id: str) -> bool:
+        """Whether a delivery's identity was accepted within the dedup TTL (a read; accept decides)."""
+        bucket = int(time.time() // SEEN_BUCKET)
+        identity = ledger.raw_id(delivery_id)
+        pipe = self.connection.pipeline(transaction=False)
+        for b in range(bucket, bucket - self._seen_buckets, -1):
+            pipe.hexists(seen_bucket_key(b), identity)
+        pipe.exists(seen_key(delivery_id))
+        return any(pipe.execute())
 
     def _run_accept(self, keys: tuple[str, ...], args: tuple[Any, ...]) -> Any:
         """EVALSHA on a pooled connection, without redis-py's generic command machinery.

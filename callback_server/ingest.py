@@ -17,6 +17,7 @@ from flask import Blueprint, Response, current_app, request
 from gunicorn.http.errors import NoMoreData, ParseException
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
+from callback_server import stats
 from callback_server.auth import HEADER
 from callback_server.deliveries import Delivery
 from callback_server.exceptions import (
@@ -27,7 +28,7 @@ from callback_server.exceptions import (
     UnsupportedMediaTypeError,
 )
 from callback_server.schemas import load_callback_text
-from callback_server.state import receiver_state
+from callback_server.state import ReceiverState, receiver_state
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +43,18 @@ _BODIES = {status: json.dumps({"status": status}, separators=(",", ":")).encode(
            for status in ("queued", "duplicate", "quarantined")}
 
 
-def _answer(status: str, started: float, **fields: Any) -> Response:
-    log.info(
-        "callback %s",
-        status,
-        extra={"outcome": status, "latency_ms": round((time.perf_counter() - started) * 1000, 2), **fields},
-    )
+def _answer(status: str, started: float, tally: stats.Tally, **fields: Any) -> Response:
+    latency_ms = (time.perf_counter() - started) * 1000
+    # The latency is known only now: it rides along with this process's next Redis write.
+    tally.add(*stats.ack_latency(latency_ms))
+    log.info("callback %s", status, extra={"outcome": status, "latency_ms": round(latency_ms, 2), **fields})
     # Three fixed answers: prebuilt bytes instead of jsonify on every callback.
     return Response(_BODIES[status], mimetype="application/json")
+
+
+def _unavailable(state: ReceiverState, mode: str, message: str) -> StoreUnavailableError:
+    state.tally.add(*stats.outcome_counts("unavailable", mode))
+    return StoreUnavailableError(message)
 
 
 @bp.post("/callback")
@@ -58,6 +63,7 @@ def receive() -> Response:
     started = time.perf_counter()
     state = receiver_state(current_app)
     mode = state.keyring.mode_of(request.headers.get(HEADER))
+    state.tally.flush_in_background(state.connection)
     if not _is_json(request.mimetype):
         raise UnsupportedMediaTypeError(
             f"callbacks must be application/json, got {request.mimetype or 'no content type'}"
@@ -81,9 +87,9 @@ def receive() -> Response:
     try:
         delivery = _delivery(raw, mode)
         try:
-            queued = state.deliveries.accept(delivery)
+            queued = state.deliveries.accept(delivery, state.tally)
         except redis.RedisError as store_error:
-            raise StoreUnavailableError("could not queue the delivery; try again") from store_error
+            raise _unavailable(state, mode, "could not queue the delivery; try again") from store_error
         except Exception as exc:
             raise _unqueueable(exc) from exc
     except InvalidCallbackError as exc:
@@ -92,11 +98,13 @@ def receive() -> Response:
                 raw, reason=exc.message, details=exc.details, mode=mode, content_type=request.mimetype
             )
         except redis.RedisError as store_error:
-            raise StoreUnavailableError("could not store the delivery; try again") from store_error
-        return _answer("quarantined", started, mode=mode, reason=exc.message, quarantine_id=quarantine_id)
+            raise _unavailable(state, mode, "could not store the delivery; try again") from store_error
+        state.tally.add(*stats.outcome_counts("quarantined", mode))
+        return _answer("quarantined", started, state.tally, mode=mode, reason=exc.message, quarantine_id=quarantine_id)
     return _answer(
         "queued" if queued else "duplicate",
         started,
+        state.tally,
         task_id=delivery.task_id,
         type=delivery.task_type,
         event=delivery.event.name,

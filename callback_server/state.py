@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import redis
 from flask import Flask
 
+from callback_server import stats
 from callback_server.auth import KeyRing
 from callback_server.config import Settings
 from callback_server.connection import connect
@@ -25,6 +26,7 @@ class ReceiverState:
     keyring: KeyRing
     deliveries: DeliveryQueue
     quarantine: Quarantine
+    tally: stats.Tally
 
     @classmethod
     def build(cls, settings: Settings, connection: redis.Redis | None = None) -> ReceiverState:
@@ -36,6 +38,7 @@ class ReceiverState:
             keyring=KeyRing.from_secrets(settings.live_keys, settings.test_keys),
             deliveries=DeliveryQueue.from_settings(settings, connection),
             quarantine=Quarantine(connection, ttl=settings.quarantine_ttl),
+            tally=stats.Tally(),
         )
 
 

@@ -66,11 +66,12 @@ def settings(redis_conn: redis.Redis, redis_server: RedisProcess) -> Settings:
 
 
 @pytest.fixture
-def app(settings: Settings) -> Flask:
-    """The receiver app."""
+def app(settings: Settings) -> Iterator[Flask]:
+    """The receiver app (its background counter flush stopped after the test)."""
     app = create_app(settings)
     app.config["TESTING"] = True
-    return app
+    yield app
+    app.extensions["callback_server"].tally.stop()
 
 
 @pytest.fixture

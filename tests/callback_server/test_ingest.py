@@ -16,6 +16,7 @@ from rq import Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
+from callback_server.deliveries import SEEN_BUCKET, delivery_id, seen_bucket_key, seen_key
 from callback_server.embedded import RedisProcess
 from callback_server.quarantine import Quarantine
 from tests.conftest import LIVE_KEY, OLD_LIVE_KEY, TASK_TYPES, TEST_KEY, load_fixture
@@ -123,11 +124,34 @@ def test_key_order_and_whitespace_do_not_make_a_new_delivery(client: FlaskClient
     assert post(client, reordered).get_json() == {"status": "duplicate"}
 
 
-def test_dedup_key_expires_after_the_configured_ttl(client: FlaskClient, redis_conn: redis.Redis) -> None:
+def test_dedup_key_expires_after_the_configured_ttl(client: FlaskClient, redis_conn: redis.Redis, app: Any) -> None:
     post(client, load_fixture("categorization"))
     (key,) = redis_conn.keys("scb:seen:*")
     ttl = redis_conn.ttl(key)
-    assert 7 * 24 * 3600 - 5 <= ttl <= 7 * 24 * 3600
+    dedup_ttl = app.extensions["callback_server"].settings.dedup_ttl
+    # An identity is kept in a 6-hour bucket, which expires DEDUP_TTL after the bucket ends.
+    assert dedup_ttl - 5 <= ttl <= dedup_ttl + SEEN_BUCKET
+    assert redis_conn.hlen(key) == 1
+
+
+def test_an_identity_in_an_older_bucket_is_still_a_duplicate(client: FlaskClient, redis_conn: redis.Redis) -> None:
+    body = load_fixture("categorization")
+    post(client, body)
+    (key,) = redis_conn.keys("scb:seen:h*")
+    bucket = int(key.decode().rsplit("h", 1)[1])
+    redis_conn.rename(key, seen_bucket_key(bucket - 4))  # accepted a day ago
+    assert post(client, body).get_json() == {"status": "duplicate"}
+    redis_conn.rename(seen_bucket_key(bucket - 4), seen_bucket_key(bucket - 40))  # ten days ago: forgotten
+    assert post(client, body).get_json() == {"status": "queued"}
+
+
+def test_an_identity_accepted_before_buckets_is_still_a_duplicate(client: FlaskClient, redis_conn: redis.Redis) -> None:
+    """Deliveries accepted by the release before identity buckets (one key each) stay duplicates."""
+    body = load_fixture("categorization")
+    identity = delivery_id(body)
+    redis_conn.set(seen_key(identity), identity, ex=3600)
+    assert post(client, body).get_json() == {"status": "duplicate"}
+    assert queued_jobs(redis_conn) == []
 
 
 # --- authentication ------------------------------------------------------------------------------

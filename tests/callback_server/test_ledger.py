@@ -1,0 +1,141 @@
+"""The delivery ledger and the counters the accept script and the workers write, read back."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import redis
+from flask import Flask
+from flask.testing import FlaskClient
+
+from callback_server import ledger, stats
+from callback_server.embedded import RedisProcess
+from callback_server.ledger import Ledger
+from tests.callback_server.test_ingest import post
+from tests.conftest import load_fixture
+from tests.events_support import categorization_life
+
+
+def test_each_accepted_delivery_gets_one_accept_entry(client: FlaskClient, redis_conn: redis.Redis) -> None:
+    for _, body in categorization_life():
+        post(client, body)
+        post(client, body)  # a retry: no entry
+    post(client, {"not": "a callback"})  # quarantined: no entry
+    entries = Ledger(redis_conn, ttl=3 * 86400).recent()
+    assert [(e.event, e.source, e.mode, e.state) for e in entries][::-1] == [
+        ("completed", "callback", "live", "queued"),
+        ("audit:accepted", "callback", "live", "queued"),
+        ("audit:fixed", "callback", "live", "queued"),
+        ("audit:rejected", "callback", "live", "queued"),
+        ("recalled", "callback", "live", "queued"),
+        ("completed", "callback", "live", "queued"),
+    ]
+    assert {e.task_id for e in entries} == {"576c41bf13e36b0600b02b34"}
+    assert {e.type for e in entries} == {"categorization"}
+
+
+def test_filters_search_and_a_delivery_with_its_attempts(
+    client: FlaskClient, redis_conn: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ledger, "SCAN_BATCH", 3)  # several scan calls per stream
+    for name in ("categorization", "annotation", "transcription", "phonecall"):
+        post(client, load_fixture(name))
+    for _, body in categorization_life()[1:4]:
+        post(client, body)
+    book = Ledger(redis_conn, ttl=3 * 86400)
+    assert [e.type for e in book.recent(type="annotation")] == ["annotation"]
+    assert len(book.recent(event="audit")) == 3
+    assert [e.event for e in book.recent(event="audit:fixed")] == ["audit:fixed"]
+    assert len(book.recent(limit=2)) == 2
+    task_id = load_fixture("categorization")["task_id"]
+    assert len(book.deliveries_of_task(task_id)) == 4
+    assert book.deliveries_of_task("no-such-task") == []
+
+    target = book.deliveries_of_task(task_id)[0]
+    ledger.register_handlers(redis_conn, ["app.handlers.one", "app.handlers.two"])
+    pipe = redis_conn.pipeline()
+    ledger.record_outcome(pipe, 86400, target.delivery_id, ledger.RETRYING, 1, 12.5, ["app.handlers.one"],
+                          {"app.handlers.two": "Traceback ...\nValueError: boom"})
+    ledger.record_outcome(pipe, 86400, target.delivery_id, ledger.DONE, 2, 3.0, ["app.handlers.two"])
+    pipe.execute()
+    found = book.delivery(target.delivery_id)
+    assert found is not None and found.task_id == task_id and found.state == "done"
+    assert [(a.number, a.outcome, a.handlers) for a in found.attempts] == [
+        (1, "r", ["app.handlers.one"]), (2, "d", ["app.handlers.two"])
+    ]
+    assert found.attempts[0].failures == {"app.handlers.two": "Traceback ...\nValueError: boom"}
+    assert [e.state for e in book.recent(limit=10) if e.delivery_id == target.delivery_id] == ["done"]
+    assert book.delivery("0" * 32) is None
+    assert book.delivery("not hex") is None
+
+
+def test_the_ledger_expires_ledger_ttl_after_its_day(client: FlaskClient, redis_conn: redis.Redis, app: Flask) -> None:
+    post(client, load_fixture("categorization"))
+    (key,) = redis_conn.keys("scb:ledger:*")
+    day = int(key.decode().rsplit(":", 1)[1])
+    assert redis_conn.expiretime(key) == (day + 1) * 86400 + app.extensions["callback_server"].settings.ledger_ttl
+
+
+def test_a_long_failure_keeps_only_the_end_of_its_traceback(redis_conn: redis.Redis) -> None:
+    fields = ledger.outcome_fields("ab" * 16, ledger.FAILED, 3, 1.0, [], {"h": "x" * 10_000 + "END"})
+    assert len(json.loads(fields["x"])["h"]) == ledger.TRACEBACK_LIMIT
+    assert json.loads(fields["x"])["h"].endswith("END")
+
+
+# --- counters ---------------------------------------------------------------------------------------
+
+
+def test_counters_say_exactly_what_happened(client: FlaskClient, redis_conn: redis.Redis, app: Flask) -> None:
+    body = load_fixture("categorization")
+    post(client, body)
+    post(client, body)
+    post(client, b"{")
+    post(client, load_fixture("annotation"))
+    stats.flush(redis_conn, app.extensions["callback_server"].tally)
+    counts = stats.totals(redis_conn)
+    assert counts["delivery|queued|categorization|completed|live"] == 1
+    assert counts["delivery|duplicate|categorization|completed|live"] == 1
+    assert counts["delivery|queued|annotation|completed|live"] == 1
+    assert counts["delivery|quarantined|-|-|live"] == 1
+    assert counts["ack_count"] == 4
+    assert sum(v for k, v in counts.items() if k.startswith("ack_bucket|")) == 4
+    ((_, minute),) = stats.minutes(redis_conn, 1)
+    assert (minute["out|queued"], minute["out|duplicate"], minute["out|quarantined"]) == (2, 1, 1)
+    assert sum(v for k, v in minute.items() if k.startswith("ack|")) == 4
+
+
+def test_503s_are_counted_once_redis_is_back(
+    client: FlaskClient, redis_conn: redis.Redis, redis_server: RedisProcess, app: Flask
+) -> None:
+    redis_server.stop()
+    try:
+        assert post(client, load_fixture("categorization")).status_code == 503
+    finally:
+        redis_server.start()
+    conn = redis.Redis.from_url(redis_server.url)
+    assert post(client, load_fixture("annotation")).get_json() == {"status": "queued"}  # carries the 503 along
+    stats.flush(conn, app.extensions["callback_server"].tally)
+    counts = stats.totals(conn)
+    assert counts["delivery|unavailable|-|-|live"] == 1
+    assert counts["delivery|queued|annotation|completed|live"] == 1
+    assert counts["ack_count"] == 1  # a 503 is an error answer, not an ack
+
+
+def test_quantiles_from_bucket_counts() -> None:
+    counts = {"ack|1": 50.0, "ack|5": 45.0, "ack|100": 5.0}
+    assert stats.quantile(counts, "ack", stats.ACK_BUCKETS_MS, 0.5) == 1
+    assert stats.quantile(counts, "ack", stats.ACK_BUCKETS_MS, 0.99) == 100
+    assert stats.quantile({}, "ack", stats.ACK_BUCKETS_MS, 0.5) is None
+
+
+def test_a_tally_gives_back_what_a_failed_write_did_not_deliver(redis_server: RedisProcess) -> None:
+    tally = stats.Tally()
+    tally.add({"x": 1.0}, {"y": 2.0}, now=time.time())
+    dead = redis.Redis(port=1, socket_connect_timeout=0.2)
+    with pytest.raises(redis.ConnectionError):
+        stats.flush(dead, tally)
+    assert tally
+    stats.flush(redis.Redis.from_url(redis_server.url), tally)
+    assert not tally
