@@ -416,7 +416,7 @@ def _number(value: Any) -> float | None:
 
 def _shape(data: dict[str, Any]) -> Shape:
     kind = _text(data.get("type")) or "box"
-    common = {
+    common: dict[str, Any] = {
         "type": kind,
         "label": _text(data.get("label")),
         "uuid": _text(data.get("uuid")),
@@ -432,7 +432,8 @@ def _shape(data: dict[str, Any]) -> Shape:
     if kind == "cuboid":
         return CuboidShape(**common, vertices=[v for v in _list(data.get("vertices")) if isinstance(v, dict)])
     if kind == "ellipse":
-        return EllipseShape(**common, **{name: _number(data.get(name)) for name in ("x", "y", "rx", "ry", "angle")})
+        geometry: dict[str, Any] = {name: _number(data.get(name)) for name in ("x", "y", "rx", "ry", "angle")}
+        return EllipseShape(**common, **geometry)
     return Shape(**common)
 
 
