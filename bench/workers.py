@@ -3,12 +3,15 @@
 Run: ``.venv/bin/python bench/workers.py [--jobs 3000] [--processes 2]``.
 
 Throughput: the same jobs (real deliveries, queued through the real accept path) drained by
-P processes of each kind: our CallbackWorker, RQ's default forking Worker, RQ's
-SimpleWorker, and a bare redis-py BLPOP loop as the floor. Jobs/s is counted from the first
-job's start to the last job's end (RQ's own timestamps), so process start-up is left out.
+P processes of each kind: our CallbackWorker (RQ's forking Worker as shipped, with its
+heartbeat and death penalty), RQ's plain forking Worker, RQ's SimpleWorker (in-process, no
+crash recovery: for scale only), and a bare redis-py BLPOP loop as the floor. Jobs/s is
+counted from the first job's start to the last job's end (RQ's own timestamps), so process
+start-up is left out.
 
-Latency: the real gunicorn app and P CallbackWorkers, a steady POST rate, and the time from
-just before each POST to the start of its handler.
+Latency: the real gunicorn app and ``python -m workers`` with WORKER_PROCESSES=P (RQ's
+WorkerPool, scheduler included, as on a dyno), a steady POST rate, and the time from just
+before each POST to the start of its handler.
 """
 
 from __future__ import annotations
@@ -107,8 +110,9 @@ def latency(url: str, processes: int, rate: float, seconds: float) -> tuple[floa
     web = subprocess.Popen([sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "--bind",
                             f"127.0.0.1:{port}", "callback_server:create_app()"], cwd=ROOT, env=env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    workers = [subprocess.Popen([sys.executable, "-m", "workers", "--no-scheduler"], cwd=ROOT, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(processes)]
+    workers = [subprocess.Popen([sys.executable, "-m", "workers"], cwd=ROOT,
+                                env={**env, "WORKER_PROCESSES": str(processes)},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     url_cb = f"http://127.0.0.1:{port}/callback"
     try:
         deadline = time.monotonic() + 30
@@ -183,7 +187,7 @@ def main() -> None:
                 print(f"  {kind:<9} {rate:9.0f} jobs/s  {ratio}")
             p50, p99, n = latency(server.url, args.processes, args.rate, args.seconds)
             print(f"POST-to-handler latency at {args.rate:.0f}/s for {args.seconds:.0f} s ({n} callbacks, "
-                  f"{args.processes} CallbackWorkers): p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+                  f"WORKER_PROCESSES={args.processes}): p50 {p50:.1f} ms, p99 {p99:.1f} ms")
         finally:
             server.stop()
 
