@@ -246,3 +246,45 @@ def quantile(counts: dict[str, float], prefix: str, bounds: tuple[float, ...], q
         if running >= q * seen:
             return bound
     return float("inf")
+
+
+Increments = tuple[dict[str, float], dict[str, float]]
+"""Increments of the cumulative counters, and of the current minute's."""
+
+
+def handler_run(handler: str, task_type: str, outcome: str, seconds: float) -> Increments:
+    """The increments of one handler run (``outcome``: done or failed): counts and duration histogram."""
+    slot = bucket(HANDLER_BUCKETS_S, seconds)
+    total = {
+        field("handler_run", handler, task_type, outcome): 1.0,
+        field("handler_bucket", handler, slot): 1.0,
+        field("handler_sum_s", handler): seconds,
+        field("handler_count", handler): 1.0,
+    }
+    return total, {field("run", outcome): 1.0}
+
+
+def job_outcome(outcome: str) -> Increments:
+    """The increments of a delivery's attempt as a whole: ``done``, ``retry`` (scheduled) or ``failed``."""
+    return {field("job", outcome): 1.0}, {field("job", outcome): 1.0}
+
+
+def unhandled(task_type: str, event: str) -> Increments:
+    """A delivery no handler asked for (recorded by the fallback)."""
+    return {field("unhandled", task_type, event): 1.0}, {}
+
+
+def merge(*parts: Increments) -> Increments:
+    """Several increments as one (total, minute) pair."""
+    total: dict[str, float] = {}
+    minute: dict[str, float] = {}
+    for part_total, part_minute in parts:
+        _add(total, part_total)
+        _add(minute, part_minute)
+    return total, minute
+
+
+def apply_now(pipe: Any, increments: Increments, now: float | None = None) -> None:
+    """Queue increments for the current minute on a pipeline (workers, the clock)."""
+    total, minute = increments
+    apply(pipe, total, {current_minute(now): minute} if minute else {})
