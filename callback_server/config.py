@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from callback_server import defaults
 from callback_server.exceptions import ConfigError
@@ -128,6 +129,39 @@ def _projects(env: Mapping[str, str]) -> tuple[str, ...]:
     return names
 
 
+def log_format_from_env(env: Mapping[str, str] | None = None) -> str:
+    """LOG_FORMAT: ``logfmt`` (the default) or ``json``; read on its own, as logging starts before the rest."""
+    env = os.environ if env is None else env
+    raw = env.get("LOG_FORMAT", "").strip().lower() or defaults.LOG_FORMAT
+    if raw not in defaults.LOG_FORMATS:
+        raise ConfigError(f"LOG_FORMAT must be one of {', '.join(defaults.LOG_FORMATS)}, got {raw!r}")
+    return raw
+
+
+def _sentry_dsn(env: Mapping[str, str]) -> Secret | None:
+    """SENTRY_DSN: ``https://<public key>@<host>/<project id>``; checked here so a typo stops the boot."""
+    raw = env.get("SENTRY_DSN", "").strip()
+    if not raw:
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.username or not parts.hostname \
+            or not parts.path.strip("/").split("/")[-1].isdigit():
+        # Not echoed: the DSN holds the project's key.
+        raise ConfigError("SENTRY_DSN must be a Sentry DSN: https://<key>@<host>/<project id>")
+    return Secret(raw)
+
+
+def _metrics_token(env: Mapping[str, str]) -> Secret | None:
+    """METRICS_TOKEN: the bearer token of /metrics (no token, no route); long and printable."""
+    raw = env.get("METRICS_TOKEN", "").strip()
+    if not raw:
+        return None
+    if not raw.isascii() or not raw.isprintable() or " " in raw:
+        raise ConfigError("METRICS_TOKEN must be printable ASCII without spaces (it travels in a header)")
+    _long_enough(env, "METRICS_TOKEN", raw, "token")
+    return Secret(raw)
+
+
 def _redis_url(env: Mapping[str, str]) -> str:
     url = env.get("REDIS_URL", "").strip()
     if not url:
@@ -168,6 +202,9 @@ class Settings:
     reconcile_lookback: int = defaults.RECONCILE_LOOKBACK
     reconcile_overlap: int = defaults.RECONCILE_OVERLAP
     reconcile_interval: int = defaults.RECONCILE_INTERVAL
+    metrics_token: Secret | None = None
+    sentry_dsn: Secret | None = None
+    log_format: str = defaults.LOG_FORMAT
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -222,15 +259,19 @@ class Settings:
             reconcile_lookback=reconcile_lookback,
             reconcile_overlap=reconcile_overlap,
             reconcile_interval=_int(env, "RECONCILE_INTERVAL", defaults.RECONCILE_INTERVAL, minimum=60),
+            metrics_token=_metrics_token(env),
+            sentry_dsn=_sentry_dsn(env),
+            log_format=log_format_from_env(env),
         )
 
 
 @dataclass(frozen=True)
 class ServerSettings:
-    """What gunicorn.conf.py reads: the port and the number of web processes."""
+    """What gunicorn.conf.py reads: the port, the number of web processes and the log format."""
 
     port: int
     web_concurrency: int
+    log_format: str = defaults.LOG_FORMAT
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, cpu_count: int | None = None) -> ServerSettings:
@@ -240,4 +281,5 @@ class ServerSettings:
         port = _int(env, "PORT", defaults.PORT, minimum=1)
         if port > 65535:
             raise ConfigError(f"PORT must be at most 65535, got {port}")
-        return cls(port=port, web_concurrency=_int(env, "WEB_CONCURRENCY", 2 * cores + 1, minimum=1))
+        return cls(port=port, web_concurrency=_int(env, "WEB_CONCURRENCY", 2 * cores + 1, minimum=1),
+                   log_format=log_format_from_env(env))

@@ -95,3 +95,9 @@ FAILURE_TTL = 30 * 24 * 3600
 
 CALLBACK_HANDLERS = ("workers.handlers",)
 """CALLBACK_HANDLERS: handler modules a worker imports; by default the examples for the seven types."""
+
+LOG_FORMAT = "logfmt"
+"""LOG_FORMAT: how every process prints its log lines: ``logfmt``, or ``json`` for drains that want JSON."""
+
+LOG_FORMATS = ("logfmt", "json")
+"""The accepted values of LOG_FORMAT."""
