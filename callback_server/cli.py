@@ -7,8 +7,10 @@ the local stack), so it leaves a trace in the shell history rather than behind a
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -41,6 +43,8 @@ from callback_server.reconcile import (
 )
 from callback_server.render import printable
 from callback_server.schemas import load_callback, parse_timestamp
+
+log = logging.getLogger(__name__)
 
 
 def _settings() -> Settings:
@@ -217,30 +221,35 @@ def failed_replay(job_ids: tuple[str, ...], replay_all: bool) -> None:
 # --- reconciliation ------------------------------------------------------------------------------
 
 
-def _print_summary(summary: RunSummary) -> None:
-    click.echo(
+def _log_echo(message: str, err: bool = False) -> None:
+    """``click.echo`` for the clock: one log line (a warning for what would go to stderr)."""
+    log.log(logging.WARNING if err else logging.INFO, message.strip())
+
+
+def _print_summary(summary: RunSummary, echo: Callable[..., None] = click.echo) -> None:
+    echo(
         f"window ({summary.by}) {summary.window_start} .. {summary.window_end}: seen {summary.seen}, "
         f"already had {summary.already_had}, queued {summary.queued}, quarantined {summary.quarantined}, "
         f"skipped {summary.skipped}, errors {len(summary.errors)}"
     )
-    click.echo(f"  scope: {summary.scope}")
+    echo(f"  scope: {summary.scope}")
     for event, counts in sorted(summary.events.items()):
         outcomes = ", ".join(f"{outcome.replace('_', ' ')} {n}" for outcome, n in sorted(counts.items()))
-        click.echo(f"  {event}: {outcomes}")
+        echo(f"  {event}: {outcomes}")
     for scope, reached in summary.reached.items():
-        click.echo(f"  {scope}: checked up to {reached}")
+        echo(f"  {scope}: checked up to {reached}")
     for note in summary.notes:
-        click.echo(f"  note: {note}")
+        echo(f"  note: {note}")
     for task_id in summary.queued_task_ids:
-        click.echo(f"  queued {task_id}")
+        echo(f"  queued {task_id}")
     for error in summary.errors:
-        click.echo(f"  error: {error}", err=True)
+        echo(f"  error: {error}", err=True)
     if not summary.complete:
         if summary.scheduled:
             after = "the next run resumes from how far each project got"
         else:
             after = "sweep again from how far each project got (the scheduled mark was left alone)"
-        click.echo(f"RECONCILIATION INCOMPLETE: the window was not fully checked; {after}", err=True)
+        echo(f"RECONCILIATION INCOMPLETE: the window was not fully checked; {after}", err=True)
 
 
 def _parse_when(value: str, option: str) -> datetime:
@@ -355,13 +364,15 @@ def _reconcile_loop(
             if not schedule:
                 raise click.ClickException(f"redis: {type(exc).__name__}: {exc}") from None
             # The clock keeps going: the mark did not move, so the next run covers the same window.
-            click.echo(f"RECONCILIATION SKIPPED: redis: {type(exc).__name__}", err=True)
+            _log_echo(f"RECONCILIATION SKIPPED: redis: {type(exc).__name__}", err=True)
             time.sleep(settings.reconcile_interval)
             continue
+        # The clock's output is log lines, in the format of every other process (LOG_FORMAT).
+        echo = _log_echo if schedule else click.echo
         if summary is None:
-            click.echo("another reconciliation is running; skipped", err=True)
+            echo("another reconciliation is running; skipped", err=True)
         else:
-            _print_summary(summary)
+            _print_summary(summary, echo)
         if not schedule:
             if summary is not None and (not summary.complete or summary.task_errors):
                 ctx.exit(1)

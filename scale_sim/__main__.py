@@ -9,6 +9,8 @@ from types import FrameType
 
 from werkzeug.serving import make_server
 
+from callback_server.exceptions import ConfigError as ReceiverConfigError
+from callback_server.logs import configure_logging
 from scale_sim import create_app
 from scale_sim.config import SimSettings
 from scale_sim.exceptions import ConfigError
@@ -23,10 +25,11 @@ def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 def main() -> int:
     """Read the environment, start the scheduler and serve until interrupted; 2 on a bad setting."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        # The receiver's log format (logfmt, or LOG_FORMAT=json), so `make run` prints one format.
+        configure_logging()
         settings = SimSettings.from_env()
-    except ConfigError as exc:
+    except (ConfigError, ReceiverConfigError) as exc:
         print(f"scale_sim: configuration error: {exc}", file=sys.stderr)
         return 2
     app = create_app(settings)
