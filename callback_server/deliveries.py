@@ -135,10 +135,13 @@ class Delivery:
     body: dict[str, Any] = field(repr=False)
     raw: str | None = field(default=None, repr=False, compare=False)
     event: Event = Event("completed")
+    request_id: str | None = None
+    """The router's X-Request-ID of the POST that brought it: the worker logs it with the delivery."""
 
     @classmethod
     def from_body(
-        cls, body: dict[str, Any], *, mode: str, source: str = CALLBACK, raw: str | None = None
+        cls, body: dict[str, Any], *, mode: str, source: str = CALLBACK, raw: str | None = None,
+        request_id: str | None = None,
     ) -> Delivery:
         """Wrap a body that :func:`callback_server.schemas.load_callback` accepted (``raw``: its JSON text)."""
         return cls(
@@ -151,6 +154,7 @@ class Delivery:
             body=body,
             raw=raw,
             event=derive_event(body["task"]),
+            request_id=request_id,
         )
 
     def as_job_arg(self) -> dict[str, Any]:
@@ -158,7 +162,7 @@ class Delivery:
         return {**self._envelope(), "body": self.body}
 
     def _envelope(self) -> dict[str, Any]:
-        return {
+        envelope = {
             "delivery_id": self.delivery_id,
             "task_id": self.task_id,
             "type": self.task_type,
@@ -168,6 +172,9 @@ class Delivery:
             "event": self.event.name,
             "review_status": self.event.review_status,
         }
+        if self.request_id is not None:
+            envelope["request_id"] = self.request_id
+        return envelope
 
     def job_data(self) -> bytes:
         """The job's ``data`` as RQ's JSON serializer writes it: ``[func, None, [arg], {}]``.
