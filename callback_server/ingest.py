@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("ingest", __name__)
 
+UNREAD_BODY = "callback_server.unread_body"
+"""WSGI environ key set when a request's body could not be read to its end (broken framing)."""
+
 
 def _is_json(mimetype: str) -> bool:
     return mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json"))
@@ -77,6 +80,9 @@ def receive() -> Response:
         # gunicorn decodes chunked framing as we read. Its exceptions carry the offending bytes
         # (up to 8 KB of body), so only the class name goes on: no body text reaches a log.
         # werkzeug reports a body that ends before its announced size as ClientDisconnected.
+        # The rest of the body is unread: gunicorn.conf.py drains it after the answer, so the
+        # close is not a reset that could cut off the 400.
+        request.environ[UNREAD_BODY] = True
         raise MalformedRequestError(
             f"the request body's framing is malformed or cut short ({type(exc).__name__})"
         ) from None
