@@ -11,9 +11,10 @@ from callback_server.state import EXTENSION, ReceiverState
 
 def create_app(settings: Settings | None = None, *, connection: redis.Redis | None = None) -> Flask:
     """Build the web app; with no settings given, read them from the environment (fail-fast)."""
-    from callback_server import dashboard, errors, health, ingest
+    from callback_server import dashboard, errors, health, ingest, metrics, reporting
 
     settings = settings if settings is not None else Settings.from_env()
+    reporting.init_sentry(settings, "web")
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
     # Nothing here is a browser session; JSON answers stay compact on the hot path.
@@ -23,4 +24,5 @@ def create_app(settings: Settings | None = None, *, connection: redis.Redis | No
     app.register_blueprint(ingest.bp)
     app.register_blueprint(health.bp)
     dashboard.init_app(app)
+    metrics.init_app(app)
     return app

@@ -215,13 +215,6 @@ def configure_logging(level: int = logging.INFO, log_format: str | None = None) 
     ``log_format`` defaults to LOG_FORMAT from the environment (``logfmt`` or ``json``); a bad
     value raises :class:`~callback_server.exceptions.ConfigError` naming it.
     """
-    root = logging.getLogger()
-    if any(is_ours(h) for h in root.handlers):
-        return
-    if log_format is None:
-        from callback_server.config import log_format_from_env
-
-        log_format = log_format_from_env()
     # The logging HOWTO's optimisations: the line prints none of these, and every callback logs
     # once, so collecting them (a stack walk for the caller) is wasted CPU. The process id stays
     # collected: other formatters (gunicorn's, a library's) may print %(process)d, and a None
@@ -229,6 +222,13 @@ def configure_logging(level: int = logging.INFO, log_format: str | None = None) 
     logging._srcfile = None
     logging.logThreads = False
     logging.logMultiprocessing = False
+    root = logging.getLogger()
+    if any(is_ours(h) for h in root.handlers):
+        return  # already ours (gunicorn's logconfig_dict set it up, or a second call)
+    if log_format is None:
+        from callback_server.config import log_format_from_env
+
+        log_format = log_format_from_env()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter_for(log_format))
     root.addHandler(handler)
