@@ -21,8 +21,14 @@ QUEUE_NAME = "callbacks"
 JOB_TIMEOUT = 180
 """HANDLER_TIMEOUT: seconds a delivery's handlers may run before they are stopped and retried."""
 
-RETRY_INTERVALS = (60, 300, 1800, 7200, 21600)
-"""HANDLER_RETRY_INTERVALS: waits between tries of a failing handler: 6 tries over about 8.5 hours."""
+RETRY_INTERVALS = (30, 300, 1800, 7200, 21600)
+"""HANDLER_RETRY_INTERVALS: waits between tries of a failing handler: 6 tries over about 8.5 hours.
+The first is short so that a delivery whose worker died (RQ notices within ~75 s and retries it
+through this schedule) runs again within 2 minutes."""
+
+EFFECTS_TTL_DONE = 3600
+"""Seconds a delivery's handler completions are kept once every handler is done: long enough for
+RQ to mark the job finished (a worker dying before that runs it again), and no longer."""
 
 EFFECTS_TTL = 31 * 24 * 3600
 """EFFECTS_TTL: how long a handler's completion is remembered: past a failed job's replayable life."""
@@ -84,8 +90,9 @@ between this host and Scale, tasks updated while a run was paging, and Scale's 2
 RECONCILE_INTERVAL = 3600
 """RECONCILE_INTERVAL: seconds between scheduled reconciliations."""
 
-RESULT_TTL = 600
-"""Seconds a finished job stays visible (dashboard, `rq info`) before RQ deletes it."""
+RESULT_TTL = 0
+"""A finished job is deleted at once, result and all: nobody reads RQ's results, and the ledger
+(LEDGER_TTL) keeps what happened to each delivery at a fraction of the memory."""
 
 LEDGER_TTL = 3 * 24 * 3600
 """LEDGER_TTL: how long the delivery ledger (what arrived, what became of it) is kept: 3 days."""

@@ -33,7 +33,7 @@ import requests
 
 from callback_server import defaults
 from callback_server.config import Secret, Settings
-from callback_server.deliveries import RECONCILE, Delivery, DeliveryQueue, seen_key
+from callback_server.deliveries import RECONCILE, Delivery, DeliveryQueue
 from callback_server.events import UnknownStatusError, derive_event, parse_instant
 from callback_server.exceptions import CallbackServerError
 from callback_server.quarantine import Quarantine
@@ -536,7 +536,7 @@ class Reconciler:
                 return
             delivery = Delivery.from_body(body, mode=_mode(task), source=RECONCILE)
             # A cheap read first: most states were delivered, and this keeps them out of job building.
-            if self.connection.exists(seen_key(delivery.delivery_id)) or not self.deliveries.accept(delivery):
+            if self.deliveries.is_seen(delivery.delivery_id) or not self.deliveries.accept(delivery):
                 summary.already_had += 1
                 summary.count(event, "already_had")
                 return

@@ -1,7 +1,10 @@
 """What a worker runs for each delivery: build the typed task, run each handler once.
 
 Handlers are isolated: each runs even if another raised, and each completion is recorded
-on its own, so when one of three fails only that one runs again on the retry.
+on its own, so when one of three fails only that one runs again on the retry. At the end of
+an attempt one pipeline writes what became of it: the ledger's outcome entry, the counters,
+and (when every handler is done) a short life for the completion records, which are only
+needed while the delivery can still run again.
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ import redis
 from rq import get_current_job
 from rq.timeouts import JobTimeoutException
 
-from callback_server import defaults
+from callback_server import defaults, ledger, stats
 from callback_server.events import Event
-from workers.effects import Effects
+from workers.effects import Effects, effects_key
 from workers.payloads import Task, build_task
 from workers.registry import HandlerRegistry
 
@@ -35,6 +38,9 @@ registry = HandlerRegistry()
 
 effects_ttl: int = defaults.EFFECTS_TTL
 """Set by the worker from EFFECTS_TTL at start."""
+
+ledger_ttl: int = defaults.LEDGER_TTL
+"""Set by the worker from LEDGER_TTL at start."""
 
 def _job_connection() -> redis.Redis:
     job = get_current_job()
@@ -54,7 +60,10 @@ def record_unhandled(task: Task) -> None:
         "review_status": task.review_status,
         "recorded_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
     }
-    connection.lpush(defaults.UNHANDLED_KEY, json.dumps(note))
+    pipe = connection.pipeline(transaction=False)
+    pipe.lpush(defaults.UNHANDLED_KEY, json.dumps(note))
+    stats.apply_now(pipe, stats.unhandled(task.type, task.event))
+    pipe.execute()
     log.warning(
         "no handler for this type and event; recorded in %s",
         defaults.UNHANDLED_KEY,
@@ -72,17 +81,22 @@ registry.fallback = record_unhandled
 
 
 def process_delivery(delivery: dict[str, Any]) -> dict[str, list[str]]:
-    """Run every handler of the delivery's task type that has not completed yet."""
+    """Run every handler of the delivery's task type and event that has not completed yet."""
     connection = _job_connection()
     job = get_current_job()
-    attempt = (job.number_of_retries or 0) + 1 if job is not None else 1
+    attempt = _attempt_number(job)
+    attempt_started = time.perf_counter()
     task = build_task(delivery)
     effects = Effects(connection, task.delivery_id, effects_ttl)
     done = effects.completed()
     ran: list[str] = []
     skipped: list[str] = []
     failed: dict[str, str] = {}
-    fields = {"task_id": task.task_id, "type": task.type, "delivery_id": task.delivery_id, "attempt": attempt}
+    counts: list[stats.Increments] = []
+    fields = {"task_id": task.task_id, "type": task.type, "event": task.event, "delivery_id": task.delivery_id,
+              "attempt": attempt}
+    if delivery.get("request_id"):
+        fields["request_id"] = delivery["request_id"]
     for registration in registry.handlers_for(task.type, Event(task.event, task.review_status)):
         if registration.name in done:
             skipped.append(registration.name)
@@ -92,24 +106,71 @@ def process_delivery(delivery: dict[str, Any]) -> dict[str, list[str]]:
             registration.fn(task)
         except JobTimeoutException:
             # The timeout fires once: carrying on would leave the next handlers unbounded.
+            failed[registration.name] = traceback.format_exc()
+            _record_attempt(connection, task, attempt, attempt_started, ran, failed, counts, job)
             raise
         except Exception:
             failed[registration.name] = traceback.format_exc()
+            counts.append(stats.handler_run(registration.name, task.type, "failed", time.perf_counter() - started))
             log.exception("handler failed", extra={**fields, "handler": registration.name, "outcome": "failed"})
             continue
         effects.record(registration.name)
         ran.append(registration.name)
+        seconds = time.perf_counter() - started
+        counts.append(stats.handler_run(registration.name, task.type, "done", seconds))
         log.info(
             "handler done",
-            extra={
-                **fields,
-                "handler": registration.name,
-                "outcome": "done",
-                "latency_ms": round((time.perf_counter() - started) * 1000, 2),
-            },
+            extra={**fields, "handler": registration.name, "outcome": "done", "latency_ms": round(seconds * 1000, 2)},
         )
+    _record_attempt(connection, task, attempt, attempt_started, ran, failed, counts, job)
     if failed:
         # Each handler's own traceback goes into the failed job, not just this summary.
         details = "\n".join(f"--- {name} ---\n{text}" for name, text in failed.items())
         raise HandlerFailedError(f"{len(failed)} handler(s) failed: {', '.join(failed)}\n{details}")
     return {"ran": ran, "skipped": skipped}
+
+
+def _attempt_number(job: Any) -> int:
+    """Which try of the delivery this is: RQ's Retry counts down ``retries_left`` from one per interval."""
+    if job is None:
+        return 1
+    if job.number_of_retries:
+        return int(job.number_of_retries) + 1
+    intervals = job.retry_intervals or []
+    if job.retries_left is None or not intervals:
+        return 1
+    return max(len(intervals) - int(job.retries_left), 0) + 1
+
+
+def _record_attempt(
+    connection: redis.Redis,
+    task: Task,
+    attempt: int,
+    started: float,
+    ran: list[str],
+    failed: dict[str, str],
+    counts: list[stats.Increments],
+    job: Any,
+) -> None:
+    """What became of this attempt, in one round trip: the ledger, the counters, the completions' life.
+
+    Best effort: the handlers' work is done and recorded, and a Redis error here must not make
+    RQ retry the delivery; the ledger then lacks one entry, and the log line says so.
+    """
+    if not failed:
+        kind, outcome = ledger.DONE, "done"
+    elif job is not None and (job.retries_left or 0) > 0:
+        kind, outcome = ledger.RETRYING, "retry"
+    else:
+        kind, outcome = ledger.FAILED, "failed"
+    try:
+        pipe = connection.pipeline(transaction=False)
+        ledger.record_outcome(pipe, ledger_ttl, task.delivery_id, kind, attempt,
+                              (time.perf_counter() - started) * 1000, ran, failed)
+        stats.apply_now(pipe, stats.merge(*counts, stats.job_outcome(outcome)))
+        if not failed:
+            pipe.expire(effects_key(task.delivery_id), defaults.EFFECTS_TTL_DONE)
+        pipe.execute()
+    except redis.RedisError as exc:
+        log.warning("could not record the attempt in the ledger: %s", type(exc).__name__,
+                    extra={"delivery_id": task.delivery_id, "outcome": "unrecorded"})

@@ -109,6 +109,13 @@ class HandlerRegistry:
             found.insert(0, Registration(task_type, handler_name(self.fallback), self.fallback))
         return found
 
+    def names(self) -> list[str]:
+        """Every registered handler's name, and the fallback's."""
+        found = {r.name for regs in self._by_type.values() for r in regs}
+        if self.fallback is not None:
+            found.add(handler_name(self.fallback))
+        return sorted(found)
+
     def task_types(self) -> list[str]:
         """The task types with at least one handler."""
         return sorted(t for t, regs in self._by_type.items() if regs)

@@ -42,7 +42,7 @@ from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException, UnixSignalDeathPenalty
 from rq.worker_pool import WorkerPool
 
-from callback_server import defaults
+from callback_server import defaults, ledger
 from callback_server.config import Settings
 from callback_server.connection import connect, warn_if_evicting
 from callback_server.logs import configure_logging
@@ -121,7 +121,9 @@ def build_worker(
     """
     import_handler_modules(settings.callback_handlers)
     dispatch.effects_ttl = settings.effects_ttl
+    dispatch.ledger_ttl = settings.ledger_ttl
     connection = connection if connection is not None else worker_connection(settings)
+    ledger.register_handlers(connection, dispatch.registry.names())
     queue = Queue(settings.queue_name, connection=connection, serializer=JSONSerializer)
     return CallbackWorker(
         [queue],

@@ -14,9 +14,11 @@ from rq import Queue
 from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
+from callback_server import stats
 from callback_server.cli import cli
 from callback_server.config import Settings
 from callback_server.jobs import failure_text
+from callback_server.ledger import Ledger
 from tests.conftest import LIVE_KEY, TASK_TYPES
 from tests.workers.conftest import effects, enqueue
 from workers.effects import effects_key
@@ -59,6 +61,12 @@ def test_retry_then_success_skips_the_handler_that_completed(
     assert effects(redis_conn, "test:started") == [f"record:{d}", f"second:{d}", f"record:{d}"]
     assert effects(redis_conn) == [f"second:{d}", f"record:{d}"]
     assert failed_ids(fast_settings, redis_conn) == []
+    entry = Ledger(redis_conn, fast_settings.ledger_ttl).delivery(d)
+    assert entry is not None
+    assert [(a.number, a.outcome) for a in entry.attempts] == [(1, "r"), (2, "d")]
+    (failure,) = entry.attempts[0].failures.values()
+    assert "RuntimeError: record told to fail" in failure
+    assert entry.attempts[1].handlers == ["tests.workers.recording_handlers.record"]
 
 
 def test_one_failing_handler_of_three_does_not_rerun_the_others(
@@ -91,6 +99,10 @@ def test_exhausted_retries_land_in_failed_registry_with_traceback_and_replay(
     assert "second told to fail" in failure_text(job)
     assert "second told to fail" not in job.description
     assert effects(redis_conn, "test:started").count(f"second:{d}") == 3
+    entry = Ledger(redis_conn, fast_settings.ledger_ttl).delivery(d)
+    assert entry is not None and entry.state == "failed"
+    assert [a.outcome for a in entry.attempts] == ["r", "r", "f"]
+    assert stats.totals(redis_conn)["job|failed"] == 1
 
     monkeypatch.setenv("REDIS_URL", fast_settings.redis_url)
     monkeypatch.setenv("SCALE_CALLBACK_AUTH_KEY", LIVE_KEY)
@@ -143,10 +155,19 @@ def test_unknown_type_goes_to_the_fallback_and_is_recorded(
     assert failed_ids(fast_settings, redis_conn) == []
 
 
-def test_jobs_are_json_and_results_are_small(fast_settings: Settings, redis_conn: redis.Redis) -> None:
+def test_a_finished_job_leaves_its_outcome_in_the_ledger_and_no_rq_result(
+    fast_settings: Settings, redis_conn: redis.Redis
+) -> None:
     delivery = enqueue(fast_settings, redis_conn, "categorization")
     run_burst(fast_settings)
     queue = Queue(fast_settings.queue_name, connection=redis_conn, serializer=JSONSerializer)
-    job = queue.fetch_job(delivery.delivery_id)
-    assert job is not None and job.is_finished
-    assert job.return_value() == {"ran": ["workers.handlers.categorization.log_categorization"], "skipped": []}
+    assert queue.fetch_job(delivery.delivery_id) is None  # RESULT_TTL 0: nobody reads RQ's results
+    assert redis_conn.keys("rq:results:*") == []
+    entry = Ledger(redis_conn, fast_settings.ledger_ttl).delivery(delivery.delivery_id)
+    assert entry is not None and entry.state == "done"
+    assert entry.attempts[0].handlers == ["workers.handlers.categorization.log_categorization"]
+    # The completion records only live as long as the delivery could run again.
+    assert 0 < redis_conn.ttl(f"scb:done:{delivery.delivery_id}") <= 3600
+    counts = stats.totals(redis_conn)
+    assert counts["handler_run|workers.handlers.categorization.log_categorization|categorization|done"] == 1
+    assert counts["job|done"] == 1
