@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
+import uuid
 from typing import Any
 
 import redis
@@ -33,6 +35,11 @@ from callback_server.state import ReceiverState, receiver_state
 log = logging.getLogger(__name__)
 
 bp = Blueprint("ingest", __name__)
+
+REQUEST_ID_HEADER = "X-Request-ID"
+"""The header Heroku's router sets on every request: 20-200 characters of letters, digits, + / = -."""
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9+/=_.-]{1,200}")
 
 UNREAD_BODY = "callback_server.unread_body"
 """WSGI environ key set when a request's body could not be read to its end (broken framing)."""
@@ -66,6 +73,7 @@ def receive() -> Response:
     started = time.perf_counter()
     state = receiver_state(current_app)
     mode = state.keyring.mode_of(request.headers.get(HEADER))
+    request_id = _request_id()
     state.tally.flush_in_background(state.connection)
     if not _is_json(request.mimetype):
         raise UnsupportedMediaTypeError(
@@ -91,7 +99,7 @@ def receive() -> Response:
     if raw is None or (request.content_length is None and len(raw) >= limit):
         raise PayloadTooLargeError(f"body is over the limit of {limit} bytes")
     try:
-        delivery = _delivery(raw, mode)
+        delivery = _delivery(raw, mode, request_id)
         try:
             queued = state.deliveries.accept(delivery, state.tally)
         except redis.RedisError as store_error:
@@ -106,7 +114,8 @@ def receive() -> Response:
         except redis.RedisError as store_error:
             raise _unavailable(state, mode, "could not store the delivery; try again") from store_error
         state.tally.add(*stats.outcome_counts("quarantined", mode))
-        return _answer("quarantined", started, state.tally, mode=mode, reason=exc.message, quarantine_id=quarantine_id)
+        return _answer("quarantined", started, state.tally, mode=mode, reason=exc.message, quarantine_id=quarantine_id,
+                       request_id=request_id)
     return _answer(
         "queued" if queued else "duplicate",
         started,
@@ -116,10 +125,21 @@ def receive() -> Response:
         event=delivery.event.name,
         delivery_id=delivery.delivery_id,
         mode=mode,
+        request_id=request_id,
     )
 
 
-def _delivery(raw: bytes, mode: str) -> Delivery:
+def _request_id() -> str:
+    """Heroku's router's X-Request-ID (it makes one when the client sent none or a bad one), else a new one.
+
+    It goes into the ack line and the job, so one id follows a delivery from the router to the
+    handler's log line. A value outside the router's alphabet (a local client's) is replaced.
+    """
+    given = request.headers.get(REQUEST_ID_HEADER, "")
+    return given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+
+
+def _delivery(raw: bytes, mode: str, request_id: str | None = None) -> Delivery:
     """The delivery a body makes, or :class:`InvalidCallbackError`: never any other exception.
 
     Validation is meant to catch everything a delivery cannot be built from; should anything
@@ -128,7 +148,7 @@ def _delivery(raw: bytes, mode: str) -> Delivery:
     """
     body, text = load_callback_text(raw)
     try:
-        return Delivery.from_body(body, mode=mode, raw=text)
+        return Delivery.from_body(body, mode=mode, raw=text, request_id=request_id)
     except Exception as exc:
         raise _unqueueable(exc) from exc
 

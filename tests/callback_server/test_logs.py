@@ -8,6 +8,7 @@ import logging
 import logging.config
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -193,3 +194,28 @@ def test_logging_config_refuses_an_unknown_format() -> None:
     with pytest.raises(ValueError, match="unknown log format 'text'"):
         logging_config("text")
     assert logging_config("json")["formatters"]["structured"]["()"] is JsonFormatter
+
+
+@pytest.mark.parametrize(("header", "kept"), [("0b4d7e1c-5d1f-4f7e-9b1a-2f1c3e4d5a6b", True),
+                                              ("abc+/=-" * 3, True), ("bad id", False), ("t\u00f6t", False), ("x" * 201, False),
+                                              ('"quoted"', False), (None, False)])
+def test_the_router_s_request_id_is_in_the_ack_line_and_the_job(
+    client: Any, redis_conn: Any, caplog: pytest.LogCaptureFixture, header: str | None, kept: bool
+) -> None:
+    from tests.conftest import LIVE_KEY, load_fixture
+
+    headers = {"scale-callback-auth": LIVE_KEY}
+    if header is not None:
+        headers["X-Request-ID"] = header
+    with caplog.at_level(logging.INFO, logger="callback_server.ingest"):
+        answer = client.post("/callback", data=json.dumps(load_fixture("categorization")),
+                             content_type="application/json", headers=headers)
+    assert answer.get_json() == {"status": "queued"}
+    [ack] = [r for r in caplog.records if getattr(r, "outcome", None) == "queued"]
+    if kept:
+        assert ack.request_id == header
+    else:
+        assert ack.request_id != header and len(ack.request_id) == 32  # a fresh one, never the bad value
+    job_id = redis_conn.lindex("rq:queue:callbacks", 0).decode()
+    data = json.loads(redis_conn.hget(f"rq:job:{job_id}", "data"))
+    assert data[2][0]["request_id"] == ack.request_id
