@@ -22,6 +22,7 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
+from callback_server import defaults
 from callback_server.config import Settings
 from callback_server.connection import connect
 from callback_server.deliveries import REPLAY, Delivery, DeliveryQueue
@@ -395,6 +396,29 @@ def reconcile_runs(limit: int) -> None:
             click.echo(f"    {error}")
         for note in summary.notes:
             click.echo(f"    note: {note}")
+
+
+@cli.group()
+def unhandled() -> None:
+    """Deliveries no handler asked for: a type nobody serves, or an event nobody opted into."""
+
+
+@unhandled.command("list")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
+def unhandled_list(limit: int) -> None:
+    """The newest unhandled deliveries: when, type, event, task and delivery ids."""
+    connection = connect(_settings())
+    notes = connection.lrange(defaults.UNHANDLED_KEY, 0, limit - 1)
+    total = connection.llen(defaults.UNHANDLED_KEY)
+    for raw in notes:
+        note = json.loads(raw)
+        event = note.get("event") or "completed"
+        if note.get("review_status"):
+            event = f"{event}:{note['review_status']}"
+        click.echo("  ".join(printable(note.get(name) or "-") for name in ("recorded_at", "type")) + "  "
+                   + printable(event) + "  " + "  ".join(printable(note.get(name) or "-")
+                                                         for name in ("task_id", "delivery_id")))
+    click.echo(f"{len(notes)} of {total} unhandled deliveries shown (newest first)", err=True)
 
 
 def main() -> None:

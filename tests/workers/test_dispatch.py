@@ -17,6 +17,7 @@ from rq.serializers import JSONSerializer
 from callback_server import stats
 from callback_server.cli import cli
 from callback_server.config import Settings
+from callback_server.deliveries import Delivery, DeliveryQueue
 from callback_server.jobs import failure_text
 from callback_server.ledger import Ledger
 from tests.conftest import LIVE_KEY, TASK_TYPES
@@ -171,3 +172,20 @@ def test_a_finished_job_leaves_its_outcome_in_the_ledger_and_no_rq_result(
     counts = stats.totals(redis_conn)
     assert counts["handler_run|workers.handlers.categorization.log_categorization|categorization|done"] == 1
     assert counts["job|done"] == 1
+
+
+def test_an_event_no_handler_asked_for_is_listed_by_the_cli(
+    fast_settings: Settings, redis_conn: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.events_support import categorization_life
+
+    _, body = categorization_life()[1]  # an accepted audit: the example handlers take results only
+    delivery = Delivery.from_body(body, mode="live")
+    assert DeliveryQueue.from_settings(fast_settings, redis_conn).accept(delivery)
+    run_burst(fast_settings)
+    monkeypatch.setenv("REDIS_URL", fast_settings.redis_url)
+    monkeypatch.setenv("SCALE_CALLBACK_AUTH_KEY", LIVE_KEY)
+    listed = CliRunner().invoke(cli, ["unhandled", "list"])
+    assert listed.exit_code == 0, listed.output
+    assert f"categorization  audit:accepted  {delivery.task_id}  {delivery.delivery_id}" in listed.output
+    assert stats.totals(redis_conn)["unhandled|categorization|audit"] == 1
