@@ -154,5 +154,5 @@ def init_sentry(settings: Settings, component: str, *, transport: Any = None) ->
         options["transport"] = transport
     sentry_sdk.init(**options)
     sentry_sdk.set_tag("component", component)
-    log.info("reporting errors to Sentry", extra={"source": component})
+    log.info("reporting errors to Sentry as %s", component)
     return True

@@ -46,6 +46,7 @@ from callback_server import defaults, ledger
 from callback_server.config import Settings
 from callback_server.connection import connect, warn_if_evicting
 from callback_server.logs import configure_logging
+from callback_server.reporting import init_sentry
 from workers import dispatch
 from workers.registry import import_handler_modules
 
@@ -254,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging()
     settings = Settings.from_env()
+    init_sentry(settings, "worker")  # SENTRY_DSN: RQ's integration reports failing jobs (forked horses inherit it)
     import_handler_modules(settings.callback_handlers)  # a bad module stops the process here, not in a loop
     warn_if_evicting(worker_connection(settings))
     log.info("worker starting", extra={"count": settings.worker_processes})
