@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import quote
 
 import redis
 import requests
@@ -189,6 +190,10 @@ class ScaleAPI:
                 extra={"status": status, "attempt": failures, "wait_s": f"{wait:.3f}"},
             )
             self.sleep(wait)
+
+    def get_task(self, task_id: str) -> dict[str, Any]:
+        """One task as ``GET task/{id}`` answers it; a 404 (unknown id) raises with ``status`` 404."""
+        return self._get(f"task/{quote(task_id, safe='')}", {})
 
     def list_tasks(self, params: Mapping[str, Any]) -> Iterator[Any]:
         """Every task the list API answers for ``params``, following ``next_token`` (or ``offset``) paging."""
@@ -518,42 +523,30 @@ class Reconciler:
     def _one(self, task: Any, summary: RunSummary) -> None:
         """One task of the answer: its current event, offered to the accept path. Never raises but for Redis."""
         summary.seen += 1
-        event = UNKNOWN_EVENT
         try:
-            if not isinstance(task, dict):
-                self._keep(task, "listed task is not a JSON object", {"_schema": ["Not an object."]}, summary, event)
-                return
-            if task.get("status") == "pending" and not task.get("completed_at"):
-                # Waiting for its first completion: no event has happened, no callback is owed.
-                summary.skipped += 1
-                return
-            event = _event_name(task)
-            body = {"task_id": task.get("task_id"), "status": task.get("status"),
-                    "response": task.get("response"), "task": task}
-            errors = validate_callback(body)
-            if errors:
-                self._keep(body, "reconciled task does not match the callback schema", errors, summary, event)
-                return
-            delivery = Delivery.from_body(body, mode=_mode(task), source=RECONCILE)
-            # A cheap read first: most states were delivered, and this keeps them out of job building.
-            if self.deliveries.is_seen(delivery.delivery_id) or not self.deliveries.accept(delivery):
-                summary.already_had += 1
-                summary.count(event, "already_had")
-                return
-            summary.queued += 1
-            summary.count(event, "queued")
-            summary.queued_task_ids.append(delivery.task_id)
+            offered = offer_task(task, self.deliveries, self.quarantine, source=RECONCILE)
         except redis.RedisError:
             raise
         except Exception as exc:  # one odd task must not end the run; it is kept with the reason
+            event = _event_name(task) if isinstance(task, dict) else UNKNOWN_EVENT
             self._keep_failure(task, exc, summary, event)
+            return
+        if offered.outcome == SKIPPED:
+            summary.skipped += 1
+            return
+        if offered.outcome == QUEUED:
+            summary.queued += 1
+            summary.queued_task_ids.append(offered.task_id)
+        elif offered.outcome == ALREADY_HAD:
+            summary.already_had += 1
+        else:
+            summary.quarantined += 1
+        summary.count(offered.event, offered.outcome)
 
     def _keep(self, body: Any, reason: str, details: Any, summary: RunSummary, event: str) -> None:
-        mode = _mode(body.get("task") if isinstance(body, dict) else None)
-        raw = json.dumps(body).encode("utf-8")
-        self.quarantine.keep(raw, reason=reason, details=details, mode=mode, content_type="application/json")
+        keep_invalid(self.quarantine, body, reason, details)
         summary.quarantined += 1
-        summary.count(event, "quarantined")
+        summary.count(event, QUARANTINED)
 
     def _keep_failure(self, task: Any, exc: Exception, summary: RunSummary, event: str) -> None:
         """A task that raised while being handled: quarantined with the error's type; counted if even that fails."""
@@ -574,6 +567,57 @@ class Reconciler:
             return
         log.warning("reconciled task could not be handled; quarantined",
                     extra={"task_id": task_id, "error": type(exc).__name__, "outcome": "quarantined"})
+
+
+QUEUED, ALREADY_HAD, QUARANTINED, SKIPPED = "queued", "already_had", "quarantined", "skipped"
+"""What became of a task offered to the accept path (:func:`offer_task`)."""
+
+
+@dataclass(frozen=True)
+class Offered:
+    """One task's fate on the accept path: its outcome, its event, and the ids it was accepted under."""
+
+    outcome: str
+    event: str
+    task_id: str = ""
+    delivery_id: str = ""
+    quarantine_id: str = ""
+
+
+def offer_task(task: Any, deliveries: DeliveryQueue, quarantine: Quarantine, *, source: str) -> Offered:
+    """A task as the API answers it, put through the callback path: the reconciler and ``fetch`` share this.
+
+    Its current event, the callback's validation (invalid ones are quarantined with the reason),
+    its identity and the atomic dedup, so a state already accepted (by a callback, a run, a
+    fetch) is ``already_had`` and never a second job. A task still waiting for its first
+    completion is ``skipped``: no event has happened, no callback is owed. Raises what
+    building the delivery raises; the caller decides what one odd task means.
+    """
+    if not isinstance(task, dict):
+        kept = keep_invalid(quarantine, task, "listed task is not a JSON object", {"_schema": ["Not an object."]})
+        return Offered(QUARANTINED, UNKNOWN_EVENT, quarantine_id=kept)
+    task_id = str(task.get("task_id"))
+    if task.get("status") == "pending" and not task.get("completed_at"):
+        return Offered(SKIPPED, UNKNOWN_EVENT, task_id=task_id)
+    event = _event_name(task)
+    body = {"task_id": task.get("task_id"), "status": task.get("status"), "response": task.get("response"),
+            "task": task}
+    errors = validate_callback(body)
+    if errors:
+        kept = keep_invalid(quarantine, body, "reconciled task does not match the callback schema", errors)
+        return Offered(QUARANTINED, event, task_id=task_id, quarantine_id=kept)
+    delivery = Delivery.from_body(body, mode=_mode(task), source=source)
+    # A cheap read first: most states were delivered, and this keeps them out of job building.
+    if deliveries.is_seen(delivery.delivery_id) or not deliveries.accept(delivery):
+        return Offered(ALREADY_HAD, event, task_id=delivery.task_id, delivery_id=delivery.delivery_id)
+    return Offered(QUEUED, event, task_id=delivery.task_id, delivery_id=delivery.delivery_id)
+
+
+def keep_invalid(quarantine: Quarantine, body: Any, reason: str, details: Any) -> str:
+    """Quarantine a task's callback body (never a key: there is none in it); returns the quarantine id."""
+    mode = _mode(body.get("task") if isinstance(body, dict) else None)
+    raw = json.dumps(body).encode("utf-8")
+    return quarantine.keep(raw, reason=reason, details=details, mode=mode, content_type="application/json")
 
 
 def _event_name(task: Mapping[str, Any]) -> str:
