@@ -28,6 +28,7 @@ from callback_server.connection import connect
 from callback_server.deliveries import REPLAY, Delivery, DeliveryQueue
 from callback_server.devserver import dev
 from callback_server.exceptions import CallbackServerError, InvalidCallbackError, NotFoundError
+from callback_server.fetch import fetch_tasks
 from callback_server.jobs import failure_line, reset_retries
 from callback_server.logs import configure_logging
 from callback_server.quarantine import Quarantine
@@ -419,6 +420,30 @@ def unhandled_list(limit: int) -> None:
                    + printable(event) + "  " + "  ".join(printable(note.get(name) or "-")
                                                          for name in ("task_id", "delivery_id")))
     click.echo(f"{len(notes)} of {total} unhandled deliveries shown (newest first)", err=True)
+
+
+# --- fetch ---------------------------------------------------------------------------------------
+
+
+@cli.command("fetch")
+@click.argument("task_ids", nargs=-1, required=True)
+def fetch_command(task_ids: tuple[str, ...]) -> None:
+    """Ask Scale's API for these tasks and queue each state never accepted (same path as callbacks).
+
+    One line per task: queued, already had, quarantined, no event yet, or not found. Exits
+    non-zero when a task was not found or could not be asked for.
+    """
+    settings = _settings()
+    try:
+        results = fetch_tasks(settings, connect(settings), list(dict.fromkeys(task_ids)))
+    except CallbackServerError as exc:
+        raise click.ClickException(exc.message) from None
+    except redis.RedisError as exc:
+        raise click.ClickException(f"redis: {type(exc).__name__}: {exc}") from None
+    for result in results:
+        click.echo(result.line())
+    if any(result.failed for result in results):
+        sys.exit(1)
 
 
 def main() -> None:
