@@ -12,6 +12,8 @@ monkey.patch_all()
 
 import os  # noqa: E402 - after the patch, on purpose
 
+from gunicorn import glogging  # noqa: E402
+
 from callback_server.config import ServerSettings  # noqa: E402
 from callback_server.logs import logging_config  # noqa: E402
 
@@ -64,6 +66,20 @@ loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 # process (LOG_FORMAT: logfmt or json; callback_server/logs.py): its loggers lose the handler
 # whose format printed %(process)d and propagate to the root's one handler, as the app's do.
 logconfig_dict = logging_config(_server.log_format, loglevel)
+
+
+class StructuredLogger(glogging.Logger):
+    """gunicorn's logger (its lines go through logconfig_dict), with the access log only if accesslog is set.
+
+    gunicorn turns its access log on whenever logconfig_dict is set; the router already logs
+    every request, and building each access line would cost the ack path for nothing.
+    """
+
+    def _compute_access_log_enabled(self) -> bool:
+        return bool(self.cfg.accesslog)
+
+
+logger_class = StructuredLogger
 
 # Heroku's router is the only client that reaches the dyno, and it sets X-Forwarded-*.
 forwarded_allow_ips = "*"
