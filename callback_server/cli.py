@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from callback_server import defaults
 from callback_server.config import Settings
 from callback_server.connection import connect
 from callback_server.deliveries import REPLAY, Delivery, DeliveryQueue
-from callback_server.devserver import dev
+from callback_server.devserver import dev, local_stack_env
 from callback_server.exceptions import CallbackServerError, InvalidCallbackError, NotFoundError
 from callback_server.fetch import fetch_tasks
 from callback_server.jobs import failure_line, reset_retries
@@ -50,8 +51,16 @@ log = logging.getLogger(__name__)
 
 
 def _settings() -> Settings:
+    """The configuration from the environment; beside `make run` (REDIS_URL unset), its Redis and keys.
+
+    The note goes to stderr so output stays pipeable; a deployment sets REDIS_URL, so there the
+    environment alone decides and a missing variable still stops the command.
+    """
+    env, source = local_stack_env(os.environ)
+    if source is not None:
+        click.echo(f"REDIS_URL is unset: using make run's Redis {env['REDIS_URL']} (from {source})", err=True)
     try:
-        return Settings.from_env()
+        return Settings.from_env(env)
     except CallbackServerError as exc:
         raise click.ClickException(exc.message) from None
 
