@@ -11,7 +11,6 @@ costs. From that: the Redis plan that 10 k, 100 k and 1 M deliveries a day need.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -27,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.ingest import callback_body  # noqa: E402
-from callback_server import defaults  # noqa: E402
+from callback_server import defaults, ledger  # noqa: E402
 from callback_server.config import Settings  # noqa: E402
 from callback_server.deliveries import SEEN_BUCKET  # noqa: E402
 from callback_server.embedded import RedisProcess, free_port  # noqa: E402
@@ -79,7 +78,7 @@ def retention_days(family: str, conn: redis.Redis, settings: Settings) -> float:
     if family == "scb:seen:":
         return (settings.dedup_ttl + SEEN_BUCKET / 2) / DAY  # its bucket outlives it by half a bucket on average
     if family == "scb:ledger:":
-        return (settings.ledger_ttl + DAY / 2) / DAY  # a day's stream expires LEDGER_TTL after the day ends
+        return (settings.ledger_ttl + ledger.BUCKET / 2) / DAY  # a stream expires LEDGER_TTL after its bucket ends
     ttls = [conn.ttl(key) for key in conn.scan_iter(match=f"{family}*", count=1000)]
     ttls = [t for t in ttls if t > 0]
     return (sum(ttls) / len(ttls)) / DAY if ttls else 0.0
@@ -171,14 +170,20 @@ def main() -> None:
         kept = f"{retention[family]:.2f}" if per_delivery else "fixed"
         print(f"| `{family}*` {label} | {flight:,.0f} | {done:,.0f} | {kept} | {steady:,.0f} |")
     print(f"| **total** | {flight_total:,.0f} | {finished_total:,.0f} | | **{steady_total:,.0f}** |")
-    fixed_mb = (finished.get("scb:stats:", 0) + finished.get("rq:", 0)) / count * 0 + 1.5
+    # Not per delivery: Redis itself (~1 MB), the cumulative counters, a day of per-minute counters.
+    fixed_mb = 1.0 + finished.get("scb:stats:", 0) * 1440 / max(_minutes_used(seconds), 1) / 1e6
     print()
     print("| deliveries a day | steady Redis (MB) | Heroku plan (steady state under 80 %) |")
     print("|---|---|---|")
     for per_day in (10_000, 100_000, 1_000_000):
         megabytes = per_day * steady_total / 1e6 + fixed_mb
         print(f"| {per_day:,} | {megabytes:,.0f} | {plan_for(megabytes)} |")
-    print(f"\n(includes ~{fixed_mb} MB that does not grow with traffic: Redis itself, a day of per-minute counters)")
+    print(f"\n(includes ~{fixed_mb:.1f} MB that does not grow with traffic: Redis, a day of per-minute counters)")
+
+
+def _minutes_used(seconds: float) -> int:
+    """How many per-minute counter hashes a run of this length wrote."""
+    return int(seconds // 60) + 2
 
 
 def _up(base: str) -> bool:
@@ -189,8 +194,7 @@ def _up(base: str) -> bool:
 
 
 def _processed(conn: redis.Redis, settings: Settings) -> int:
-    counts = {k.decode(): float(v) for k, v in conn.hgetall("scb:stats:total").items()}
-    return int(sum(v for k, v in counts.items() if k.startswith("handler_run|")))
+    return int(float(conn.hget("scb:stats:total", "job|done") or 0))
 
 
 if __name__ == "__main__":

@@ -6,8 +6,10 @@ PORT = 5000
 MAX_CONTENT_LENGTH = 10 * 1024 * 1024
 """MAX_CONTENT_LENGTH: the largest callback body accepted; larger ones get 413."""
 
-DEDUP_TTL = 7 * 24 * 3600
-"""DEDUP_TTL: how long a delivery's identity is remembered; Scale retries for 24 h, audits come later."""
+DEDUP_TTL = 2 * 24 * 3600
+"""DEDUP_TTL: how long a delivery's identity is remembered. It must outlast Scale's retries (24 h)
+and the reconciler's reach (RECONCILE_INTERVAL + RECONCILE_OVERLAP: 26 h by default); two days
+leave a day to spare. Each later event of a task is a new identity, so audits need no more."""
 
 MIN_DEDUP_TTL = 24 * 3600
 """The floor for DEDUP_TTL and EFFECTS_TTL: shorter than Scale's retry window would let retries in twice."""
@@ -79,7 +81,7 @@ UNHANDLED_KEY = "scb:unhandled"
 SCALE_API_URL = "https://api.scale.com/v1"
 """SCALE_API_URL: the Scale API the reconciler asks; point it at the simulator locally."""
 
-RECONCILE_LOOKBACK = 3 * 24 * 3600
+RECONCILE_LOOKBACK = 2 * 24 * 3600
 """RECONCILE_LOOKBACK (formerly RECONCILE_WINDOW): how far back, by update time, a first run (or one
 after a gap longer than DEDUP_TTL) looks; at most DEDUP_TTL, or old deliveries would look new."""
 

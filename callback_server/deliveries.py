@@ -306,16 +306,16 @@ class DeliveryQueue:
         now = time.time()
         bucket = int(now // SEEN_BUCKET)
         buckets = [seen_bucket_key(b) for b in range(bucket, bucket - self._seen_buckets, -1)]
-        day = int(now // ledger.DAY)
+        stream = int(now // ledger.BUCKET)
         identity = ledger.raw_id(delivery.delivery_id)
         labels = (delivery.task_type, delivery.event.name, delivery.mode)
         keys = (*buckets, seen_key(delivery.delivery_id), Job.key_for(delivery.delivery_id), self.queue.key,
-                Queue.redis_queues_keys, ledger.day_key(day), stats.TOTAL_KEY)
+                Queue.redis_queues_keys, ledger.stream_key(stream), stats.TOTAL_KEY)
         owed = tally.take() if tally is not None else ({}, {})
         args = (
             len(buckets), identity, delivery.delivery_id, *self._varying(delivery),
-            (bucket + 1) * SEEN_BUCKET + self.dedup_ttl, (day + 1) * ledger.DAY + self.ledger_ttl,
-            delivery.task_id, delivery.task_type, _event_code(delivery.event),
+            (bucket + 1) * SEEN_BUCKET + self.dedup_ttl, ledger.stream_expiry(stream, self.ledger_ttl),
+            delivery.task_id, ledger.type_code(delivery.task_type), ledger.event_code(_event_code(delivery.event)),
             ledger.SOURCES.get(delivery.source, delivery.source), ledger.MODES.get(delivery.mode, delivery.mode),
             stats.field("delivery", "queued", *labels), stats.field("delivery", "duplicate", *labels),
             stats.minute_key(stats.current_minute(now)), *stats.as_args(*owed),

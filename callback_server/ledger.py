@@ -1,15 +1,18 @@
 """The delivery ledger: what arrived, and what became of it, for ``LEDGER_TTL`` (3 days by default).
 
-One Redis stream per UTC day (``scb:ledger:<unix day>``), newest entries last. Streams are the
-cheapest Redis structure for this: an entry whose fields repeat the day's first entry stores
-only its values. Two kinds of entry:
+One Redis stream per 6 hours (``scb:ledger:<bucket>``), newest entries last, each expiring
+``LEDGER_TTL`` after its last entry could have been written. Streams are the cheapest Redis
+structure for this: an entry whose field names repeat the stream's first entry stores only its
+values, so every entry uses the same six names, ``d t y e s m``, and short codes. Two kinds:
 
 - the **accept** entry, written by the accept script in the same round trip as the job (so the
-  ack path pays no extra round trip): delivery id (16 raw bytes), task id, type, event, source,
-  mode;
-- one **outcome** entry per attempt a worker finished (``k``): ``d`` done, ``r`` failed and
-  retrying, ``f`` failed for good, with the attempt, its duration and, for a failure, each
-  failing handler's traceback (cut to :data:`TRACEBACK_LIMIT`).
+  ack path pays no extra round trip): ``d`` delivery id (16 raw bytes), ``t`` task id, ``y``
+  type (a code from :data:`TYPE_CODES`, or ``=`` and the name), ``e`` event (a code from
+  :data:`EVENT_CODES`), ``s`` source, ``m`` mode;
+- one **outcome** entry per attempt a worker finished: ``t`` empty (that tells the kinds apart),
+  ``y`` the outcome (``d`` done, ``r`` failed and retrying, ``f`` failed for good), ``e`` the
+  attempt, ``s`` its duration in ms, ``m`` the handlers that ran (codes), and for a failure an
+  extra ``x``: each failing handler's traceback (cut to :data:`TRACEBACK_LIMIT`).
 
 The entry id is the time. A delivery's page is read back by scanning the streams; state that
 only RQ knows right now (running, scheduled) is asked of RQ by the reader.
@@ -33,6 +36,48 @@ HANDLER_NAMES_KEY = "scb:handler_names"
 """Hash of handler code -> dotted name, so an outcome entry names handlers in a few bytes."""
 
 DAY = 86400
+
+BUCKET = 6 * 3600
+"""Seconds of entries one stream holds: it outlives its last entry by LEDGER_TTL, its first by 6 h more."""
+
+TYPE_CODES = (
+    "categorization", "transcription", "phonecall", "comparison", "annotation", "datacollection",
+    "audiotranscription", "imageannotation", "textcollection", "namedentityrecognition",
+    "documenttranscription", "videoannotation", "videoplaybackannotation", "lidarannotation",
+    "polygonannotation", "lineannotation", "pointannotation", "cuboidannotation", "segmentannotation",
+    "videoboxannotation", "videocuboidannotation", "lidarlinking", "lidarsegmentation", "lidartopdown",
+    "sensorfusion", "documentmodel", "laneannotation",
+)
+"""Task types written as their index (append only: stored entries name types by position)."""
+
+EVENT_CODES = {
+    "completed": "c", "error": "e", "recalled": "r", "canceled": "x", "audit": "a",
+    "audit:accepted": "aa", "audit:fixed": "af", "audit:rejected": "ar", "audit:commented": "ac",
+}
+"""Events (``audit:<review status>`` for audits) as the ledger writes them."""
+
+_TYPE_INDEX = {name: str(index) for index, name in enumerate(TYPE_CODES)}
+_EVENT_NAMES = {code: name for name, code in EVENT_CODES.items()}
+
+
+def type_code(task_type: str) -> str:
+    """A type as the ledger writes it: its index in :data:`TYPE_CODES`, else ``=`` and its name."""
+    return _TYPE_INDEX.get(task_type) or f"={task_type}"
+
+
+def event_code(event: str) -> str:
+    """An event (``audit:fixed`` form) as the ledger writes it."""
+    return EVENT_CODES.get(event) or f"={event}"
+
+
+def _type_name(code: str) -> str:
+    if code.startswith("="):
+        return code[1:]
+    return TYPE_CODES[int(code)] if code.isdigit() and int(code) < len(TYPE_CODES) else code
+
+
+def _event_name(code: str) -> str:
+    return code[1:] if code.startswith("=") else _EVENT_NAMES.get(code, code)
 
 SOURCES = {"callback": "c", "reconcile": "r", "replay": "p", "fetch": "f"}
 """How a delivery's source is written in an accept entry (one byte)."""
@@ -74,9 +119,14 @@ return {nxt, found}
 """
 
 
-def day_key(day: int) -> str:
-    """The stream of one Unix day."""
-    return f"{PREFIX}:{day}"
+def stream_key(bucket: int) -> str:
+    """The stream of one 6-hour bucket (Unix time // BUCKET)."""
+    return f"{PREFIX}:{bucket}"
+
+
+def stream_expiry(bucket: int, ttl: int) -> int:
+    """When a bucket's stream expires: LEDGER_TTL after the bucket ends."""
+    return (bucket + 1) * BUCKET + ttl
 
 
 def raw_id(delivery_id: str) -> bytes:
@@ -85,8 +135,8 @@ def raw_id(delivery_id: str) -> bytes:
 
 
 def handler_code(name: str) -> str:
-    """A short, stable code for a handler name (its CRC32 in hex)."""
-    return f"{binascii.crc32(name.encode()):08x}"
+    """A short, stable code for a handler name (half its CRC32, in hex)."""
+    return f"{binascii.crc32(name.encode()) & 0xFFFF:04x}"
 
 
 @dataclass
@@ -134,12 +184,16 @@ _SOURCE_NAMES = {code: name for name, code in SOURCES.items()}
 _MODE_NAMES = {code: name for name, code in MODES.items()}
 
 
+def _is_outcome(fields: dict[bytes, bytes]) -> bool:
+    return not fields.get(b"t")
+
+
 def _accepted(entry_id: bytes, fields: dict[bytes, bytes]) -> Entry:
     return Entry(
         delivery_id=fields[b"d"].hex(),
         task_id=_text(fields.get(b"t")),
-        type=_text(fields.get(b"y")),
-        event=_text(fields.get(b"e")),
+        type=_type_name(_text(fields.get(b"y"))),
+        event=_event_name(_text(fields.get(b"e"))),
         source=_SOURCE_NAMES.get(_text(fields.get(b"s")), _text(fields.get(b"s"))),
         mode=_MODE_NAMES.get(_text(fields.get(b"m")), _text(fields.get(b"m"))),
         received_at=_moment(entry_id),
@@ -148,12 +202,12 @@ def _accepted(entry_id: bytes, fields: dict[bytes, bytes]) -> Entry:
 
 def _attempt(entry_id: bytes, fields: dict[bytes, bytes], names: dict[str, str]) -> Attempt:
     failures = json.loads(fields[b"x"]) if b"x" in fields else {}
-    codes = [code for code in _text(fields.get(b"h")).split(",") if code]
+    codes = [code for code in _text(fields.get(b"m")).split(",") if code]
     return Attempt(
-        number=int(fields.get(b"a", b"1")),
-        outcome=_text(fields.get(b"k")),
+        number=int(fields.get(b"e") or b"1"),
+        outcome=_text(fields.get(b"y")),
         finished_at=_moment(entry_id),
-        duration_ms=float(fields.get(b"ms", b"0")),
+        duration_ms=float(fields.get(b"s") or b"0"),
         handlers=[names.get(code, code) for code in codes],
         failures=failures,
     )
@@ -167,17 +221,17 @@ class Ledger:
         self.ttl = ttl
         self._scan = connection.register_script(_SCAN)
 
-    def _days(self, now: float | None = None) -> list[int]:
-        """The days whose streams may still exist, newest first."""
-        today = int((datetime.now(UTC).timestamp() if now is None else now) // DAY)
-        return list(range(today, today - self.ttl // DAY - 2, -1))
+    def _buckets(self, now: float | None = None) -> list[int]:
+        """The buckets whose streams may still exist, newest first."""
+        current = int((datetime.now(UTC).timestamp() if now is None else now) // BUCKET)
+        return list(range(current, current - self.ttl // BUCKET - 2, -1))
 
     def _entries(self, limit: int | None = None) -> Iterator[tuple[bytes, dict[bytes, bytes]]]:
         """Every entry, newest first (each day's stream read in pages)."""
-        for day in self._days():
+        for bucket in self._buckets():
             start = b"+"
             while True:
-                page = self.connection.xrevrange(day_key(day), start, "-", count=SCAN_BATCH)
+                page = self.connection.xrevrange(stream_key(bucket), start, "-", count=SCAN_BATCH)
                 yield from page
                 if len(page) < SCAN_BATCH:
                     break
@@ -185,10 +239,10 @@ class Ledger:
 
     def _matching(self, name: bytes, value: bytes) -> Iterator[tuple[bytes, dict[bytes, bytes]]]:
         """Entries whose field ``name`` equals ``value``, newest first, filtered inside Redis."""
-        for day in self._days():
+        for bucket in self._buckets():
             start: bytes | str = "+"
             while start:
-                nxt, found = self._scan(keys=[day_key(day)], args=[start, SCAN_BATCH, name, value])
+                nxt, found = self._scan(keys=[stream_key(bucket)], args=[start, SCAN_BATCH, name, value])
                 for entry_id, flat in found:
                     yield entry_id, dict(zip(flat[::2], flat[1::2], strict=True))
                 start = nxt
@@ -208,7 +262,7 @@ class Ledger:
         for read, (entry_id, fields) in enumerate(self._entries()):
             if read >= scan or len(found) >= limit:
                 break
-            if b"k" in fields:
+            if _is_outcome(fields):
                 outcomes.setdefault(fields[b"d"], []).insert(0, _attempt(entry_id, fields, names))
                 continue
             entry = _accepted(entry_id, fields)
@@ -219,7 +273,7 @@ class Ledger:
 
     def deliveries_of_task(self, task_id: str) -> list[Entry]:
         """Every delivery of a task still in the ledger, newest first (accept entries only)."""
-        return [_accepted(i, f) for i, f in self._matching(b"t", task_id.encode())]
+        return [_accepted(i, f) for i, f in self._matching(b"t", task_id.encode()) if task_id]
 
     def delivery(self, delivery_id: str) -> Entry | None:
         """One delivery with all its attempts, oldest first; None when the ledger no longer has it."""
@@ -230,7 +284,7 @@ class Ledger:
         names = self.handler_names()
         attempts: list[Attempt] = []
         for entry_id, fields in self._matching(b"d", wanted):
-            if b"k" in fields:
+            if _is_outcome(fields):
                 attempts.insert(0, _attempt(entry_id, fields, names))
             else:
                 entry = _accepted(entry_id, fields)
@@ -249,13 +303,14 @@ def _matches(entry: Entry, key: str, wanted: str) -> bool:
 def outcome_fields(
     delivery_id: str, kind: str, attempt: int, duration_ms: float, handlers: list[str], failures: dict[str, str]
 ) -> dict[str, Any]:
-    """The fields of an outcome entry (what a worker appends after an attempt)."""
+    """The fields of an outcome entry (what a worker appends after an attempt): the accept entry's names."""
     fields: dict[str, Any] = {
         "d": raw_id(delivery_id),
-        "k": kind,
-        "a": attempt,
-        "ms": round(duration_ms, 1),
-        "h": ",".join(handler_code(name) for name in handlers),
+        "t": "",
+        "y": kind,
+        "e": attempt,
+        "s": round(duration_ms),
+        "m": ",".join(handler_code(name) for name in handlers),
     }
     if failures:
         fields["x"] = json.dumps({name: text[-TRACEBACK_LIMIT:] for name, text in failures.items()})
@@ -273,12 +328,12 @@ def record_outcome(
     failures: dict[str, str] | None = None,
     now: float | None = None,
 ) -> None:
-    """Queue an outcome entry on a pipeline (its day's stream expires ``ttl`` after the day ends)."""
+    """Queue an outcome entry on a pipeline (its stream expires ``ttl`` after its bucket ends)."""
     moment = datetime.now(UTC).timestamp() if now is None else now
-    day = int(moment // DAY)
-    key = day_key(day)
+    bucket = int(moment // BUCKET)
+    key = stream_key(bucket)
     pipe.xadd(key, outcome_fields(delivery_id, kind, attempt, duration_ms, handlers, failures or {}))
-    pipe.expireat(key, (day + 1) * DAY + ttl)
+    pipe.expireat(key, stream_expiry(bucket, ttl))
 
 
 def register_handlers(connection: redis.Redis, names: list[str]) -> None:

@@ -15,7 +15,7 @@ NEW, OLD, TEST = "new-key-0123456789ab", "old-key-0123456789ab", "test-key-01234
 def test_defaults() -> None:
     settings = Settings.from_env(BASE)
     assert settings.max_content_length == 10 * 1024 * 1024
-    assert settings.dedup_ttl == 7 * 24 * 3600
+    assert settings.dedup_ttl == 2 * 24 * 3600
     assert settings.retry_intervals == (30, 300, 1800, 7200, 21600)
     assert settings.callback_handlers == ("workers.handlers",)
     assert settings.dashboard_password is None

@@ -71,15 +71,31 @@ def test_filters_search_and_a_delivery_with_its_attempts(
     assert book.delivery("not hex") is None
 
 
-def test_the_ledger_expires_ledger_ttl_after_its_day(client: FlaskClient, redis_conn: redis.Redis, app: Flask) -> None:
+def test_the_ledger_expires_ledger_ttl_after_its_bucket(
+    client: FlaskClient, redis_conn: redis.Redis, app: Flask
+) -> None:
     post(client, load_fixture("categorization"))
     (key,) = redis_conn.keys("scb:ledger:*")
-    day = int(key.decode().rsplit(":", 1)[1])
-    assert redis_conn.expiretime(key) == (day + 1) * 86400 + app.extensions["callback_server"].settings.ledger_ttl
+    bucket = int(key.decode().rsplit(":", 1)[1])
+    ttl = app.extensions["callback_server"].settings.ledger_ttl
+    assert redis_conn.expiretime(key) == (bucket + 1) * ledger.BUCKET + ttl
+
+
+def test_types_and_events_are_coded_and_read_back(client: FlaskClient, redis_conn: redis.Redis) -> None:
+    body = load_fixture("unknown_type")  # segmentannotation is in the code table; make one that is not
+    body["task"]["type"] = "hologramannotation"
+    post(client, body)
+    post(client, load_fixture("annotation"))
+    ((_, fields),) = redis_conn.xrange(redis_conn.keys("scb:ledger:*")[0], count=1)
+    assert fields[b"y"] == b"=hologramannotation" and fields[b"e"] == b"c"
+    assert [e.type for e in Ledger(redis_conn, ttl=86400).recent()] == ["annotation", "hologramannotation"]
+    assert ledger.TYPE_CODES[:7] == ("categorization", "transcription", "phonecall", "comparison", "annotation",
+                                     "datacollection", "audiotranscription")  # append only: never reorder
 
 
 def test_a_long_failure_keeps_only_the_end_of_its_traceback(redis_conn: redis.Redis) -> None:
     fields = ledger.outcome_fields("ab" * 16, ledger.FAILED, 3, 1.0, [], {"h": "x" * 10_000 + "END"})
+    assert fields["t"] == ""  # an empty task id marks an outcome entry
     assert len(json.loads(fields["x"])["h"]) == ledger.TRACEBACK_LIMIT
     assert json.loads(fields["x"])["h"].endswith("END")
 

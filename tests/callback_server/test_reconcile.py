@@ -644,7 +644,7 @@ BASE = {"REDIS_URL": "redis://x", "SCALE_CALLBACK_AUTH_KEY": "a-long-enough-call
 def test_reconciler_settings() -> None:
     settings = Settings.from_env({**BASE, "SCALE_PROJECTS": " kitchen, garden ,,", "RECONCILE_OVERLAP": "0"})
     assert settings.scale_projects == ("kitchen", "garden")
-    assert (settings.reconcile_lookback, settings.reconcile_overlap) == (259200, 0)
+    assert (settings.reconcile_lookback, settings.reconcile_overlap) == (172800, 0)
     assert Settings.from_env(BASE).reconcile_overlap == 25 * 3600
     assert Settings.from_env({**BASE, "RECONCILE_WINDOW": "100000"}).reconcile_lookback == 100000
 
@@ -652,7 +652,7 @@ def test_reconciler_settings() -> None:
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"RECONCILE_LOOKBACK": "999999999"}, "RECONCILE_LOOKBACK (999999999) must not exceed DEDUP_TTL (604800)"),
+        ({"RECONCILE_LOOKBACK": "999999999"}, "RECONCILE_LOOKBACK (999999999) must not exceed DEDUP_TTL (172800)"),
         ({"RECONCILE_WINDOW": "999999999"}, "RECONCILE_WINDOW (999999999) must not exceed DEDUP_TTL"),
         ({"RECONCILE_LOOKBACK": "7200", "RECONCILE_OVERLAP": "7201"},
          "RECONCILE_OVERLAP (7201) must not exceed RECONCILE_LOOKBACK (7200)"),
