@@ -22,6 +22,7 @@ from rq.timeouts import JobTimeoutException
 
 from callback_server import defaults, ledger, stats
 from callback_server.events import Event
+from callback_server.probe import PROBE_TYPE, handle_probe
 from workers.effects import Effects, effects_key
 from workers.payloads import Task, build_task
 from workers.registry import HandlerRegistry
@@ -83,6 +84,9 @@ registry.fallback = record_unhandled
 def process_delivery(delivery: dict[str, Any]) -> dict[str, list[str]]:
     """Run every handler of the delivery's task type and event that has not completed yet."""
     connection = _job_connection()
+    if delivery.get("type") == PROBE_TYPE:
+        # doctor's end-to-end probe: never a handler's, and it leaves no record (callback_server/probe.py).
+        return handle_probe(connection, delivery)
     job = get_current_job()
     attempt = _attempt_number(job)
     attempt_started = time.perf_counter()
