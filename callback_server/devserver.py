@@ -1,8 +1,9 @@
 """``python -m callback_server dev``: the whole stack on one machine, for trying it out.
 
 Starts an embedded Redis (when REDIS_URL is unset; its data kept in ``var/redis`` so a
-restart loses nothing), the receiver under gunicorn, a worker with its scheduler, and the
-Scale simulator delivering to the receiver. Ctrl-C stops everything.
+restart loses nothing), the receiver under gunicorn, a worker with its scheduler, the clock
+(reconciling against the simulator), and the Scale simulator delivering to the receiver.
+While it runs, ``var/redis.url`` tells other commands where its Redis is. Ctrl-C stops everything.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ def local_stack_env(env: Mapping[str, str], data_dir: Path | None = None) -> tup
 @click.option("--no-sim", is_flag=True, help="do not start the Scale simulator")
 @click.option("--data", default=DATA_DIR, show_default=True, type=click.Path(file_okay=False), help="local state")
 def dev(port: int, sim_port: int, no_sim: bool, data: str) -> None:
-    """Run the receiver, a worker and the simulator locally (embedded Redis when REDIS_URL is unset)."""
+    """Run the receiver, a worker, the clock and the simulator locally (embedded Redis when REDIS_URL is unset)."""
     data_dir = Path(data).resolve()
     env = dict(os.environ)
     redis_process = None
@@ -108,8 +109,8 @@ def dev(port: int, sim_port: int, no_sim: bool, data: str) -> None:
         click.echo(f"embedded redis   {redis_process.url} (data in {data_dir / 'redis'})")
         click.echo(f"                 redis-server {binary.version_text}: {binary.path} ({source})")
         write_local_stack(data_dir, redis_process.url, None if no_sim else f"http://127.0.0.1:{sim_port}/v1")
-        click.echo(f"                 written to {data_dir / REDIS_URL_FILE}: python -m callback_server "
-                   "commands run here find it when REDIS_URL is unset")
+        click.echo(f"embedded redis   URL in {data_dir / REDIS_URL_FILE}: `python -m callback_server ...` "
+                   "run here uses it when REDIS_URL is unset")
     if not env.get("SCALE_CALLBACK_AUTH_KEY"):
         env["SCALE_CALLBACK_AUTH_KEY"] = DEV_CALLBACK_KEY
         click.echo(f"callback key     {DEV_CALLBACK_KEY!r} (local only: set SCALE_CALLBACK_AUTH_KEY in production)")
@@ -133,6 +134,9 @@ def dev(port: int, sim_port: int, no_sim: bool, data: str) -> None:
     }
     if not no_sim:
         commands["sim"] = [python, "-m", "scale_sim"]
+    if not no_sim or os.environ.get("SCALE_API_URL"):
+        # The clock, as on Heroku: a first reconciliation now, then every RECONCILE_INTERVAL (doctor checks it).
+        commands["clock"] = [python, "-m", "callback_server", "reconcile", "--schedule"]
     processes: dict[str, subprocess.Popen[bytes]] = {}
     # SIGTERM (a supervisor, `timeout`) stops the stack as cleanly as Ctrl-C does.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

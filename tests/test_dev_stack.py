@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -11,10 +12,10 @@ import psutil
 import pytest
 import requests
 
-from callback_server.devserver import DEV_CALLBACK_KEY
+from callback_server.devserver import DEV_CALLBACK_KEY, REDIS_URL_FILE
 from callback_server.embedded import free_port
 from tests.conftest import load_fixture
-from tests.processes import child_env, process, wait_for
+from tests.processes import ROOT, child_env, process, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -56,3 +57,52 @@ def test_dev_runs_receiver_worker_and_simulator_on_an_embedded_redis_and_stops_t
         assert dev.wait(timeout=60) == 0
     _, alive = psutil.wait_procs(children, timeout=30)
     assert alive == []
+
+
+def cli(var: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """A command run beside `make run` in the directory holding its var/, with no variable set."""
+    return subprocess.run([sys.executable, "-m", "callback_server", *args], env=child_env(), cwd=var.parent,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_commands_beside_make_run_need_no_variable_and_test_tasks_arrive_as_test(tmp_path: Path) -> None:
+    port, sim_port = free_port(), free_port()
+    var = tmp_path / "var"
+    args = [sys.executable, "-m", "callback_server", "dev", "--port", str(port), "--sim-port", str(sim_port),
+            "--data", str(var)]
+    log = tmp_path / "dev.log"
+    # No variable at all: the commands below find everything through var/ (child_env drops SCALE_*, REDIS_URL).
+    assert cli(var, "quarantine", "list").returncode != 0
+    with process(args, {**child_env(), "PYTHONPATH": str(ROOT)}, log) as dev:
+        wait_for(lambda: answers(f"http://127.0.0.1:{port}/readyz"), timeout=60, what="the receiver")
+        wait_for(lambda: answers(f"http://127.0.0.1:{sim_port}/"), timeout=30, what="the simulator")
+        redis_url = (var / REDIS_URL_FILE).read_text().strip()
+        assert redis_url.startswith("redis://127.0.0.1:")
+
+        # A task created with a test_ key calls back with the test key: the receiver logs mode=test.
+        created = requests.post(
+            f"http://127.0.0.1:{sim_port}/v1/task/categorization", auth=("test_newcomer", ""), timeout=10,
+            data={"instruction": "Red or blue?", "attachment_type": "text", "attachment": "tomato",
+                  "categories": ["red", "blue"]},
+        ).json()
+
+        def ack_line() -> str:
+            return next((line for line in log.read_text().splitlines()
+                         if created["task_id"] in line and "callback queued" in line), "")
+
+        assert "mode=test" in wait_for(ack_line, timeout=30, what="the simulator's callback")
+
+        for command in (["quarantine", "list"], ["failed", "list"], ["reconcile", "runs"]):
+            done = cli(var, *command)
+            assert done.returncode == 0, (command, done.stdout, done.stderr)
+            assert f"REDIS_URL is unset: using make run's Redis {redis_url}" in done.stderr
+        assert "0 of 0 quarantined" in cli(var, "quarantine", "list").stderr
+        # The clock `make run` starts has reconciled against the simulator at least once.
+        wait_for(lambda: "complete" in cli(var, "reconcile", "runs").stdout, timeout=60, what="the clock's run")
+        # doctor beside make run: everything but the (absent) public URL checks out.
+        doctor = cli(var, "doctor", "--url", f"http://127.0.0.1:{port}/callback")
+        assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+        dev.send_signal(signal.SIGTERM)
+        assert dev.wait(timeout=60) == 0
+    # Stopped: the file is gone, so no command reaches for a Redis that is not there.
+    assert not (var / REDIS_URL_FILE).exists()
