@@ -28,6 +28,7 @@ from callback_server.config import Settings
 from callback_server.connection import connect
 from callback_server.deliveries import REPLAY, Delivery, DeliveryQueue
 from callback_server.devserver import dev, local_stack_env
+from callback_server.doctor import FAIL, PROBE_TIMEOUT, run_doctor
 from callback_server.exceptions import CallbackServerError, InvalidCallbackError, NotFoundError
 from callback_server.fetch import fetch_tasks
 from callback_server.jobs import failure_line, reset_retries
@@ -429,6 +430,33 @@ def unhandled_list(limit: int) -> None:
                    + printable(event) + "  " + "  ".join(printable(note.get(name) or "-")
                                                          for name in ("task_id", "delivery_id")))
     click.echo(f"{len(notes)} of {total} unhandled deliveries shown (newest first)", err=True)
+
+
+# --- doctor --------------------------------------------------------------------------------------
+
+
+@cli.command("doctor")
+@click.option("--url", help="the public callback URL (https://<app>/callback): send the end-to-end probe through it")
+@click.option("--timeout", default=PROBE_TIMEOUT, show_default=True, type=click.FloatRange(min=1),
+              help="seconds to wait for a worker to process the probe")
+def doctor_command(url: str | None, timeout: float) -> None:
+    """Is this deployment set up right? One line per check, with what to do; non-zero if any fails.
+
+    Configuration, keys, Redis (reachable, noeviction, memory, persistence, TLS), Scale's API
+    key (one list call per project), workers, the clock's last run, and with --url a probe
+    callback (signed with the test key) that a worker must process. No handler sees the probe.
+    """
+    env, source = local_stack_env(os.environ)
+    if source is not None:
+        click.echo(f"REDIS_URL is unset: using make run's Redis {env['REDIS_URL']} (from {source})", err=True)
+    checks = run_doctor(env, url=url, probe_timeout=timeout)
+    for check in checks:
+        click.echo(check.line())
+    failed = [check for check in checks if check.status == FAIL]
+    click.echo(f"{len(failed)} of {len(checks)} checks failed" if failed else f"all {len(checks)} checks passed",
+               err=True)
+    if failed:
+        sys.exit(1)
 
 
 # --- fetch ---------------------------------------------------------------------------------------
