@@ -59,3 +59,34 @@ def warn_if_evicting(connection: redis.Redis) -> None:
             policy,
             extra={"outcome": "misconfigured"},
         )
+
+
+HEADROOM_WARNING = 0.8
+"""Share of ``maxmemory`` past which Redis memory is reported as high (a full Redis answers 503s)."""
+
+
+def memory(connection: redis.Redis) -> tuple[int, int]:
+    """Redis memory used and its limit in bytes (limit 0: none set)."""
+    info = connection.info("memory")
+    return int(info.get("used_memory", 0)), int(info.get("maxmemory", 0))
+
+
+def memory_is_high(used: int, limit: int) -> bool:
+    """Whether memory is past the headroom warning (never, without a limit)."""
+    return limit > 0 and used > HEADROOM_WARNING * limit
+
+
+def warn_if_memory_high(connection: redis.Redis) -> bool:
+    """Log ``REDIS MEMORY HIGH`` when used memory passes 80 % of maxmemory; True if it did."""
+    used, limit = memory(connection)
+    if not memory_is_high(used, limit):
+        return False
+    log.error(
+        "REDIS MEMORY HIGH: %d of %d MB used (%.0f %%): at maxmemory every callback is answered 503; "
+        "see the README's Capacity section",
+        used // 2**20,
+        limit // 2**20,
+        100 * used / limit,
+        extra={"outcome": "memory_high"},
+    )
+    return True

@@ -41,6 +41,9 @@ ACK_BUCKETS_MS = (1, 2, 3, 5, 7.5, 10, 15, 25, 50, 100, 250, 500, 1000, 2500, 50
 HANDLER_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 180, 600)
 """Upper bounds (s) of the handler duration histogram; a last, unbounded bucket follows."""
 
+HEADROOM_CHECK_INTERVAL = 60.0
+"""Seconds between a web process's looks at Redis memory (and so between its warnings)."""
+
 FLUSH_INTERVAL = 1.0
 """Seconds between a process's deliveries of counts that no accept carried along."""
 
@@ -137,11 +140,21 @@ class Tally:
             self._flusher.start()
 
     def _flush_forever(self, connection: redis.Redis, interval: float) -> None:
+        # Imported here: connection imports config, which the stats module must not need.
+        from callback_server.connection import warn_if_memory_high
+
+        next_check = 0.0
         while not self._stopped.wait(interval):
             try:
                 flush(connection, self)
             except redis.RedisError:
-                pass  # still owed; the next accept or flush carries it
+                pass  # still owed; the next accept or flush carries it (a full Redis refuses it too)
+            if time.monotonic() >= next_check:
+                next_check = time.monotonic() + HEADROOM_CHECK_INTERVAL
+                try:
+                    warn_if_memory_high(connection)
+                except redis.RedisError:
+                    pass
 
     def stop(self) -> None:
         """Stop the background flush (what is still owed is dropped with the tally)."""
