@@ -16,11 +16,17 @@ def healthz() -> Response:
     return jsonify(status="ok")
 
 
+READY_KEY = "scb:ready"
+"""A tiny key /readyz writes: a Redis that answers but refuses writes (full, read-only) is not ready."""
+
+
 @bp.get("/readyz")
 def readyz() -> tuple[Response, int]:
-    """Redis answers, so a callback would be stored."""
+    """Redis answers and takes a write, so a callback would be stored."""
     try:
-        receiver_state(current_app).connection.ping()
+        receiver_state(current_app).connection.set(READY_KEY, "1", ex=60)
+    except (redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError) as exc:
+        return jsonify(status="unavailable", details=f"redis refuses writes ({type(exc).__name__})"), 503
     except redis.RedisError:
         return jsonify(status="unavailable", details="redis does not answer"), 503
     return jsonify(status="ready"), 200

@@ -398,6 +398,18 @@ def test_healthz_and_readyz(client: FlaskClient, redis_server: RedisProcess) -> 
         redis_server.start()
 
 
+def test_readyz_reports_a_redis_that_refuses_writes(client: FlaskClient, redis_conn: redis.Redis) -> None:
+    """A full Redis under noeviction answers PING but refuses every write: not ready."""
+    redis_conn.config_set("maxmemory", 1)
+    try:
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.get_json() == {"status": "unavailable", "details": "redis refuses writes (OutOfMemoryError)"}
+    finally:
+        redis_conn.config_set("maxmemory", 0)
+    assert client.get("/readyz").status_code == 200
+
+
 def test_get_on_callback_is_405(client: FlaskClient) -> None:
     response = client.get("/callback")
     assert response.status_code == 405
