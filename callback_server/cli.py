@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -45,6 +44,7 @@ from callback_server.reconcile import (
     build_reconciler,
     run_locked,
 )
+from callback_server.reconcile_request import RunRequests
 from callback_server.render import printable
 from callback_server.schemas import load_callback, parse_timestamp
 
@@ -369,6 +369,9 @@ def _reconcile_loop(
         start, end = window.bounds()
         return reconciler.run(start, end, by=window.by)
 
+    # Between runs the clock watches for a run asked for from the console, and reports back on it.
+    requests = RunRequests(reconciler.connection)
+    requested = False
     while True:
         try:
             summary = run_locked(reconciler, max(settings.reconcile_interval, 300), sweep)
@@ -377,7 +380,8 @@ def _reconcile_loop(
                 raise click.ClickException(f"redis: {type(exc).__name__}: {exc}") from None
             # The clock keeps going: the mark did not move, so the next run covers the same window.
             _log_echo(f"RECONCILIATION SKIPPED: redis: {type(exc).__name__}", err=True)
-            time.sleep(settings.reconcile_interval)
+            _report_request(requests, requested, None, f"skipped: redis: {type(exc).__name__}")
+            requested = requests.wait(settings.reconcile_interval)
             continue
         # The clock's output is log lines, in the format of every other process (LOG_FORMAT).
         echo = _log_echo if schedule else click.echo
@@ -389,7 +393,28 @@ def _reconcile_loop(
             if summary is not None and (not summary.complete or summary.task_errors):
                 ctx.exit(1)
             return
-        time.sleep(settings.reconcile_interval)
+        if summary is None:
+            _report_request(requests, requested, None, "another reconciliation was running; skipped")
+        else:
+            _report_request(requests, requested, summary.run_id, _summary_line(summary))
+        requested = requests.wait(settings.reconcile_interval)
+
+
+def _summary_line(summary: RunSummary) -> str:
+    """One line of a run's outcome, for the console."""
+    state = "complete" if summary.complete else "INCOMPLETE"
+    return (f"{state}: seen {summary.seen}, already had {summary.already_had}, queued {summary.queued}, "
+            f"quarantined {summary.quarantined}, skipped {summary.skipped}, errors {len(summary.errors)}")
+
+
+def _report_request(requests: RunRequests, requested: bool, run_id: str | None, line: str) -> None:
+    """Tell the console how the run it asked for went (best effort: the run itself is logged)."""
+    if not requested:
+        return
+    try:
+        requests.finished(run_id, line)
+    except redis.RedisError:
+        _log_echo("could not record the requested run's result: redis unavailable", err=True)
 
 
 @reconcile_command.command("runs")

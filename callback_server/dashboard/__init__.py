@@ -1,45 +1,44 @@
-"""A read-only ops dashboard at ``/dashboard``, behind HTTP basic auth.
+"""The ops console at ``/dashboard``: find any delivery, see what became of it, act on it.
 
-It is mounted only when ``DASHBOARD_PASSWORD`` is set, and it never changes state on a GET:
-replays and deletions stay on the command line, where they leave a trace in the shell.
-It answers at ``/dashboard`` and ``/dashboard/`` alike, so no redirect (whose Location would be
-built from the request's Host header) is ever sent; every answer forbids framing, scripts and
-caching.
+Mounted only when ``DASHBOARD_PASSWORD`` is set; every route (static files included) wants
+basic auth (user ``ops``), compared in constant time, with a growing per-client wait after a
+few failures (:mod:`.guard`). Nothing changes on a GET: each action is a POST carrying a CSRF
+token, answered first with a confirmation page, done only when that is confirmed, and written
+to the audit log (:mod:`.actions`). Every answer carries a strict Content-Security-Policy
+(scripts and styles from our own static files only, nothing framed) and ``no-store``; every
+text a sender chose is escaped by Jinja, and pages refresh themselves by fetching their own URL,
+filters included, from a small static script.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
+import json
+import logging
+import re
+from datetime import UTC, datetime
 from typing import Any
 
-import redis
-from flask import Blueprint, Flask, Response, current_app, render_template_string, request
-from rq import Queue
-from rq.registry import FailedJobRegistry, FinishedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
-from rq.serializers import JSONSerializer
+from flask import Blueprint, Flask, Response, abort, current_app, g, render_template, request
+from markupsafe import Markup
 
-from callback_server import defaults
-from callback_server.jobs import failure_line
-from callback_server.quarantine import Quarantine
-from callback_server.reconcile import RunLog
-from callback_server.state import receiver_state
+from callback_server.dashboard import actions, charts, data, guard
+from callback_server.dashboard.guard import DASHBOARD_USER
+from callback_server.exceptions import NotFoundError
+from callback_server.state import ReceiverState, receiver_state
 
-DASHBOARD_USER = "ops"
-"""The basic-auth user name; the password is DASHBOARD_PASSWORD."""
+__all__ = ["DASHBOARD_USER", "SECURITY_HEADERS", "bp", "init_app"]
 
-bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
+log = logging.getLogger(__name__)
 
-_STYLE = """body{font:14px system-ui,sans-serif;margin:2em}table{border-collapse:collapse}
-td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}h2{margin-top:1.5em}"""
+bp = Blueprint("dashboard", __name__, url_prefix="/dashboard", template_folder="templates",
+               static_folder="static")
 
 SECURITY_HEADERS = {
-    # No script at all, the one inline style by its hash, nothing framed, nothing cached.
+    # Script and style only from our own files (no inline script, no inline style), nothing
+    # framed, forms only to ourselves, nothing cached.
     "Content-Security-Policy": (
-        "default-src 'none'; "
-        f"style-src 'sha256-{base64.b64encode(hashlib.sha256(_STYLE.encode()).digest()).decode()}'; "
-        "img-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
     ),
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
@@ -48,87 +47,48 @@ SECURITY_HEADERS = {
 }
 """Headers of every dashboard answer, the 401 included."""
 
-_PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>Scale callbacks</title>
-<style>""" + _STYLE + """</style></head>
-<body><h1>Scale callbacks</h1>
-<table><tr>{% for name, value in counts %}<th>{{ name }}</th>{% endfor %}</tr>
-<tr>{% for name, value in counts %}<td>{{ value }}</td>{% endfor %}</tr></table>
-<h2>Failed jobs (newest {{ failed|length }})</h2>
-<table><tr><th>job</th><th>description</th><th>last error</th></tr>
-{% for job in failed %}<tr><td>{{ job.id }}</td><td>{{ job.description }}</td><td>{{ job.error }}</td></tr>
-{% endfor %}</table>
-<h2>Quarantine (newest {{ quarantined|length }})</h2>
-<table><tr><th>id</th><th>reason</th><th>size</th><th>last received</th><th>times</th><th>expires at</th></tr>
-{% for q in quarantined %}<tr><td>{{ q.id }}</td><td>{{ q.reason }}</td><td>{{ q.size }}</td>
-<td>{{ q.last_received_at }}</td><td>{{ q.times_received }}</td><td>{{ q.expires_at or "never" }}</td></tr>
-{% endfor %}</table>
-<p>Quarantined deliveries are kept for {{ quarantine_days }} days after they were last received (QUARANTINE_TTL).</p>
-<h2>Reconciliation runs</h2>
-<table><tr><th>started</th><th>window</th><th>seen</th><th>already had</th><th>queued</th><th>errors</th>
-<th>complete</th></tr>
-{% for run in runs %}<tr><td>{{ run.started_at }}</td><td>{{ run.window_start }} .. {{ run.window_end }}</td>
-<td>{{ run.seen }}</td><td>{{ run.already_had }}</td><td>{{ run.queued }}</td><td>{{ run.errors|length }}</td>
-<td>{{ run.complete }}</td></tr>{% endfor %}</table>
-<p>Replay and delete from the command line: <code>python -m callback_server quarantine|failed ...</code></p>
-</body></html>"""
+REFRESH = {"overview": 10, "list": 5, "detail": 3}
+"""Seconds between a page's refreshes of itself, by kind of page."""
+
+MAX_TARGETS = 1000
+"""Most targets one action takes (an 'all on this filter' beyond that is cut, and says so)."""
+
+_DELIVERY_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
-def _authorized(password: bytes) -> bool:
+def _state() -> ReceiverState:
+    return receiver_state(current_app)
+
+
+def _password() -> bytes:
+    secret = _state().settings.dashboard_password
+    assert secret is not None  # the blueprint is only mounted with one
+    return secret.reveal().encode("utf-8")
+
+
+def _client() -> str:
+    return guard.client_key(request.remote_addr, request.headers.get("X-Forwarded-For"))
+
+
+@bp.before_request
+def _authenticate() -> Response | None:
+    """Basic auth on every route; a client that failed too often waits, unchecked, until its delay is over."""
+    throttle = guard.Throttle(_state().connection)
+    client = _client()
+    wait, failed_before = throttle.check(client)
+    if wait:
+        return Response(f"too many failed logins: try again in {wait} s", 429, {"Retry-After": str(wait)})
     auth = request.authorization
-    if auth is None or auth.type != "basic":
-        return False
-    user_ok = hmac.compare_digest((auth.username or "").encode("utf-8", "replace"), DASHBOARD_USER.encode())
-    password_ok = hmac.compare_digest((auth.password or "").encode("utf-8", "replace"), password)
-    return user_ok and password_ok
-
-
-def snapshot(
-    connection: redis.Redis, queue_name: str, limit: int = 20, quarantine_ttl: int = defaults.QUARANTINE_TTL
-) -> dict[str, Any]:
-    """The numbers and lists the page shows, read without side effects."""
-    queue = Queue(queue_name, connection=connection, serializer=JSONSerializer)
-    failed_registry = FailedJobRegistry(queue=queue)
-    failed = []
-    for job in queue.job_class.fetch_many(
-        failed_registry.get_job_ids(0, limit - 1, cleanup=False), connection=connection, serializer=JSONSerializer
-    ):
-        if job is not None:
-            failed.append({"id": job.id, "description": job.description, "error": failure_line(job)})
-    quarantine = Quarantine(connection, ttl=quarantine_ttl)
-    return {
-        "counts": [
-            ("queued", queue.count),
-            # cleanup=False throughout: RQ's counting would run its abandoned-job pass, which
-            # retries or fails jobs; a page view must never do that.
-            ("running", StartedJobRegistry(queue=queue).get_job_count(cleanup=False)),
-            ("waiting to retry", ScheduledJobRegistry(queue=queue).get_job_count(cleanup=False)),
-            ("failed", failed_registry.get_job_count(cleanup=False)),
-            ("finished (recent)", FinishedJobRegistry(queue=queue).get_job_count(cleanup=False)),
-            ("quarantined", quarantine.count()),
-        ],
-        "failed": failed,
-        "quarantined": [q.summary() for q in quarantine.recent(limit)],
-        "quarantine_days": f"{quarantine_ttl / 86400:g}",
-        "runs": [run.as_dict() for run in RunLog(connection).recent(limit)],
-    }
-
-
-@bp.get("", strict_slashes=False)
-@bp.get("/")
-def index() -> Response | tuple[Response, int]:
-    """The dashboard page."""
-    state = receiver_state(current_app)
-    assert state.settings.dashboard_password is not None  # the blueprint is only mounted with one
-    if not _authorized(state.settings.dashboard_password.reveal().encode("utf-8")):
-        return Response(
-            "authentication required", 401, {"WWW-Authenticate": 'Basic realm="scale-callbacks"'}
-        ), 401
-    settings = state.settings
-    html = render_template_string(
-        _PAGE, **snapshot(state.connection, settings.queue_name, quarantine_ttl=settings.quarantine_ttl)
-    )
-    return Response(html, 200)
+    if auth is not None and auth.type == "basic" and guard.credentials_match(auth.username, auth.password,
+                                                                               _password()):
+        g.csrf = guard.csrf_token(_password())
+        if failed_before:
+            throttle.succeeded(client)
+        return None
+    if auth is not None:
+        delay = throttle.failed(client)
+        log.warning("dashboard login failed", extra={"outcome": "denied", "wait_s": delay})
+    return Response("authentication required", 401, {"WWW-Authenticate": 'Basic realm="scale-callbacks"'})
 
 
 @bp.after_request
@@ -137,7 +97,251 @@ def _security_headers(response: Response) -> Response:
     return response
 
 
+@bp.app_template_filter("when")
+def _when(moment: datetime | str | None) -> str:
+    if moment is None or moment == "":
+        return "-"
+    if isinstance(moment, str):
+        return moment
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@bp.app_template_filter("ago")
+def _ago(moment: datetime | float | None) -> str:
+    if moment is None:
+        return "-"
+    seconds = moment if isinstance(moment, int | float) else (data.now() - moment).total_seconds()
+    seconds = max(int(seconds), 0)
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    if seconds < 172800:
+        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+    return f"{seconds // 86400} days"
+
+
+def _page(template: str, refresh: str | None, **context: Any) -> str:
+    return render_template(f"dashboard/{template}", refresh=REFRESH.get(refresh or "", 0), csrf=g.csrf,
+                           here=request.full_path.rstrip("?"), **context)
+
+
+# --- pages --------------------------------------------------------------------------------------
+
+
+@bp.get("", strict_slashes=False)
+@bp.get("/")
+def overview() -> str:
+    """Counts, the oldest queued job, workers, Redis memory, the last reconciliation, and charts."""
+    state = _state()
+    conn, settings = state.connection, state.settings
+    series = data.chart_data(conn)
+    outcomes = list(charts.COLORS)[:4]
+    chart_list: list[tuple[str, Markup]] = []
+    spans = (("last hour, per minute", series.hour, 1), ("last day, per 15 minutes", series.day, 15))
+    for label, buckets, size in spans:
+        chart_list += [
+            (f"Callbacks by outcome, {label}",
+             charts.stacked_bars(f"Callbacks by outcome, {label}", buckets, "out", outcomes, size)),
+            (f"Handler runs by outcome, {label}",
+             charts.stacked_bars(f"Handler runs by outcome, {label}", buckets, "run", ("done", "failed"), size)),
+            (f"Ack latency, {label}", charts.latency_lines(f"Ack latency, {label}", buckets)),
+        ]
+    workers = data.workers(conn)
+    runs = data.reconciliation(conn, 1)["runs"]
+    return _page(
+        "overview.html", "overview",
+        counts=data.counts(conn, settings.queue_name, state.quarantine),
+        oldest=data.oldest_queued_age(conn, settings.queue_name),
+        workers_alive=sum(1 for w in workers if not w.lapsed), workers_lapsed=sum(1 for w in workers if w.lapsed),
+        memory=data.redis_memory(conn), last_run=runs[0] if runs else None, charts=chart_list,
+    )
+
+
+@bp.get("/deliveries")
+def deliveries() -> str:
+    """Search by task or delivery id; the recent deliveries, filtered by type, event, source and state."""
+    state = _state()
+    ledger = data.ledger_for(state.connection, state.settings.ledger_ttl)
+    registries = data.Registries.read(state.connection, state.settings.queue_name)
+    query = request.args.get("q", "").strip()[:500]
+    filters = {name: request.args.get(name, "").strip()[:100] for name in ("type", "event", "source", "state")}
+    if query:
+        entries = ledger.deliveries_of_task(query)
+        if _DELIVERY_ID.match(query.lower()):
+            one = ledger.delivery(query.lower())
+            if one is not None:
+                entries = [one, *entries]
+        rows = [(entry, registries.state(entry)) for entry in entries]
+    else:
+        recent = ledger.recent(500, type=filters["type"], event=filters["event"], source=filters["source"])
+        rows = [(entry, registries.state(entry)) for entry in recent]
+        if filters["state"]:
+            rows = [(entry, shown) for entry, shown in rows if shown == filters["state"]]
+        rows = rows[:100]
+    return _page("deliveries.html", "list", query=query, filters=filters, rows=rows, states=data.STATES,
+                 sources=data.SOURCES, ledger_days=f"{state.settings.ledger_ttl / 86400:g}")
+
+
+@bp.get("/deliveries/<delivery_id>")
+def delivery(delivery_id: str) -> tuple[str, int] | str:
+    """One delivery: envelope, body, timeline, each handler's state and traceback, the task's other deliveries."""
+    state = _state()
+    conn = state.connection
+    ledger = data.ledger_for(conn, state.settings.ledger_ttl)
+    entry = ledger.delivery(delivery_id) if _DELIVERY_ID.match(delivery_id) else None
+    if entry is None:
+        return _page("missing.html", None, what="delivery", ident=delivery_id,
+                     why=f"the ledger keeps deliveries for {state.settings.ledger_ttl / 86400:g} days"), 404
+    registries = data.Registries.read(conn, state.settings.queue_name)
+    shown = registries.state(entry)
+    body = data.job_body(conn, entry.delivery_id)
+    started = None
+    if shown == "running":
+        started = data._when(conn.hget(f"rq:job:{entry.delivery_id}", "started_at"))
+    others = [e for e in ledger.deliveries_of_task(entry.task_id) if e.delivery_id != entry.delivery_id]
+    return _page("delivery.html", "detail", entry=entry, state=shown, body=body,
+                 timeline=data.timeline(entry, shown, registries, started), handlers=data.handler_states(entry),
+                 others=[(o, registries.state(o)) for o in others])
+
+
+@bp.get("/failed")
+def failed() -> str:
+    """Failed jobs and jobs waiting to retry, filtered by text in their description."""
+    state = _state()
+    text = request.args.get("q", "").strip()[:200]
+    return _page("failed.html", "list", query=text,
+                 failed=data.failed_jobs(state.connection, state.settings.queue_name, text),
+                 scheduled=data.scheduled_jobs(state.connection, state.settings.queue_name, text))
+
+
+def _quarantined(text: str) -> list[Any]:
+    items = _state().quarantine.recent(500)
+    if text:
+        items = [i for i in items if text.lower() in i.reason.lower() or text.lower() in i.quarantine_id]
+    return items
+
+
+@bp.get("/quarantine")
+def quarantine() -> str:
+    """Quarantined bodies (no bodies in the list), filtered by reason."""
+    text = request.args.get("q", "").strip()[:200]
+    ttl = _state().settings.quarantine_ttl
+    return _page("quarantine.html", "list", query=text, items=_quarantined(text), days=f"{ttl / 86400:g}")
+
+
+@bp.get("/quarantine/<quarantine_id>")
+def quarantined(quarantine_id: str) -> tuple[str, int] | str:
+    """One quarantined body, escaped, with why it was kept."""
+    try:
+        item = _state().quarantine.get(quarantine_id[:100])
+    except NotFoundError:
+        return _page("missing.html", None, what="quarantined body", ident=quarantine_id,
+                     why="it was replayed, deleted, or expired"), 404
+    text = item.body.decode("utf-8", errors="backslashreplace")
+    return _page("quarantined.html", "detail", item=item, body=text, large=len(text) > data.LARGE_BODY)
+
+
+@bp.get("/unhandled")
+def unhandled() -> str:
+    """Deliveries no handler asked for, filtered by type and event."""
+    type_, event = request.args.get("type", "").strip()[:100], request.args.get("event", "").strip()[:100]
+    return _page("unhandled.html", "list", notes=data.unhandled(_state().connection, type_, event),
+                 filters={"type": type_, "event": event})
+
+
+@bp.get("/workers")
+def workers() -> str:
+    """RQ's workers: host, state, current job and since when, heartbeat, counts; lapsed ones marked."""
+    return _page("workers.html", "list", workers=data.workers(_state().connection), lapsed_after=data.LAPSED_AFTER)
+
+
+@bp.get("/reconciliation")
+def reconciliation() -> str:
+    """Recent runs with their summaries, and 'run now'."""
+    state = _state()
+    return _page("reconciliation.html", "list", configured=state.settings.scale_api_key is not None,
+                 interval=state.settings.reconcile_interval, **data.reconciliation(state.connection))
+
+
+@bp.get("/audit")
+def audit() -> str:
+    """Every action taken from the console, newest first."""
+    return _page("audit.html", "list", entries=actions.audit_log(_state().connection), kept=actions.AUDIT_KEPT)
+
+
+# --- actions ------------------------------------------------------------------------------------
+
+
+def _targets(action: actions.Action) -> tuple[list[str], bool]:
+    """The targets a form names: the ids ticked, or everything matching the filter; and whether it was cut."""
+    form = request.form
+    if action.target == "none":
+        return [""], False
+    if form.get("scope") != "all":
+        ids = [i for i in form.getlist("ids") if i][:MAX_TARGETS + 1]
+    elif action.target == "failed":
+        ids = [j.id for j in data.failed_jobs(_state().connection, _state().settings.queue_name, form.get("q", ""),
+                                              MAX_TARGETS + 1)]
+    elif action.target == "scheduled":
+        ids = [j.id for j in data.scheduled_jobs(_state().connection, _state().settings.queue_name,
+                                                 form.get("q", ""), MAX_TARGETS + 1)]
+    elif action.target == "quarantine":
+        ids = [i.quarantine_id for i in _quarantined(form.get("q", ""))]
+    else:
+        ids = [n["raw"] for n in data.unhandled(_state().connection, form.get("type", ""), form.get("event", ""),
+                                                MAX_TARGETS + 1)]
+    return ids[:MAX_TARGETS], len(ids) > MAX_TARGETS
+
+
+def _back() -> str:
+    """Where the result page links back to: a console path only (never another origin)."""
+    target = request.form.get("next", "")
+    if target.startswith("/dashboard") and "//" not in target and "\\" not in target:
+        return target
+    return "/dashboard/"
+
+
+def _same_origin() -> bool:
+    """A browser's Origin, when sent, must be this host: a second lock besides the token."""
+    origin = request.headers.get("Origin")
+    if origin is None or origin == "null":
+        return origin is None
+    return origin.split("://", 1)[-1] == request.host
+
+
+@bp.post("/action/<name>")
+def act(name: str) -> tuple[str, int] | str:
+    """An action: without ``confirm=yes`` a confirmation page (nothing changes); with it, done and audited."""
+    action = actions.ACTIONS.get(name)
+    if action is None:
+        abort(404)
+    if not guard.csrf_valid(request.form.get("csrf"), _password()) or not _same_origin():
+        log.warning("dashboard action refused: bad CSRF token or origin", extra={"outcome": "denied"})
+        return _page("refused.html", None), 403
+    targets, cut = _targets(action)
+    if not targets:
+        return _page("result.html", None, action=action, outcomes=[], back=_back(), nothing=True), 400
+    labels = targets if action.target != "unhandled" else [_note_label(raw) for raw in targets]
+    if request.form.get("confirm") != "yes":
+        return _page("confirm.html", None, action=action, targets=targets, labels=labels, cut=cut, back=_back(),
+                     form=request.form)
+    state = _state()
+    outcomes = [action.run(state, target) for target in targets]
+    entry = actions.audit(state.connection, action.name, outcomes, request.remote_addr or "")
+    return _page("result.html", None, action=action, outcomes=outcomes, back=_back(), entry=entry, nothing=False)
+
+
+def _note_label(raw: str) -> str:
+    try:
+        note = json.loads(raw)
+        return f"{note.get('type')} {note.get('event') or 'completed'} task {note.get('task_id')}"
+    except (ValueError, AttributeError):
+        return raw
+
+
 def init_app(app: Flask) -> None:
-    """Mount the dashboard only when a password is configured; otherwise it does not exist."""
+    """Mount the console only when a password is configured; otherwise it does not exist."""
     if receiver_state(app).settings.dashboard_password is not None:
         app.register_blueprint(bp)
+

@@ -1,93 +1,459 @@
-"""The dashboard: absent without a password, basic auth, read-only."""
+"""The ops console over HTTP: auth everywhere, nothing changes on GET, CSRF and confirmation on
+every action, each action does what it says and is audited, hostile text is rendered inert."""
 
 from __future__ import annotations
 
 import base64
-import hashlib
+import copy
+import json
+import re
+import time
 from dataclasses import replace
+from typing import Any
 
+import pytest
 import redis
 from flask import Flask
+from flask.testing import FlaskClient
+from rq import Queue
+from rq.job import Job
+from rq.registry import FailedJobRegistry, ScheduledJobRegistry
+from rq.serializers import JSONSerializer
+from rq.worker import Worker
 
-from callback_server import create_app
+from callback_server import create_app, ledger, stats
 from callback_server.config import Secret, Settings
+from callback_server.dashboard import actions, guard
+from callback_server.deliveries import Delivery, DeliveryQueue
+from callback_server.reconcile_request import REQUEST_KEY, RunRequests
 from tests.callback_server.test_ingest import post
 from tests.conftest import load_fixture
+from tests.processes import wait_for
+
+PASSWORD = "s3cret-console-password"
+HOSTILE = "<script>alert(1)</script>\"'\nx"
 
 
-def auth(user: str, password: str) -> dict[str, str]:
+def auth(user: str = "ops", password: str = PASSWORD) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
 def dashboard_app(settings: Settings) -> Flask:
-    return create_app(replace(settings, dashboard_password=Secret("s3cret")))
+    app = create_app(replace(settings, dashboard_password=Secret(PASSWORD)))
+    app.config["TESTING"] = True
+    return app
 
 
-def test_no_password_no_dashboard(client: object) -> None:
-    assert client.get("/dashboard/").status_code == 404  # type: ignore[attr-defined]
+@pytest.fixture
+def console(settings: Settings) -> FlaskClient:
+    return dashboard_app(settings).test_client()
 
 
-def test_wrong_or_missing_credentials_get_401(settings: Settings) -> None:
+def fetch(client: FlaskClient, path: str, headers: dict[str, str] | None = None) -> Any:
+    """A GET whose answer is read and closed (a static file is streamed from an open file)."""
+    with client.get(path, headers=headers or {}) as answer:
+        answer.get_data()
+    return answer
+
+
+def page(client: FlaskClient, path: str, status: int = 200) -> str:
+    answer = fetch(client, path, auth())
+    assert answer.status_code == status, (path, answer.status_code, answer.get_data(as_text=True)[:500])
+    return str(answer.get_data(as_text=True))
+
+
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, "no CSRF token on the page"
+    return found.group(1)
+
+
+def act(client: FlaskClient, name: str, *, confirm: bool = True, token: str | None = None,
+        headers: dict[str, str] | None = None, **fields: Any) -> Any:
+    token = token if token is not None else csrf_of(page(client, "/dashboard/reconciliation"))
+    form: dict[str, Any] = {"csrf": token, "next": "/dashboard/", **fields}
+    if confirm:
+        form["confirm"] = "yes"
+    return client.post(f"/dashboard/action/{name}", data=form, headers={**auth(), **(headers or {})})
+
+
+def accept(conn: redis.Redis, settings: Settings, task_id: str, category: str = "red") -> str:
+    """A delivery through the real accept path (job on the queue, the ledger's accept entry); its id."""
+    body = load_fixture("categorization")
+    body["task_id"] = body["task"]["task_id"] = task_id
+    body["response"] = body["task"]["response"] = {"category": category}
+    delivery = Delivery.from_body(body, mode="live")
+    assert DeliveryQueue.from_settings(settings, conn).accept(delivery)
+    return delivery.delivery_id
+
+
+def outcome(conn: redis.Redis, delivery_id: str, failures: dict[str, str] | None = None, final: bool = True) -> None:
+    """The outcome entry a worker writes after an attempt."""
+    kind = (ledger.FAILED if final else ledger.RETRYING) if failures else ledger.DONE
+    pipe = conn.pipeline()
+    ledger.record_outcome(pipe, 3600, delivery_id, kind, 1, 12.5, ["tests.second"], failures or {})
+    pipe.execute()
+
+
+def failed_job(conn: redis.Redis, settings: Settings, task_id: str = "t-failed", category: str = "red") -> Job:
+    """A delivery whose handler failed on every try: in the failed registry with its traceback."""
+    delivery_id = accept(conn, settings, task_id, category)
+    queue = Queue(settings.queue_name, connection=conn, serializer=JSONSerializer)
+    conn.lrem(queue.key, 0, delivery_id)
+    job = Job.fetch(delivery_id, connection=conn, serializer=JSONSerializer)
+    job.retries_left = 0
+    job.save()
+    FailedJobRegistry(queue=queue).add(job, ttl=600, exc_string="Traceback...\nRuntimeError: record told to fail")
+    outcome(conn, delivery_id, {"tests.record": "Traceback\nRuntimeError: record told to fail"})
+    return job
+
+
+def accepted_ids(conn: redis.Redis) -> list[str]:
+    return [e.delivery_id for e in ledger.Ledger(conn, 3600).recent(100)]
+
+
+PAGES = ["/dashboard", "/dashboard/", "/dashboard/deliveries", "/dashboard/deliveries?q=t1&type=x&state=failed",
+         "/dashboard/failed", "/dashboard/failed?q=categorization", "/dashboard/quarantine", "/dashboard/unhandled",
+         "/dashboard/workers", "/dashboard/reconciliation", "/dashboard/audit", "/dashboard/static/console.js",
+         "/dashboard/static/console.css"]
+
+
+def populate(client: FlaskClient, conn: redis.Redis, settings: Settings) -> dict[str, str]:
+    """A callback handled, one failed, one waiting to retry, one quarantined, one unhandled note."""
+    assert post(client, load_fixture("categorization")).get_json() == {"status": "queued"}
+    job = failed_job(conn, settings)
+    queue = Queue(settings.queue_name, connection=conn, serializer=JSONSerializer)
+    waiting = queue.enqueue("builtins.len", "x", job_id="a" * 32, description="categorization task t-waiting")
+    conn.lrem(queue.key, 0, waiting.id)
+    ScheduledJobRegistry(queue=queue).schedule(waiting, datetime_in(3600))
+    assert post(client, b'{"task_id": 1}').get_json() == {"status": "quarantined"}
+    conn.lpush("scb:unhandled", json.dumps({"delivery_id": "b" * 32, "task_id": "t-unhandled", "type": "lidar",
+                                            "event": "recalled", "review_status": None, "recorded_at": "now"}))
+    return {"failed": job.id, "waiting": waiting.id, "quarantined": conn.zrange("scb:quarantine", 0, 0)[0].decode()}
+
+
+def datetime_in(seconds: float) -> Any:
+    from datetime import UTC, datetime, timedelta
+
+    return datetime.now(UTC) + timedelta(seconds=seconds)
+
+
+def everything(conn: redis.Redis) -> dict[bytes, Any]:
+    """Every key's content (not DUMP: a read may step a hash table's rehash and reorder it)."""
+    readers = {b"string": conn.get, b"hash": conn.hgetall, b"list": lambda k: conn.lrange(k, 0, -1),
+               b"set": conn.smembers, b"zset": lambda k: conn.zrange(k, 0, -1, withscores=True),
+               b"stream": lambda k: conn.xrange(k)}
+    return {key: readers[conn.type(key)](key) for key in sorted(conn.keys("*"))}
+
+
+def settle(client: FlaskClient) -> None:
+    """Deliver the counts the app still owes Redis (its background flush would, within a second)."""
+    stats.flush(client.application.extensions["callback_server"].connection,
+                client.application.extensions["callback_server"].tally)
+
+
+# --- existence and auth ---------------------------------------------------------------------------
+
+
+def test_no_password_no_dashboard(client: FlaskClient) -> None:
+    assert client.get("/dashboard/").status_code == 404
+    assert client.post("/dashboard/action/failed-replay").status_code == 404
+
+
+def test_every_page_action_and_file_wants_credentials(console: FlaskClient) -> None:
+    for path in [*PAGES, "/dashboard/deliveries/" + "0" * 32, "/dashboard/quarantine/x"]:
+        for headers in ({}, auth("ops", "wrong"), auth("admin", PASSWORD), {"Authorization": "Bearer x"}):
+            answer = fetch(console, path, headers)
+            assert answer.status_code in (401, 429), (path, headers)
+            assert "Scale callbacks" not in answer.get_data(as_text=True)
+        time_out = guard.Throttle(console.application.extensions["callback_server"].connection)
+        time_out.succeeded(guard.client_key("127.0.0.1", None))
+    answer = console.post("/dashboard/action/reconcile-run", data={"confirm": "yes"})
+    assert answer.status_code == 401
+    assert answer.headers["WWW-Authenticate"].startswith("Basic")
+
+
+def test_failed_logins_make_the_client_wait_without_sleeping(console: FlaskClient, redis_conn: redis.Redis) -> None:
+    for _ in range(guard.FREE_FAILURES):
+        assert console.get("/dashboard/", headers=auth(password="guess")).status_code == 401
+    started = time.monotonic()
+    assert console.get("/dashboard/", headers=auth(password="guess")).status_code == 401
+    assert time.monotonic() - started < 0.5  # the worker was not put to sleep
+    # Now even the right password is not checked until the delay is over.
+    refused = console.get("/dashboard/", headers=auth())
+    assert refused.status_code == 429
+    assert 1 <= int(refused.headers["Retry-After"]) <= 2
+    assert refused.headers["Cache-Control"] == "no-store"
+    wait_for(lambda: console.get("/dashboard/", headers=auth()).status_code == 200, timeout=5,
+             what="the delay to pass")
+    # Another client is not held up by this one.
+    other = console.get("/dashboard/", headers={**auth(), "X-Forwarded-For": "203.0.113.9"})
+    assert other.status_code == 200
+    # Success forgets the failures.
+    assert not redis_conn.keys(f"{guard.FAILURE_PREFIX}:*")
+
+
+def test_the_delay_doubles_and_is_capped() -> None:
+    assert [guard.FREE_FAILURES, guard.MAX_DELAY] == [3, 300]
+    assert guard.csrf_valid(guard.csrf_token(b"pw"), b"pw")
+    assert not guard.csrf_valid(guard.csrf_token(b"pw"), b"other")
+    assert not guard.csrf_valid(guard.csrf_token(b"pw", now=time.time() - guard.CSRF_LIFETIME - 5), b"pw")
+    for bad in (None, "", "x", "1.2.3", "abc.def", guard.csrf_token(b"pw") + "0"):
+        assert not guard.csrf_valid(bad, b"pw"), bad
+
+
+def test_throttle_delays(redis_conn: redis.Redis) -> None:
+    throttle = guard.Throttle(redis_conn)
+    delays = [throttle.failed("c", now=1000.0) for _ in range(14)]
+    assert delays[:3] == [0, 0, 0]
+    assert delays[3:9] == [1, 2, 4, 8, 16, 32]
+    assert delays[-1] == guard.MAX_DELAY
+    assert throttle.wait("c", now=1000.0) == guard.MAX_DELAY
+    assert throttle.wait("c", now=1000.0 + guard.MAX_DELAY) == 0
+    assert throttle.wait("someone-else") == 0
+
+
+def test_every_answer_forbids_framing_inline_script_and_caching(console: FlaskClient, settings: Settings,
+                                                                redis_conn: redis.Redis) -> None:
     client = dashboard_app(settings).test_client()
-    assert client.get("/dashboard/").status_code == 401
-    assert client.get("/dashboard/").headers["WWW-Authenticate"].startswith("Basic")
-    assert client.get("/dashboard/", headers=auth("ops", "wrong")).status_code == 401
-    assert client.get("/dashboard/", headers=auth("admin", "s3cret")).status_code == 401
+    populate(client, redis_conn, settings)
+    for path in PAGES:
+        for answer in (fetch(console, path, auth()), fetch(console, path)):
+            assert answer.headers["X-Frame-Options"] == "DENY"
+            assert answer.headers["Cache-Control"] == "no-store"
+            csp = answer.headers["Content-Security-Policy"]
+            assert "frame-ancestors 'none'" in csp and "default-src 'none'" in csp
+            assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "unsafe-eval" not in csp
+        html = fetch(console, path, auth()).get_data(as_text=True)
+        if path.endswith((".js", ".css")):
+            continue
+        assert re.findall(r"<script(?![^>]*\bsrc=)", html) == [], path  # every script is a file
+        assert "<style" not in html and " style=" not in html and " on" + "click" not in html
+        assert PASSWORD not in html
 
 
-def test_dashboard_shows_counts_and_changes_nothing(settings: Settings, redis_conn: redis.Redis) -> None:
-    client = dashboard_app(settings).test_client()
-    post(client, load_fixture("categorization"))
-    post(client, b"{bad json")
-    before = sorted(redis_conn.keys("*"))
-    page = client.get("/dashboard/", headers=auth("ops", "s3cret"))
-    assert page.status_code == 200
-    html = page.get_data(as_text=True)
-    assert "queued" in html and "quarantined" in html
-    assert "body is not valid JSON" in html
-    assert "{bad json" not in html
-    assert sorted(redis_conn.keys("*")) == before
-    assert page.headers["Cache-Control"] == "no-store"
+# --- reading ----------------------------------------------------------------------------------------
 
 
-def test_both_paths_answer_without_a_redirect_whatever_the_host(settings: Settings) -> None:
-    client = dashboard_app(settings).test_client()
-    for path in ("/dashboard", "/dashboard/"):
-        for headers in ({}, {"Host": "evil.example"}, {"X-Forwarded-Host": "evil.example"}):
-            page = client.get(path, headers={**auth("ops", "s3cret"), **headers})
-            assert page.status_code == 200, (path, headers)
-            assert "Location" not in page.headers
-            assert "evil.example" not in page.get_data(as_text=True)
-        assert client.get(path).status_code == 401
+def test_no_page_changes_anything(console: FlaskClient, settings: Settings, redis_conn: redis.Redis) -> None:
+    ids = populate(console, redis_conn, settings)
+    Worker(["callbacks"], connection=redis_conn, name="w1").register_birth()
+    redis_conn.sadd("rq:workers", "rq:worker:gone")  # a worker whose key expired
+    settle(console)
+    before = everything(redis_conn)
+    for path in [*PAGES, f"/dashboard/deliveries/{ids['failed']}", f"/dashboard/quarantine/{ids['quarantined']}",
+                 f"/dashboard/deliveries?q={ids['failed']}", "/dashboard/deliveries?q=t-failed"]:
+        page(console, path)
+    assert everything(redis_conn) == before
 
 
-def test_every_answer_forbids_framing_scripts_and_caching(settings: Settings) -> None:
-    client = dashboard_app(settings).test_client()
-    for page in (client.get("/dashboard/", headers=auth("ops", "s3cret")), client.get("/dashboard")):
-        assert page.headers["X-Frame-Options"] == "DENY"
-        assert page.headers["Cache-Control"] == "no-store"
-        csp = page.headers["Content-Security-Policy"]
-        assert "frame-ancestors 'none'" in csp and "default-src 'none'" in csp
-        assert "unsafe-inline" not in csp and "script-src" not in csp
-    html = client.get("/dashboard/", headers=auth("ops", "s3cret")).get_data(as_text=True)
-    assert "<script" not in html.lower()
-    # The one inline style is allowed by its hash, and by nothing else.
-    style = html.split("<style>", 1)[1].split("</style>", 1)[0]
-    digest = base64.b64encode(hashlib.sha256(style.encode()).digest()).decode()
-    assert f"style-src 'sha256-{digest}'" in page.headers["Content-Security-Policy"]
+def test_overview_counts_and_charts_with_data(console: FlaskClient, settings: Settings,
+                                              redis_conn: redis.Redis) -> None:
+    populate(console, redis_conn, settings)
+    html = page(console, "/dashboard/")
+    counts = dict(re.findall(r'data-count="([^"]+)"[^>]*><span class="num">(\d+)</span>', html.replace("\n", " ")))
+    assert counts == {"queued": "1", "running": "0", "waiting to retry": "1", "failed": "1", "quarantined": "1",
+                      "unhandled": "1"}
+    assert "waiting " in html and "noeviction" in html and "none yet" in html
+    charts = re.findall(r'<svg class="chart"[^>]*data-kind="(\w+)" data-total="([\d.]+)"', html)
+    assert len(charts) == 6
+    # The callbacks chart of the last hour counts the queued and the quarantined callback.
+    assert charts[0] == ("bars", "2")
+    assert html.count('class="bar"') >= 2
 
 
-def test_sender_text_is_escaped_and_retention_shown(settings: Settings, redis_conn: redis.Redis) -> None:
-    from rq import Queue
-    from rq.registry import FailedJobRegistry
-    from rq.serializers import JSONSerializer
+def test_deliveries_search_filters_and_page(console: FlaskClient, settings: Settings,
+                                            redis_conn: redis.Redis) -> None:
+    ids = populate(console, redis_conn, settings)
+    by_task = page(console, "/dashboard/deliveries?q=t-failed")
+    assert ids["failed"] in by_task and "1 deliveries of" in by_task
+    assert ids["failed"] in page(console, f"/dashboard/deliveries?q={ids['failed']}")
+    assert "never seen" in page(console, "/dashboard/deliveries?q=no-such-task")
+    listed = page(console, "/dashboard/deliveries?state=failed")
+    assert ids["failed"] in listed and load_fixture("categorization")["task_id"] not in listed
+    assert "queued" in page(console, "/dashboard/deliveries?state=queued&source=callback")
+    assert ids["failed"] not in page(console, "/dashboard/deliveries?source=replay")
 
+    one = page(console, f"/dashboard/deliveries/{ids['failed']}")
+    assert "t-failed" in one and "categorization" in one
+    assert "RuntimeError: record told to fail" in one  # the handler's traceback
+    assert "attempt 1 failed" in one and "failed for good" in one
+    assert "&#34;instruction&#34;" in one or "&quot;instruction&quot;" in one  # the body from the job
+    assert 'data-action="failed-replay"' in one
+    page(console, "/dashboard/deliveries/" + "f" * 32, status=404)
+    page(console, "/dashboard/deliveries/not-an-id", status=404)
+
+    # A finished job is deleted: the body is said to be gone; the task's other deliveries are listed.
+    finished = accept(redis_conn, settings, "t-failed", category="blue")
+    redis_conn.delete(Job.key_for(finished))
+    outcome(redis_conn, finished)
+    done = page(console, f"/dashboard/deliveries/{finished}")
+    assert "Body no longer kept" in done and ids["failed"] in done and "attempt 1 done" in done
+
+
+def test_workers_page_shows_live_and_lapsed(console: FlaskClient, redis_conn: redis.Redis) -> None:
+    Worker(["callbacks"], connection=redis_conn, name="alive-1").register_birth()
+    stale = Worker(["callbacks"], connection=redis_conn, name="stale-1")
+    stale.register_birth()
+    redis_conn.hset(stale.key, "last_heartbeat", "2020-01-01T00:00:00.000000Z")
+    redis_conn.sadd("rq:workers", "rq:worker:gone-1")
+    html = page(console, "/dashboard/workers")
+    rows = {name: row for name, row in re.findall(r"<tr[^>]*><td>([\w-]+)</td>(.*?)</tr>", html, re.S)}
+    assert "lease lapsed" not in rows["alive-1"] and "lease lapsed" in rows["stale-1"]
+    assert "lease lapsed" in rows["gone-1"]
+    assert "1 alive" in page(console, "/dashboard/")
+
+
+# --- actions -----------------------------------------------------------------------------------------
+
+
+def test_actions_want_a_valid_token_and_a_confirmation(console: FlaskClient, settings: Settings,
+                                                        redis_conn: redis.Redis) -> None:
+    ids = populate(console, redis_conn, settings)
+    settle(console)
+    before = everything(redis_conn)
+    other_app_token = guard.csrf_token(b"another-password")
+    for token, headers in (("", {}), ("garbage", {}), (other_app_token, {}),
+                           (None, {"Origin": "https://evil.example"})):
+        refused = act(console, "failed-replay", token=token, headers=headers, ids=ids["failed"])
+        assert refused.status_code == 403, (token, headers)
+        assert "nothing was done" in refused.get_data(as_text=True)
+    asked = act(console, "failed-replay", confirm=False, ids=ids["failed"])
+    assert asked.status_code == 200
+    assert 'name="confirm" value="yes"' in asked.get_data(as_text=True)
+    assert everything(redis_conn) == before
+    assert console.get("/dashboard/action/failed-replay", headers=auth()).status_code == 405
+    assert act(console, "no-such-action").status_code == 404
+    assert act(console, "failed-replay", scope="selected").status_code == 400  # nothing ticked
+
+
+def test_replay_failed_gives_all_retries_back_and_is_audited(console: FlaskClient, settings: Settings,
+                                                             redis_conn: redis.Redis) -> None:
+    ids = populate(console, redis_conn, settings)
+    done = act(console, "failed-replay", ids=ids["failed"])
+    assert done.status_code == 200 and "requeued (6 tries)" in done.get_data(as_text=True)
     queue = Queue(settings.queue_name, connection=redis_conn, serializer=JSONSerializer)
-    job = queue.enqueue("builtins.len", "x", description='task <script>alert(1)</script>"')
-    FailedJobRegistry(queue=queue).add(job, ttl=600)
-    client = dashboard_app(replace(settings, quarantine_ttl=7 * 86400)).test_client()
-    post(client, b"[1]")
-    html = client.get("/dashboard/", headers=auth("ops", "s3cret")).get_data(as_text=True)
-    assert "<script>alert(1)</script>" not in html
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
-    assert "expires at" in html and "kept for 7 days" in html
+    assert ids["failed"] in queue.job_ids
+    assert Job.fetch(ids["failed"], connection=redis_conn, serializer=JSONSerializer).retries_left == 5
+    again = act(console, "failed-replay", ids=ids["failed"])
+    assert "not in the failed registry" in again.get_data(as_text=True)
+    log = actions.audit_log(redis_conn)
+    assert [e["action"] for e in log] == ["failed-replay", "failed-replay"]
+    assert log[1]["target"] == ids["failed"] and log[1]["ok"] and not log[0]["ok"]
+    assert "requeued" in page(console, "/dashboard/audit")
+
+
+def test_replay_and_delete_all_on_a_filter(console: FlaskClient, settings: Settings, redis_conn: redis.Redis) -> None:
+    ids = populate(console, redis_conn, settings)
+    other = failed_job(redis_conn, settings, task_id="t-other")
+    confirm = act(console, "failed-replay", confirm=False, scope="all", q="t-other").get_data(as_text=True)
+    assert other.id in confirm and ids["failed"] not in confirm
+    act(console, "failed-replay", scope="all", q="t-other")
+    registry = FailedJobRegistry(queue=Queue(settings.queue_name, connection=redis_conn))
+    assert registry.get_job_ids(cleanup=False) == [ids["failed"]]
+    act(console, "failed-delete", ids=ids["failed"])
+    assert registry.get_job_ids(cleanup=False) == []
+    assert not redis_conn.exists(Job.key_for(ids["failed"]))
+
+
+def test_retry_now_quarantine_unhandled_and_reconcile_actions(console: FlaskClient, settings: Settings,
+                                                              redis_conn: redis.Redis) -> None:
+    ids = populate(console, redis_conn, settings)
+    queue = Queue(settings.queue_name, connection=redis_conn, serializer=JSONSerializer)
+
+    assert "queued now" in act(console, "retry-now", ids=ids["waiting"]).get_data(as_text=True)
+    assert ids["waiting"] in queue.job_ids
+    assert ScheduledJobRegistry(queue=queue).get_job_count(cleanup=False) == 0
+
+    still = act(console, "quarantine-replay", ids=ids["quarantined"]).get_data(as_text=True)
+    assert "still invalid" in still and redis_conn.zcard("scb:quarantine") == 1
+    body = load_fixture("categorization")
+    body["task_id"] = body["task"]["task_id"] = "t-from-quarantine"
+    assert post(console, json.dumps(body).replace('"completed"', '"kompleted"', 1)).get_json() == {
+        "status": "quarantined"}
+    fixable = [i.decode() for i in redis_conn.zrange("scb:quarantine", 0, -1) if i.decode() != ids["quarantined"]][0]
+    redis_conn.hset(f"scb:quarantine:{fixable}", "body", json.dumps(body))  # as after a schema fix
+    replayed = act(console, "quarantine-replay", ids=fixable).get_data(as_text=True)
+    assert "queued: task t-from-quarantine" in replayed
+    assert [e.source for e in ledger.Ledger(redis_conn, 3600).deliveries_of_task("t-from-quarantine")] == ["replay"]
+    assert "deleted" in act(console, "quarantine-delete", ids=ids["quarantined"]).get_data(as_text=True)
+    assert redis_conn.zcard("scb:quarantine") == 0
+
+    assert "dismissed" in act(console, "unhandled-delete", scope="all", type="lidar").get_data(as_text=True)
+    assert redis_conn.llen("scb:unhandled") == 0
+
+    assert "requested" in act(console, "reconcile-run").get_data(as_text=True)
+    assert redis_conn.exists(REQUEST_KEY)
+    assert "already requested" in act(console, "reconcile-run").get_data(as_text=True)
+    assert "Waiting for the clock process" in page(console, "/dashboard/reconciliation")
+
+    assert [e["action"] for e in reversed(actions.audit_log(redis_conn))] == [
+        "retry-now", "quarantine-replay", "quarantine-replay", "quarantine-delete", "unhandled-delete",
+        "reconcile-run", "reconcile-run"]
+
+
+def test_run_requests_are_taken_once_and_report_back(redis_conn: redis.Redis) -> None:
+    requests = RunRequests(redis_conn)
+    assert requests.wait(0.05, poll=0.01) is False
+    assert requests.request(by="dashboard") and not requests.request(by="dashboard")
+    assert requests.status()["state"] == "requested"
+    assert requests.wait(5, poll=0.01) is True
+    assert requests.status()["state"] == "running" and not requests.take()
+    requests.finished("run-1", "complete: seen 3")
+    assert requests.status() | {"finished_at": ""} == {
+        "state": "done", "requested_at": requests.status()["requested_at"], "started_at":
+        requests.status()["started_at"], "finished_at": "", "run_id": "run-1", "result": "complete: seen 3"}
+
+
+def test_the_audit_log_is_capped(console: FlaskClient, redis_conn: redis.Redis) -> None:
+    for index in range(actions.AUDIT_KEPT + 5):
+        redis_conn.lpush(actions.AUDIT_KEY, json.dumps({"at": str(index), "action": "x", "target": "t",
+                                                        "result": "r", "ok": True, "client": ""}))
+    act(console, "reconcile-run")
+    assert redis_conn.llen(actions.AUDIT_KEY) == actions.AUDIT_KEPT
+    assert actions.audit_log(redis_conn, 1)[0]["action"] == "reconcile-run"
+
+
+# --- hostile content ---------------------------------------------------------------------------------
+
+
+def test_hostile_text_is_rendered_inert_everywhere(console: FlaskClient, settings: Settings,
+                                                   redis_conn: redis.Redis) -> None:
+    body = load_fixture("categorization")
+    body["task_id"] = body["task"]["task_id"] = HOSTILE
+    body["task"]["metadata"] = {"note": HOSTILE}
+    assert post(console, body).get_json() == {"status": "queued"}
+    assert post(console, b'{"task_id": "<script>alert(1)</script>", "x": "\'\\"\\n"}').get_json()["status"] == \
+        "quarantined"
+    job = failed_job(redis_conn, settings, task_id=HOSTILE, category="blue")
+    redis_conn.lpush("scb:unhandled", json.dumps({"delivery_id": "b" * 32, "task_id": HOSTILE, "type": HOSTILE,
+                                                  "event": HOSTILE, "recorded_at": HOSTILE}))
+    quarantined = redis_conn.zrange("scb:quarantine", 0, 0)[0].decode()
+    act(console, "quarantine-delete", confirm=False, ids=quarantined)
+    act(console, "unhandled-delete", scope="all")
+    paths = ["/dashboard/", "/dashboard/deliveries", f"/dashboard/deliveries?q={HOSTILE}", f"/dashboard/deliveries/"
+             f"{job.id}", "/dashboard/failed", f"/dashboard/failed?q={HOSTILE}", "/dashboard/quarantine",
+             f"/dashboard/quarantine/{quarantined}", "/dashboard/unhandled", "/dashboard/audit"]
+    for path in paths:
+        html = page(console, path)
+        assert "<script>alert" not in html, path
+        assert "\"'\nx" not in html, path
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page(console, f"/dashboard/deliveries/{job.id}")
+    assert "&lt;script&gt;" in page(console, f"/dashboard/quarantine/{quarantined}")
+    # A hostile confirmation page (the ids come from the form) is escaped too.
+    confirm = act(console, "failed-replay", confirm=False, ids=HOSTILE).get_data(as_text=True)
+    assert "<script>alert" not in confirm and "&lt;script&gt;" in confirm
+    # The link back never leaves the console.
+    for target in ("https://evil.example/", "//evil.example", "/dashboard//evil.example", "/\\evil.example"):
+        result = act(console, "reconcile-run", next=target).get_data(as_text=True)
+        assert "evil.example" not in result
+
+
+def test_a_large_body_is_folded(console: FlaskClient, settings: Settings, redis_conn: redis.Redis) -> None:
+    job = failed_job(redis_conn, settings)
+    arg = copy.deepcopy(job.args[0])
+    arg["body"]["task"]["metadata"] = {"blob": "x" * 10_000}
+    job.args = [arg]
+    job.save()
+    html = page(console, f"/dashboard/deliveries/{job.id}")
+    assert re.search(r'<details id="body"\s*>', html) and "folded: large" in html

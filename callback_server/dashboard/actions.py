@@ -1,0 +1,204 @@
+"""What an operator can do from the console, and the audit log that records each action.
+
+Each action is a function of (the app's state, the target ids) returning one line per target;
+the views call them only on a confirmed POST carrying a valid CSRF token. Replays go through
+the same code paths as the command line: a failed job gets all its retries back
+(:func:`callback_server.jobs.reset_retries`), a quarantined body is validated again and
+accepted through the same dedup as a callback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+from rq import Queue
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq.job import Job
+from rq.registry import FailedJobRegistry, ScheduledJobRegistry
+from rq.serializers import JSONSerializer
+
+from callback_server import defaults
+from callback_server.deliveries import REPLAY, Delivery
+from callback_server.exceptions import InvalidCallbackError, NotFoundError
+from callback_server.jobs import reset_retries
+from callback_server.reconcile_request import RunRequests
+from callback_server.schemas import load_callback
+from callback_server.state import ReceiverState
+
+log = logging.getLogger(__name__)
+
+AUDIT_KEY = "scb:dashboard:audit"
+"""Redis list of the console's actions, newest first."""
+
+AUDIT_KEPT = 1000
+"""Entries the audit log keeps (older ones are dropped)."""
+
+TARGET_CHARS = 300
+"""Longest target text kept in the audit log and its log line."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one action did to one target."""
+
+    target: str
+    result: str
+    ok: bool = True
+
+
+def _queue(state: ReceiverState) -> Queue:
+    return Queue(state.settings.queue_name, connection=state.connection, serializer=JSONSerializer)
+
+
+def _fetch(state: ReceiverState, job_id: str) -> Job | None:
+    try:
+        return Job.fetch(job_id, connection=state.connection, serializer=JSONSerializer)
+    except NoSuchJobError:
+        return None
+
+
+def replay_failed(state: ReceiverState, job_id: str) -> Outcome:
+    """A failed job back on the queue with all its retries (handlers that completed are skipped)."""
+    registry = FailedJobRegistry(queue=_queue(state))
+    job = _fetch(state, job_id)
+    if job is None or job_id not in registry:
+        return Outcome(job_id, "not in the failed registry", ok=False)
+    tries = reset_retries(job)
+    try:
+        registry.requeue(job)
+    except InvalidJobOperation:
+        return Outcome(job_id, "not in the failed registry", ok=False)
+    return Outcome(job_id, f"requeued ({tries} tries)")
+
+
+def delete_failed(state: ReceiverState, job_id: str) -> Outcome:
+    """A failed job deleted for good (the ledger keeps its history)."""
+    registry = FailedJobRegistry(queue=_queue(state))
+    if job_id not in registry:
+        return Outcome(job_id, "not in the failed registry", ok=False)
+    registry.remove(job_id, delete_job=True)
+    return Outcome(job_id, "deleted")
+
+
+def retry_now(state: ReceiverState, job_id: str) -> Outcome:
+    """A job waiting for its next try put on the queue now (it keeps its remaining retries)."""
+    registry = ScheduledJobRegistry(queue=_queue(state))
+    job = _fetch(state, job_id)
+    if job is None:
+        return Outcome(job_id, "not waiting to retry", ok=False)
+    try:
+        registry.requeue(job)
+    except InvalidJobOperation:
+        return Outcome(job_id, "not waiting to retry", ok=False)
+    return Outcome(job_id, "queued now")
+
+
+def replay_quarantined(state: ReceiverState, quarantine_id: str) -> Outcome:
+    """Validate a kept body again and accept it (same dedup as callbacks); kept if still invalid."""
+    store = state.quarantine
+    try:
+        item = store.get(quarantine_id)
+        body = load_callback(item.body)
+    except NotFoundError:
+        return Outcome(quarantine_id, "not found", ok=False)
+    except InvalidCallbackError as exc:
+        return Outcome(quarantine_id, f"still invalid: {exc.message}", ok=False)
+    delivery = Delivery.from_body(body, mode=item.mode, source=REPLAY)
+    queued = state.deliveries.accept(delivery)
+    store.delete(quarantine_id)
+    return Outcome(quarantine_id, f"{'queued' if queued else 'duplicate'}: task {delivery.task_id}, "
+                                  f"delivery {delivery.delivery_id}")
+
+
+def delete_quarantined(state: ReceiverState, quarantine_id: str) -> Outcome:
+    """A quarantined body forgotten for good."""
+    try:
+        state.quarantine.delete(quarantine_id)
+    except NotFoundError:
+        return Outcome(quarantine_id, "not found", ok=False)
+    return Outcome(quarantine_id, "deleted")
+
+
+def delete_unhandled(state: ReceiverState, raw_note: str) -> Outcome:
+    """An unhandled-delivery note dismissed (the delivery itself stays in the ledger)."""
+    try:
+        note = json.loads(raw_note)
+        label = f"{note.get('type')} {note.get('event') or 'completed'} task {note.get('task_id')}"
+    except (ValueError, AttributeError):
+        label = raw_note
+    removed = state.connection.lrem(defaults.UNHANDLED_KEY, 1, raw_note)
+    return Outcome(label, "dismissed" if removed else "not found", ok=bool(removed))
+
+
+def request_reconciliation(state: ReceiverState, _: str) -> Outcome:
+    """Ask the clock process for a reconciliation run now (it never runs inside the request)."""
+    if RunRequests(state.connection).request(by="dashboard"):
+        return Outcome("reconciliation", "requested: the clock process starts it within seconds")
+    return Outcome("reconciliation", "already requested and not started yet", ok=False)
+
+
+@dataclass(frozen=True)
+class Action:
+    """An action the console offers: what it is called, what it does, what it acts on."""
+
+    name: str
+    title: str
+    explains: str
+    target: str
+    run: Callable[[ReceiverState, str], Outcome]
+
+
+ACTIONS = {a.name: a for a in (
+    Action("failed-replay", "Replay failed jobs",
+           "Puts each job back on the queue with all its retries; handlers that completed are skipped.",
+           "failed", replay_failed),
+    Action("failed-delete", "Delete failed jobs",
+           "Deletes each job and its body for good; the ledger keeps what happened.", "failed", delete_failed),
+    Action("retry-now", "Retry now", "Puts each job waiting for its next try on the queue now.", "scheduled",
+           retry_now),
+    Action("quarantine-replay", "Replay quarantined bodies",
+           "Validates each body again and queues it through the callback dedup; an invalid one stays.",
+           "quarantine", replay_quarantined),
+    Action("quarantine-delete", "Delete quarantined bodies", "Forgets each body for good.", "quarantine",
+           delete_quarantined),
+    Action("unhandled-delete", "Dismiss unhandled notes",
+           "Removes each note from the unhandled list; the ledger keeps the delivery.", "unhandled", delete_unhandled),
+    Action("reconcile-run", "Run reconciliation now",
+           "Asks the clock process to run a scheduled reconciliation at once; its result shows on the "
+           "reconciliation page.", "none", request_reconciliation),
+)}
+"""Every action, by the name its form posts to."""
+
+
+def audit(connection: redis.Redis, action: str, outcomes: list[Outcome], client: str) -> dict[str, Any]:
+    """Write one audit entry (Redis, capped, and a log line) for an action on its targets."""
+    targets = ", ".join(o.target for o in outcomes)
+    failed = sum(1 for o in outcomes if not o.ok)
+    result = "; ".join(f"{o.target}: {o.result}" for o in outcomes)
+    entry = {
+        "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "action": action,
+        "target": targets[:TARGET_CHARS] + ("..." if len(targets) > TARGET_CHARS else ""),
+        "result": (f"{len(outcomes) - failed} ok, {failed} failed: " if len(outcomes) > 1 else "")
+        + result[:TARGET_CHARS * 3],
+        "ok": failed == 0,
+        "client": client,
+    }
+    pipe = connection.pipeline(transaction=True)
+    pipe.lpush(AUDIT_KEY, json.dumps(entry))
+    pipe.ltrim(AUDIT_KEY, 0, AUDIT_KEPT - 1)
+    pipe.execute()
+    log.info("dashboard action %s on %s: %s", action, entry["target"], entry["result"],
+             extra={"outcome": "ok" if failed == 0 else "failed", "count": len(outcomes)})
+    return entry
+
+
+def audit_log(connection: redis.Redis, limit: int = 200) -> list[dict[str, Any]]:
+    """The newest audit entries first."""
+    return [json.loads(raw) for raw in connection.lrange(AUDIT_KEY, 0, max(limit, 1) - 1)]

@@ -1,0 +1,350 @@
+"""What the console's pages show, read from Redis, the ledger and RQ without changing anything.
+
+Every RQ registry is read with ``cleanup=False`` or by its key directly: RQ's cleanup retries or
+fails abandoned jobs, and a page view must never do that. Workers are read from their hashes,
+not with ``Worker.all()``, which deletes the names of workers whose key has lapsed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+from rq import Queue
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
+from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
+from rq.serializers import JSONSerializer
+from rq.utils import utcparse
+
+from callback_server import defaults, stats
+from callback_server.jobs import failure_line, failure_text
+from callback_server.ledger import Entry, Ledger
+from callback_server.quarantine import Quarantine
+from callback_server.reconcile import RunLog
+from callback_server.reconcile_request import RunRequests
+
+STATES = ("queued", "running", "waiting to retry", "retrying", "failed", "done")
+"""The states a delivery can be shown in (the ledger's, refined by what RQ knows now)."""
+
+SOURCES = ("callback", "reconcile", "replay", "fetch")
+
+LAPSED_AFTER = 420
+"""Seconds without a heartbeat after which a worker is shown as lapsed (RQ's default worker TTL)."""
+
+LARGE_BODY = 4096
+"""Characters of pretty-printed body above which the body is shown folded."""
+
+
+def now() -> datetime:
+    """The current time, UTC (one place, so pages agree)."""
+    return datetime.now(UTC)
+
+
+def _text(value: bytes | str | None) -> str:
+    if value is None:
+        return ""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def _when(value: bytes | str | None) -> datetime | None:
+    text = _text(value)
+    if not text:
+        return None
+    try:
+        moment = utcparse(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@dataclass
+class Registries:
+    """RQ's view of the queue right now: which job ids run, wait to retry (and until when), failed."""
+
+    queue: Queue
+    running: set[str]
+    scheduled: dict[str, datetime]
+    failed: set[str]
+
+    @classmethod
+    def read(cls, connection: redis.Redis, queue_name: str) -> Registries:
+        """The three registries, each read once."""
+        queue = Queue(queue_name, connection=connection, serializer=JSONSerializer)
+        started = StartedJobRegistry(queue=queue)
+        scheduled = ScheduledJobRegistry(queue=queue)
+        failed = FailedJobRegistry(queue=queue)
+        return cls(
+            queue=queue,
+            running=set(started.get_job_ids(cleanup=False)),
+            scheduled={_text(job_id): datetime.fromtimestamp(score, UTC)
+                       for job_id, score in connection.zrange(scheduled.key, 0, -1, withscores=True)},
+            failed=set(failed.get_job_ids(cleanup=False)),
+        )
+
+    def state(self, entry: Entry) -> str:
+        """The delivery's state: the ledger's, refined by RQ (running, waiting to retry)."""
+        if entry.delivery_id in self.running:
+            return "running"
+        if entry.delivery_id in self.scheduled:
+            return "waiting to retry"
+        if entry.delivery_id in self.failed:
+            return "failed"
+        return entry.state
+
+
+def counts(connection: redis.Redis, queue_name: str, quarantine: Quarantine) -> dict[str, int]:
+    """The overview's counts."""
+    queue = Queue(queue_name, connection=connection, serializer=JSONSerializer)
+    return {
+        "queued": queue.count,
+        "running": StartedJobRegistry(queue=queue).get_job_count(cleanup=False),
+        "waiting to retry": ScheduledJobRegistry(queue=queue).get_job_count(cleanup=False),
+        "failed": FailedJobRegistry(queue=queue).get_job_count(cleanup=False),
+        "quarantined": quarantine.count(),
+        "unhandled": int(connection.llen(defaults.UNHANDLED_KEY)),
+    }
+
+
+def oldest_queued_age(connection: redis.Redis, queue_name: str) -> float | None:
+    """Seconds the job at the head of the queue has waited (None: the queue is empty)."""
+    queue = Queue(queue_name, connection=connection, serializer=JSONSerializer)
+    head = connection.lindex(queue.key, 0)
+    if head is None:
+        return None
+    enqueued = _when(connection.hget(Job.key_for(_text(head)), "enqueued_at"))
+    return (now() - enqueued).total_seconds() if enqueued else None
+
+
+def redis_memory(connection: redis.Redis) -> dict[str, Any]:
+    """Memory used, the limit and the eviction policy, from INFO (CONFIG may be disabled, as on Heroku)."""
+    info = connection.info("memory")
+    limit = int(info.get("maxmemory", 0) or 0)
+    return {
+        "used": info.get("used_memory_human", "?"),
+        "limit": info.get("maxmemory_human", "") if limit else "none",
+        "policy": info.get("maxmemory_policy", "?"),
+        "evicts": info.get("maxmemory_policy", "noeviction") != "noeviction",
+    }
+
+
+@dataclass
+class WorkerView:
+    """One RQ worker as the page shows it."""
+
+    name: str
+    host: str = ""
+    pid: str = ""
+    state: str = "lapsed"
+    current_job: str = ""
+    job_since: datetime | None = None
+    last_heartbeat: datetime | None = None
+    done: int = 0
+    failed: int = 0
+    lapsed: bool = True
+
+
+def workers(connection: redis.Redis) -> list[WorkerView]:
+    """Every worker RQ has registered, with those whose lease lapsed (key expired or heartbeat stale)."""
+    from rq.worker import Worker
+
+    names = sorted(_text(key) for key in connection.smembers(Worker.redis_workers_keys))
+    pipe = connection.pipeline(transaction=False)
+    for key in names:
+        pipe.hgetall(key)
+    rows = pipe.execute() if names else []
+    found: list[WorkerView] = []
+    prefix = Worker.redis_worker_namespace_prefix
+    moment = now()
+    for key, row in zip(names, rows, strict=True):
+        view = WorkerView(name=key[len(prefix):] if key.startswith(prefix) else key)
+        if row:
+            data = {_text(k): _text(v) for k, v in row.items()}
+            view.host = data.get("hostname", "")
+            view.pid = data.get("pid", "")
+            view.state = data.get("state", "?")
+            view.current_job = data.get("current_job", "")
+            view.last_heartbeat = _when(data.get("last_heartbeat"))
+            view.done = int(data.get("successful_job_count") or 0)
+            view.failed = int(data.get("failed_job_count") or 0)
+            view.lapsed = view.last_heartbeat is None or (moment - view.last_heartbeat).total_seconds() > LAPSED_AFTER
+            if view.current_job:
+                view.job_since = _when(connection.hget(Job.key_for(view.current_job), "started_at"))
+        found.append(view)
+    return found
+
+
+@dataclass
+class Charts:
+    """The chart buckets of the last hour (per minute) and the last day (per 15 minutes)."""
+
+    hour: list[Any] = field(default_factory=list)
+    day: list[Any] = field(default_factory=list)
+
+
+def chart_data(connection: redis.Redis) -> Charts:
+    """Per-minute counters of the last day, one pipeline."""
+    from callback_server.dashboard.charts import buckets
+
+    minutes = stats.minutes(connection, 24 * 60)
+    return Charts(hour=buckets(minutes[-60:], 1), day=buckets(minutes, 15))
+
+
+@dataclass
+class FailedJob:
+    """A job in the failed or scheduled registry."""
+
+    id: str
+    description: str
+    error: str
+    ended_at: datetime | None
+    retry_at: datetime | None = None
+
+
+def _job_rows(connection: redis.Redis, ids: list[str], scheduled: dict[str, datetime] | None = None) -> list[FailedJob]:
+    rows = []
+    for job in Job.fetch_many(ids, connection=connection, serializer=JSONSerializer):
+        if job is None:
+            continue
+        rows.append(FailedJob(job.id, job.description or "", failure_line(job), job.ended_at,
+                              (scheduled or {}).get(job.id)))
+    return rows
+
+
+def _matching(rows: list[FailedJob], text: str) -> list[FailedJob]:
+    return [row for row in rows if text.lower() in row.description.lower()] if text else rows
+
+
+def failed_jobs(connection: redis.Redis, queue_name: str, text: str = "", limit: int = 200) -> list[FailedJob]:
+    """Failed jobs, newest first, whose description holds ``text`` (task id, type, event)."""
+    registry = FailedJobRegistry(queue=Queue(queue_name, connection=connection, serializer=JSONSerializer))
+    ids = registry.get_job_ids(0, 5000, desc=True, cleanup=False)
+    return _matching(_job_rows(connection, ids), text)[:limit]
+
+
+def scheduled_jobs(connection: redis.Redis, queue_name: str, text: str = "", limit: int = 200) -> list[FailedJob]:
+    """Jobs waiting to retry, soonest first, whose description holds ``text``."""
+    registry = ScheduledJobRegistry(queue=Queue(queue_name, connection=connection, serializer=JSONSerializer))
+    pairs = connection.zrange(registry.key, 0, 5000, withscores=True)
+    when = {_text(job_id): datetime.fromtimestamp(score, UTC) for job_id, score in pairs}
+    return _matching(_job_rows(connection, list(when), when), text)[:limit]
+
+
+@dataclass
+class Body:
+    """A delivery's body while its job exists, pretty-printed; ``kept`` False once the job is gone."""
+
+    kept: bool
+    text: str = ""
+    large: bool = False
+    envelope: dict[str, Any] = field(default_factory=dict)
+    traceback: str = ""
+    request_id: str = ""
+
+
+def job_body(connection: redis.Redis, job_id: str) -> Body:
+    """The body from the job hash (queued, scheduled, failed jobs); finished jobs are deleted (RESULT_TTL 0)."""
+    try:
+        job = Job.fetch(job_id, connection=connection, serializer=JSONSerializer)
+        args = job.args
+    except (NoSuchJobError, ValueError, TypeError):
+        return Body(kept=False)
+    if not args or not isinstance(args[0], dict):
+        return Body(kept=False)
+    argument = dict(args[0])
+    body = argument.pop("body", None)
+    text = json.dumps(body, indent=2, ensure_ascii=False, sort_keys=False)
+    return Body(kept=True, text=text, large=len(text) > LARGE_BODY, envelope=argument,
+                traceback=failure_text(job), request_id=str(argument.get("request_id") or ""))
+
+
+@dataclass
+class TimelineItem:
+    """One moment of a delivery's life."""
+
+    at: datetime | None
+    what: str
+    detail: str = ""
+    tone: str = ""
+
+
+def timeline(entry: Entry, state: str, registries: Registries, job_started: datetime | None) -> list[TimelineItem]:
+    """Received, queued, each attempt started and finished, retries scheduled, failed or done."""
+    items = [TimelineItem(entry.received_at, "received", f"from {entry.source} ({entry.mode} key)"),
+             TimelineItem(entry.received_at, "queued", "job written in the same round trip")]
+    for attempt in entry.attempts:
+        started = datetime.fromtimestamp(attempt.finished_at.timestamp() - attempt.duration_ms / 1000, UTC)
+        items.append(TimelineItem(started, f"attempt {attempt.number} started"))
+        names = ", ".join(attempt.handlers) or "none"
+        if attempt.outcome == "d":
+            items.append(TimelineItem(attempt.finished_at, f"attempt {attempt.number} done",
+                                      f"{attempt.duration_ms:g} ms; ran {names}", "ok"))
+        else:
+            failing = ", ".join(attempt.failures) or "?"
+            items.append(TimelineItem(attempt.finished_at, f"attempt {attempt.number} failed",
+                                      f"{attempt.duration_ms:g} ms; failing: {failing}; ran {names}", "bad"))
+            if attempt.outcome == "r":
+                items.append(TimelineItem(attempt.finished_at, "retry scheduled", "", "warn"))
+            else:
+                items.append(TimelineItem(attempt.finished_at, "failed for good", "in the failed registry", "bad"))
+    if state == "running":
+        items.append(TimelineItem(job_started, "running now", "a worker has it", "warn"))
+    elif state == "waiting to retry":
+        items.append(TimelineItem(registries.scheduled.get(entry.delivery_id), "next try", "waiting to retry",
+                                  "warn"))
+    return items
+
+
+@dataclass
+class HandlerState:
+    """What became of one handler across the attempts."""
+
+    name: str
+    state: str
+    attempt: int
+    traceback: str = ""
+
+
+def handler_states(entry: Entry) -> list[HandlerState]:
+    """Each handler's latest outcome, with the traceback of its latest failure."""
+    found: dict[str, HandlerState] = {}
+    for attempt in entry.attempts:
+        for name in attempt.handlers:
+            found[name] = HandlerState(name, "done", attempt.number)
+        for name, text in attempt.failures.items():
+            found[name] = HandlerState(name, "failed", attempt.number, text)
+    return list(found.values())
+
+
+def unhandled(connection: redis.Redis, type_: str = "", event: str = "", limit: int = 500) -> list[dict[str, Any]]:
+    """Notes of deliveries no handler asked for, newest first, each with its raw form (to delete it)."""
+    notes = []
+    for raw in connection.lrange(defaults.UNHANDLED_KEY, 0, 4999):
+        try:
+            note = json.loads(raw)
+        except ValueError:
+            continue
+        if not isinstance(note, dict):
+            continue
+        if type_ and note.get("type") != type_:
+            continue
+        if event and (note.get("event") or "completed") != event:
+            continue
+        note["raw"] = _text(raw)
+        notes.append(note)
+        if len(notes) >= limit:
+            break
+    return notes
+
+
+def reconciliation(connection: redis.Redis, limit: int = 20) -> dict[str, Any]:
+    """Recent run summaries and the state of a run requested from the console."""
+    return {"runs": RunLog(connection).recent(limit), "run_request": RunRequests(connection).status()}
+
+
+def ledger_for(connection: redis.Redis, ttl: int) -> Ledger:
+    """The ledger reader."""
+    return Ledger(connection, ttl)

@@ -1,0 +1,108 @@
+"""The console's locks: basic auth in constant time, a per-client delay after failures, CSRF tokens.
+
+Nothing here sleeps. A client that keeps failing is told to come back later (429 with
+``Retry-After``) and its later attempts are refused unchecked until then, so guessing costs the
+guesser time and costs a gevent worker nothing; a typo or two is free.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from dataclasses import dataclass
+
+import redis
+
+DASHBOARD_USER = "ops"
+"""The basic-auth user name; the password is DASHBOARD_PASSWORD."""
+
+FAILURE_PREFIX = "scb:dashboard:authfail"
+"""Per-client hashes of failed logins: count and the time before which no attempt is checked."""
+
+FREE_FAILURES = 3
+"""Failed logins a client may make before it has to wait."""
+
+MAX_DELAY = 300
+"""Longest wait (seconds) imposed on a client; the delay doubles per failure up to this."""
+
+FAILURE_MEMORY = 900
+"""Seconds a client's failures are remembered after its last one."""
+
+CSRF_LIFETIME = 8 * 3600
+"""Seconds a CSRF token stays valid: a page left open for a working day can still act."""
+
+
+def client_key(remote_addr: str | None, forwarded_for: str | None) -> str:
+    """Who is knocking: the last X-Forwarded-For hop (Heroku's router appends the real peer), else the socket."""
+    hops = [hop.strip() for hop in (forwarded_for or "").split(",") if hop.strip()]
+    who = hops[-1] if hops else (remote_addr or "unknown")
+    return hashlib.sha256(who.encode("utf-8", "replace")).hexdigest()[:24]
+
+
+def credentials_match(username: str | None, password: str | None, expected: bytes) -> bool:
+    """User and password compared in constant time, both always (no early exit on a wrong user)."""
+    user_ok = hmac.compare_digest((username or "").encode("utf-8", "replace"), DASHBOARD_USER.encode())
+    password_ok = hmac.compare_digest((password or "").encode("utf-8", "replace"), expected)
+    return user_ok and password_ok
+
+
+@dataclass(frozen=True)
+class Throttle:
+    """Failed logins per client, in Redis so every web process sees them."""
+
+    connection: redis.Redis
+    free: int = FREE_FAILURES
+    max_delay: int = MAX_DELAY
+
+    def check(self, client: str, now: float | None = None) -> tuple[int, bool]:
+        """Whole seconds this client must still wait before an attempt is checked (0: go ahead), and
+        whether it has failures on record (to forget once it gets in)."""
+        count, until = self.connection.hmget(f"{FAILURE_PREFIX}:{client}", "count", "until")
+        if until is None:
+            return 0, count is not None
+        left = float(until) - (time.time() if now is None else now)
+        return max(int(left + 0.999), 0), True
+
+    def wait(self, client: str, now: float | None = None) -> int:
+        """Whole seconds this client must still wait before an attempt is checked (0: go ahead)."""
+        return self.check(client, now)[0]
+
+    def failed(self, client: str, now: float | None = None) -> int:
+        """Count a failed login; returns the delay (s) now imposed (0 while failures are free)."""
+        key = f"{FAILURE_PREFIX}:{client}"
+        count = int(self.connection.hincrby(key, "count", 1))
+        delay = 0 if count <= self.free else min(2 ** (count - self.free - 1), self.max_delay)
+        pipe = self.connection.pipeline(transaction=False)
+        if delay:
+            pipe.hset(key, "until", (time.time() if now is None else now) + delay)
+        pipe.expire(key, FAILURE_MEMORY + delay)
+        pipe.execute()
+        return delay
+
+    def succeeded(self, client: str) -> None:
+        """Forget a client's failures once it gets in."""
+        self.connection.delete(f"{FAILURE_PREFIX}:{client}")
+
+
+def _csrf_key(password: bytes) -> bytes:
+    return hashlib.sha256(b"scb-dashboard-csrf\0" + password).digest()
+
+
+def csrf_token(password: bytes, now: float | None = None) -> str:
+    """A token only the password's holder can make: issue time and its HMAC (no session needed)."""
+    stamp = str(int(time.time() if now is None else now))
+    mac = hmac.new(_csrf_key(password), stamp.encode(), hashlib.sha256).hexdigest()
+    return f"{stamp}.{mac}"
+
+
+def csrf_valid(token: str | None, password: bytes, now: float | None = None) -> bool:
+    """True for a token made with this password within :data:`CSRF_LIFETIME`."""
+    if not token or token.count(".") != 1:
+        return False
+    stamp, mac = token.split(".")
+    if not stamp.isdigit():
+        return False
+    expected = hmac.new(_csrf_key(password), stamp.encode(), hashlib.sha256).hexdigest()
+    age = (time.time() if now is None else now) - int(stamp)
+    return hmac.compare_digest(mac.encode(), expected.encode()) and -60 <= age <= CSRF_LIFETIME
