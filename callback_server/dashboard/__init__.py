@@ -179,7 +179,8 @@ def deliveries() -> str:
         if filters["state"]:
             rows = [(entry, shown) for entry, shown in rows if shown == filters["state"]]
         rows = rows[:100]
-    return _page("deliveries.html", "list", query=query, filters=filters, rows=rows, states=data.STATES,
+    return _page("deliveries.html", "list", query=query, can_fetch=state.settings.scale_api_key is not None,
+                 filters=filters, rows=rows, states=data.STATES,
                  sources=data.SOURCES, ledger_days=f"{state.settings.ledger_ttl / 86400:g}")
 
 
@@ -278,7 +279,7 @@ def _targets(action: actions.Action) -> tuple[list[str], bool]:
     form = request.form
     if action.target == "none":
         return [""], False
-    if form.get("scope") != "all":
+    if form.get("scope") != "all" or action.target == "task":
         ids = [i for i in form.getlist("ids") if i][:MAX_TARGETS + 1]
     elif action.target == "failed":
         ids = [j.id for j in data.failed_jobs(_state().connection, _state().settings.queue_name, form.get("q", ""),

@@ -25,7 +25,8 @@ from rq.serializers import JSONSerializer
 
 from callback_server import defaults
 from callback_server.deliveries import REPLAY, Delivery
-from callback_server.exceptions import InvalidCallbackError, NotFoundError
+from callback_server.exceptions import CallbackServerError, InvalidCallbackError, NotFoundError
+from callback_server.fetch import build_api, fetch_tasks
 from callback_server.jobs import reset_retries
 from callback_server.reconcile_request import RunRequests
 from callback_server.schemas import load_callback
@@ -38,6 +39,9 @@ AUDIT_KEY = "scb:dashboard:audit"
 
 AUDIT_KEPT = 1000
 """Entries the audit log keeps (older ones are dropped)."""
+
+FETCH_TIMEOUT = 8.0
+"""Seconds the console waits for Scale's API when fetching a task (gunicorn's timeout is 20 s)."""
 
 TARGET_CHARS = 300
 """Longest target text kept in the audit log and its log line."""
@@ -143,6 +147,23 @@ def request_reconciliation(state: ReceiverState, _: str) -> Outcome:
     return Outcome("reconciliation", "already requested and not started yet", ok=False)
 
 
+def fetch_from_scale(state: ReceiverState, task_id: str) -> Outcome:
+    """Ask Scale's API for a task the ledger never saw and offer it to the accept path (source ``fetch``).
+
+    One GET of one task, with a short timeout and no retries, so the request stays well within
+    the web timeout; the accept path's dedup makes a second fetch harmless.
+    """
+    try:
+        api = build_api(state.settings, retries=0, timeout=FETCH_TIMEOUT)
+    except CallbackServerError as exc:
+        return Outcome(task_id, exc.message, ok=False)
+    try:
+        result = fetch_tasks(state.settings, state.connection, [task_id], api=api)[0]
+    finally:
+        api.close()
+    return Outcome(task_id, result.line(), ok=not result.failed)
+
+
 @dataclass(frozen=True)
 class Action:
     """An action the console offers: what it is called, what it does, what it acts on."""
@@ -169,6 +190,9 @@ ACTIONS = {a.name: a for a in (
            delete_quarantined),
     Action("unhandled-delete", "Dismiss unhandled notes",
            "Removes each note from the unhandled list; the ledger keeps the delivery.", "unhandled", delete_unhandled),
+    Action("fetch", "Fetch from Scale",
+           "Asks Scale's API for each task and queues its current state through the callback path (same "
+           "validation and dedup); nothing is queued twice.", "task", fetch_from_scale),
     Action("reconcile-run", "Run reconciliation now",
            "Asks the clock process to run a scheduled reconciliation at once; its result shows on the "
            "reconciliation page.", "none", request_reconciliation),

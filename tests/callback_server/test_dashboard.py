@@ -8,6 +8,7 @@ import copy
 import json
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -45,8 +46,10 @@ def dashboard_app(settings: Settings) -> Flask:
 
 
 @pytest.fixture
-def console(settings: Settings) -> FlaskClient:
-    return dashboard_app(settings).test_client()
+def console(settings: Settings) -> Iterator[FlaskClient]:
+    app = dashboard_app(settings)
+    yield app.test_client()
+    app.extensions["callback_server"].tally.stop()
 
 
 def fetch(client: FlaskClient, path: str, headers: dict[str, str] | None = None) -> Any:
@@ -147,9 +150,14 @@ def everything(conn: redis.Redis) -> dict[bytes, Any]:
 
 
 def settle(client: FlaskClient) -> None:
-    """Deliver the counts the app still owes Redis (its background flush would, within a second)."""
-    stats.flush(client.application.extensions["callback_server"].connection,
-                client.application.extensions["callback_server"].tally)
+    """Stop the app's background counter flush (ingest's, not the console's) and deliver what it still owes."""
+    state = client.application.extensions["callback_server"]
+    state.tally.stop()
+    flusher = state.tally._flusher  # this app's thread only: other tests' apps may still flush theirs
+    if flusher is not None:
+        flusher.join(timeout=10)
+        assert not flusher.is_alive()
+    stats.flush(state.connection, state.tally)
 
 
 # --- existence and auth ---------------------------------------------------------------------------
@@ -215,8 +223,7 @@ def test_throttle_delays(redis_conn: redis.Redis) -> None:
 
 def test_every_answer_forbids_framing_inline_script_and_caching(console: FlaskClient, settings: Settings,
                                                                 redis_conn: redis.Redis) -> None:
-    client = dashboard_app(settings).test_client()
-    populate(client, redis_conn, settings)
+    populate(console, redis_conn, settings)
     for path in PAGES:
         for answer in (fetch(console, path, auth()), fetch(console, path)):
             assert answer.headers["X-Frame-Options"] == "DENY"
@@ -250,6 +257,7 @@ def test_no_page_changes_anything(console: FlaskClient, settings: Settings, redi
 def test_overview_counts_and_charts_with_data(console: FlaskClient, settings: Settings,
                                               redis_conn: redis.Redis) -> None:
     populate(console, redis_conn, settings)
+    settle(console)
     html = page(console, "/dashboard/")
     counts = dict(re.findall(r'data-count="([^"]+)"[^>]*><span class="num">(\d+)</span>', html.replace("\n", " ")))
     assert counts == {"queued": "1", "running": "0", "waiting to retry": "1", "failed": "1", "quarantined": "1",
@@ -257,8 +265,8 @@ def test_overview_counts_and_charts_with_data(console: FlaskClient, settings: Se
     assert "waiting " in html and "noeviction" in html and "none yet" in html
     charts = re.findall(r'<svg class="chart"[^>]*data-kind="(\w+)" data-total="([\d.]+)"', html)
     assert len(charts) == 6
-    # The callbacks chart of the last hour counts the queued and the quarantined callback.
-    assert charts[0] == ("bars", "2")
+    # The callbacks chart of the last hour counts the two deliveries queued and the quarantined one.
+    assert charts[0] == ("bars", "3")
     assert html.count('class="bar"') >= 2
 
 
@@ -457,3 +465,12 @@ def test_a_large_body_is_folded(console: FlaskClient, settings: Settings, redis_
     job.save()
     html = page(console, f"/dashboard/deliveries/{job.id}")
     assert re.search(r'<details id="body"\s*>', html) and "folded: large" in html
+
+
+def test_fetch_is_offered_for_an_unknown_task_only_with_an_api_key(console: FlaskClient, settings: Settings) -> None:
+    html = page(console, "/dashboard/deliveries?q=never-seen-task")
+    assert "never seen" in html and 'data-action="fetch"' not in html and "SCALE_API_KEY" in html
+    answer = act(console, "fetch", ids="never-seen-task").get_data(as_text=True)
+    assert "SCALE_API_KEY is not set" in answer
+    keyed = dashboard_app(replace(settings, scale_api_key=Secret("live_key_for_the_console_0123"))).test_client()
+    assert 'data-action="fetch"' in page(keyed, "/dashboard/deliveries?q=never-seen-task")
