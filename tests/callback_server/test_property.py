@@ -18,6 +18,7 @@ from rq import Queue, SimpleWorker
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 
+from callback_server.schemas import _ENVELOPE, _RESPONSES, FAST_RESPONSES, fast_envelope
 from tests.conftest import LIVE_KEY, TASK_TYPES, load_fixture
 from tests.events_support import callback, categorization_life, error_callback
 
@@ -132,3 +133,36 @@ def test_any_value_in_any_field_is_answered_200_and_queued_jobs_run_cleanly(
     stuck = [*failed.get_job_ids(), *scheduled.get_job_ids()]
     problems = {job_id: queue.fetch_job(job_id).exc_info for job_id in stuck}
     assert problems == {}, f"{len(problems)} of {queued} jobs failed: {next(iter(problems.values()), '')}"
+
+
+@pytest.mark.parametrize("name", list(BODIES))
+def test_the_fast_checks_never_accept_what_the_schemas_refuse(name: str) -> None:
+    """fast_envelope and FAST_RESPONSES skip marshmallow on the ack path: they may say "ask marshmallow"
+    for a valid body, never "valid" for an invalid one."""
+    body = BODIES[name]
+    agreed: dict[str, int] = {}
+
+    @settings(max_examples=150, derandomize=True, deadline=None, database=None)
+    @given(path=st.sampled_from(_paths(body)), value=JSON_VALUES)
+    def check(path: tuple[Any, ...], value: Any) -> None:
+        changed = _put(body, path, value)
+        if fast_envelope(changed):
+            assert _ENVELOPE.validate(changed) == {}, (path, value)
+            agreed["envelope"] = agreed.get("envelope", 0) + 1
+        response = changed.get("response")
+        task = changed.get("task")
+        task_type = task.get("type") if isinstance(task, dict) else None
+        fast = FAST_RESPONSES.get(task_type) if isinstance(task_type, str) else None
+        if fast is not None and isinstance(response, dict) and fast(response):
+            assert _RESPONSES[task_type].validate(response) == {}, (path, value)
+
+    check()
+    assert agreed.get("envelope", 0) > 0  # the property was exercised on bodies the fast check accepts
+
+
+@pytest.mark.parametrize("name", [*TASK_TYPES, "categorization_multiple", "audiotranscription_error"])
+def test_recorded_callbacks_take_the_fast_path(name: str) -> None:
+    body = load_fixture(name)
+    assert fast_envelope(body)
+    fast = FAST_RESPONSES.get(body["task"]["type"])
+    assert fast is None or fast(body["response"])
