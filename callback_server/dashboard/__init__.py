@@ -24,6 +24,7 @@ from markupsafe import Markup
 from callback_server.dashboard import actions, charts, data, guard
 from callback_server.dashboard.guard import DASHBOARD_USER
 from callback_server.exceptions import NotFoundError
+from callback_server.ledger import Entry, Ledger
 from callback_server.state import ReceiverState, receiver_state
 
 __all__ = ["DASHBOARD_USER", "SECURITY_HEADERS", "bp", "init_app"]
@@ -167,7 +168,7 @@ def deliveries() -> str:
     query = request.args.get("q", "").strip()[:500]
     filters = {name: request.args.get(name, "").strip()[:100] for name in ("type", "event", "source", "state")}
     if query:
-        entries = ledger.deliveries_of_task(query)
+        entries = _with_attempts(ledger, ledger.deliveries_of_task(query))
         if _DELIVERY_ID.match(query.lower()):
             one = ledger.delivery(query.lower())
             if one is not None:
@@ -182,6 +183,11 @@ def deliveries() -> str:
     return _page("deliveries.html", "list", query=query, can_fetch=state.settings.scale_api_key is not None,
                  filters=filters, rows=rows, states=data.STATES,
                  sources=data.SOURCES, ledger_days=f"{state.settings.ledger_ttl / 86400:g}")
+
+
+def _with_attempts(ledger: Ledger, entries: list[Entry], limit: int = 25) -> list[Entry]:
+    """A task's deliveries (the ledger lists accept entries only) with their attempts, the newest ``limit``."""
+    return [ledger.delivery(e.delivery_id) or e for e in entries[:limit]]
 
 
 @bp.get("/deliveries/<delivery_id>")
@@ -200,7 +206,8 @@ def delivery(delivery_id: str) -> tuple[str, int] | str:
     started = None
     if shown == "running":
         started = data._when(conn.hget(f"rq:job:{entry.delivery_id}", "started_at"))
-    others = [e for e in ledger.deliveries_of_task(entry.task_id) if e.delivery_id != entry.delivery_id]
+    others = _with_attempts(ledger, [e for e in ledger.deliveries_of_task(entry.task_id)
+                                     if e.delivery_id != entry.delivery_id])
     return _page("delivery.html", "detail", entry=entry, state=shown, body=body,
                  timeline=data.timeline(entry, shown, registries, started), handlers=data.handler_states(entry),
                  others=[(o, registries.state(o)) for o in others])
@@ -304,10 +311,18 @@ def _back() -> str:
 
 
 def _same_origin() -> bool:
-    """A browser's Origin, when sent, must be this host: a second lock besides the token."""
+    """A second lock besides the token: what the browser says about where the form came from.
+
+    ``Sec-Fetch-Site``, when sent, must say same-origin; an ``Origin``, when sent, must be this host.
+    Under ``Referrer-Policy: no-referrer`` Chromium sends ``Origin: null`` for our own forms, so
+    ``null`` proves nothing either way and the token decides.
+    """
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None and site not in ("same-origin", "none"):
+        return False
     origin = request.headers.get("Origin")
     if origin is None or origin == "null":
-        return origin is None
+        return True
     return origin.split("://", 1)[-1] == request.host
 
 

@@ -322,7 +322,8 @@ def test_actions_want_a_valid_token_and_a_confirmation(console: FlaskClient, set
     before = everything(redis_conn)
     other_app_token = guard.csrf_token(b"another-password")
     for token, headers in (("", {}), ("garbage", {}), (other_app_token, {}),
-                           (None, {"Origin": "https://evil.example"})):
+                           (None, {"Origin": "https://evil.example"}), (None, {"Sec-Fetch-Site": "cross-site"}),
+                           ("", {"Origin": "null"})):
         refused = act(console, "failed-replay", token=token, headers=headers, ids=ids["failed"])
         assert refused.status_code == 403, (token, headers)
         assert "nothing was done" in refused.get_data(as_text=True)
