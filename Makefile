@@ -14,6 +14,7 @@ run: $(VENV)/.installed  ## the receiver, a worker, the simulator (embedded Redi
 	$(PY) -m callback_server dev
 
 test: $(VENV)/.installed  ## the whole suite, on a private redis-server it starts itself
+	bash tests/browser/install-chromium.sh  # Debian's chromium for the console's browser tests, once
 	$(PY) -m pytest
 
 lint: $(VENV)/.installed
