@@ -46,6 +46,7 @@ from callback_server.reconcile import (
 )
 from callback_server.reconcile_request import RunRequests
 from callback_server.render import printable
+from callback_server.reporting import init_sentry
 from callback_server.schemas import load_callback, parse_timestamp
 
 log = logging.getLogger(__name__)
@@ -347,6 +348,7 @@ def reconcile_command(
         window.bounds()  # bad input fails before any request
     configure_logging()
     settings = _settings()
+    init_sentry(settings, "clock")
     if projects:
         settings = replace(settings, scale_projects=tuple(dict.fromkeys(projects)))
     connection = connect(settings)

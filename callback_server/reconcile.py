@@ -32,7 +32,7 @@ from urllib.parse import quote
 import redis
 import requests
 
-from callback_server import defaults
+from callback_server import defaults, stats
 from callback_server.config import Secret, Settings
 from callback_server.deliveries import RECONCILE, Delivery, DeliveryQueue
 from callback_server.events import UnknownStatusError, derive_event, parse_instant
@@ -311,20 +311,31 @@ class RunSummary:
         per_event[outcome] = per_event.get(outcome, 0) + 1
 
 
+def run_counts(summary: RunSummary) -> stats.Increments:
+    """A run's contribution to the shared counters (/metrics): the run, and each task's outcome by event."""
+    total = {stats.field("reconcile_run", summary.scope or "-", "complete" if summary.complete else "incomplete"): 1.0}
+    for event, outcomes in summary.events.items():
+        for outcome, count in outcomes.items():
+            total[stats.field("reconcile_task", event, outcome)] = float(count)
+    return total, {}
+
+
 class RunLog:
     """Run summaries in Redis, newest first, so `reconcile runs` and the dashboard can show them."""
 
     def __init__(self, connection: redis.Redis) -> None:
         self.connection = connection
 
-    def add(self, summary: RunSummary) -> None:
-        """Keep a summary (and forget the oldest beyond RUNS_KEPT)."""
+    def add(self, summary: RunSummary, pipe: Any = None) -> None:
+        """Keep a summary (and forget the oldest beyond RUNS_KEPT); on ``pipe`` when given, else now."""
         data = summary.as_dict()
         data["queued_task_ids"] = data["queued_task_ids"][:100]
-        pipe = self.connection.pipeline(transaction=True)
+        own = pipe is None
+        pipe = self.connection.pipeline(transaction=True) if own else pipe
         pipe.lpush(RUNS_KEY, json.dumps(data))
         pipe.ltrim(RUNS_KEY, 0, RUNS_KEPT - 1)
-        pipe.execute()
+        if own:
+            pipe.execute()
 
     def recent(self, limit: int = 20) -> list[RunSummary]:
         """The newest summaries first."""
@@ -491,7 +502,10 @@ class Reconciler:
                 "RECONCILIATION INCOMPLETE: %s", "; ".join(summary.errors), extra={**log_fields, "outcome": "failed"}
             )
         try:
-            RunLog(self.connection).add(summary)
+            pipe = self.connection.pipeline(transaction=False)
+            RunLog(self.connection).add(summary, pipe)
+            stats.apply_now(pipe, run_counts(summary))
+            pipe.execute()
         except redis.RedisError as exc:
             summary.errors.append(f"could not keep the run summary: {type(exc).__name__}")
         return summary

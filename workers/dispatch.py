@@ -20,7 +20,7 @@ import redis
 from rq import get_current_job
 from rq.timeouts import JobTimeoutException
 
-from callback_server import defaults, ledger, stats
+from callback_server import defaults, ledger, reporting, stats
 from callback_server.events import Event
 from callback_server.probe import PROBE_TYPE, handle_probe
 from workers.effects import Effects, effects_key
@@ -83,6 +83,7 @@ registry.fallback = record_unhandled
 
 def process_delivery(delivery: dict[str, Any]) -> dict[str, list[str]]:
     """Run every handler of the delivery's task type and event that has not completed yet."""
+    reporting.tag_delivery(delivery)
     connection = _job_connection()
     if delivery.get("type") == PROBE_TYPE:
         # doctor's end-to-end probe: never a handler's, and it leaves no record (callback_server/probe.py).

@@ -182,3 +182,21 @@ def test_redis_down_is_a_503_not_a_500(metrics_client: FlaskClient, redis_server
         redis_server.start()
     assert answer.status_code == 503
     assert answer.get_json()["error"] == "store_unavailable"
+
+
+def test_a_reconciliation_run_is_counted(redis_conn: redis.Redis) -> None:
+    from callback_server import stats
+    from callback_server.reconcile import RunLog, RunSummary, run_counts
+
+    summary = RunSummary(run_id="r", started_at="a", window_start="b", window_end="c", scope="kitchen",
+                         complete=True, events={"completed": {"queued": 2, "already_had": 3}, "audit": {"queued": 1}})
+    pipe = redis_conn.pipeline()
+    RunLog(redis_conn).add(summary, pipe)
+    stats.apply_now(pipe, run_counts(summary))
+    pipe.execute()
+    counts = stats.totals(redis_conn)
+    assert counts["reconcile_run|kitchen|complete"] == 1
+    assert counts["reconcile_task|completed|queued"] == 2
+    assert counts["reconcile_task|completed|already_had"] == 3
+    assert counts["reconcile_task|audit|queued"] == 1
+    assert RunLog(redis_conn).recent(1)[0].scope == "kitchen"
