@@ -20,10 +20,12 @@ from scale_sim.config import SimSettings
 from scale_sim.server import SimServer
 from tests.conftest import LIVE_KEY, TEST_KEY
 from tests.processes import ROOT, gunicorn, process, stack_env, wait_for, worker_args
-from tests.workers.event_handlers import SEEN
-from tests.workers.recording_handlers import EFFECTS, STARTED
 
 API_KEY = "live_doctor_simulator_key_4c2e"
+
+# What the worker's test handlers record (tests/workers/*_handlers.py). Named here, not imported:
+# importing those modules would register their handlers in this process too.
+STARTED, EFFECTS, SEEN = "test:started", "test:effects", "test:events"
 
 
 @pytest.fixture
