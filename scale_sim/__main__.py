@@ -13,10 +13,10 @@ from callback_server.exceptions import ConfigError as ReceiverConfigError
 from callback_server.logs import configure_logging
 from scale_sim import create_app
 from scale_sim.config import SimSettings
-from scale_sim.exceptions import ConfigError
+from scale_sim.exceptions import SimConfigError
 from scale_sim.server import RequestHandler
 
-logger = logging.getLogger("scale_sim")
+log = logging.getLogger("scale_sim")
 
 
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -29,7 +29,7 @@ def main() -> int:
         # The receiver's log format (logfmt, or LOG_FORMAT=json), so `make run` prints one format.
         configure_logging()
         settings = SimSettings.from_env()
-    except (ConfigError, ReceiverConfigError) as exc:
+    except (SimConfigError, ReceiverConfigError) as exc:
         print(f"scale_sim: configuration error: {exc}", file=sys.stderr)
         return 2
     app = create_app(settings)
@@ -37,7 +37,7 @@ def main() -> int:
     server = make_server(settings.host, settings.port, app, threaded=True, request_handler=RequestHandler)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     simulator.start()
-    logger.info("listening on http://%s:%d (API at /v1, task page at /)", settings.host, server.port)
+    log.info("listening on http://%s:%d (API at /v1, task page at /)", settings.host, server.port)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -45,7 +45,7 @@ def main() -> int:
     finally:
         server.server_close()
         simulator.close()
-        logger.info("stopped")
+        log.info("stopped")
     return 0
 
 

@@ -20,7 +20,7 @@ from scale_sim.exceptions import ApiError, InvalidRequestError, RateLimitedError
 from scale_sim.forms import parse_form
 from scale_sim.pagination import ListQuery
 from scale_sim.simulator import Simulator
-from scale_sim.tasks import parse_timestamp
+from scale_sim.tasks import timestamp_ms
 from scale_sim.validation import validate_task
 
 bp = Blueprint("scale_sim_api", __name__, url_prefix="/v1")
@@ -196,14 +196,14 @@ def backdate_task(task_id: str) -> Response:
         if not isinstance(raw, str):
             raise InvalidRequestError("Invalid parameter 'created_at': must be an ISO 8601 date")
         try:
-            created_ms = parse_timestamp(raw)
+            created_ms = timestamp_ms(raw)
         except ValueError:
             raise InvalidRequestError(
                 f"Invalid parameter 'created_at': must be an ISO 8601 date, got {raw!r}"
             ) from None
     else:
         task = sim.get_task(_account(), task_id)
-        created_ms = parse_timestamp(task["created_at"]) - int((seconds or 0) * 1000)
+        created_ms = timestamp_ms(task["created_at"]) - int((seconds or 0) * 1000)
     if created_ms < 0:
         raise InvalidRequestError("Invalid parameter 'created_at': must be after 1970")
     return jsonify(sim.backdate_task(_account(), task_id, created_ms))

@@ -1,6 +1,6 @@
 """Simulator settings, read once from the environment into a frozen, typed object.
 
-A malformed value raises :class:`ConfigError` naming the variable, so a typo in a fault list
+A malformed value raises :class:`SimConfigError` naming the variable, so a typo in a fault list
 or a port stops the simulator at boot rather than quietly simulating something else.
 """
 
@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from callback_server.config import Secret
 from scale_sim import defaults
-from scale_sim.exceptions import ConfigError, FaultSpecError
+from scale_sim.exceptions import FaultSpecError, SimConfigError
 from scale_sim.faults import FaultValues, parse_faults
 
 
@@ -31,9 +31,9 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+        raise SimConfigError(f"{name} must be a number, got {raw!r}") from None
     if not (math.isfinite(value) and value >= 0):
-        raise ConfigError(f"{name} must be a finite number >= 0, got {raw!r}")
+        raise SimConfigError(f"{name} must be a finite number >= 0, got {raw!r}")
     return value
 
 
@@ -44,9 +44,9 @@ def _int(env: Mapping[str, str], name: str, default: int, *, low: int, high: int
     try:
         value = int(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+        raise SimConfigError(f"{name} must be a whole number, got {raw!r}") from None
     if not low <= value <= high:
-        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+        raise SimConfigError(f"{name} must be between {low} and {high}, got {value}")
     return value
 
 
@@ -55,7 +55,7 @@ def _faults(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     try:
         parse_faults(specs)
     except FaultSpecError as exc:
-        raise ConfigError(f"{name}: {exc}") from None
+        raise SimConfigError(f"{name}: {exc}") from None
     return specs
 
 
@@ -64,14 +64,14 @@ def _url(env: Mapping[str, str], name: str) -> str | None:
     if not raw:
         return None
     if not is_http_url(raw):
-        raise ConfigError(f"{name} must be an absolute http:// or https:// URL, got {raw!r}")
+        raise SimConfigError(f"{name} must be an absolute http:// or https:// URL, got {raw!r}")
     return raw
 
 
 def _timeout(env: Mapping[str, str], name: str) -> float:
     value = _float(env, name, defaults.CALLBACK_TIMEOUT)
     if value == 0:
-        raise ConfigError(f"{name} must be more than 0 seconds")
+        raise SimConfigError(f"{name} must be more than 0 seconds")
     return value
 
 
@@ -101,11 +101,11 @@ class SimSettings:
         try:
             return parse_faults(self.faults)
         except FaultSpecError as exc:
-            raise ConfigError(f"SCALE_SIM_FAULTS: {exc}") from None
+            raise SimConfigError(f"SCALE_SIM_FAULTS: {exc}") from None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SimSettings:
-        """Read and check every variable; raise :class:`ConfigError` naming the first bad one."""
+        """Read and check every variable; raise :class:`SimConfigError` naming the first bad one."""
         env = os.environ if env is None else env
         return cls(
             port=_int(env, "PORT", defaults.PORT, low=0, high=65535),

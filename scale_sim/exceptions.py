@@ -7,7 +7,7 @@ class ScaleSimError(Exception):
     """Base of every error the simulator raises on purpose."""
 
 
-class ConfigError(ScaleSimError):
+class SimConfigError(ScaleSimError):
     """A malformed SCALE_SIM_* (or PORT) variable; the message names it and the process must not start."""
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scale_sim.exceptions import InvalidRequestError
-from scale_sim.tasks import REVIEW_STATUSES, STATUSES, parse_timestamp
+from scale_sim.tasks import REVIEW_STATUSES, STATUSES, timestamp_ms
 from scale_sim.validation import TYPE_ALIASES
 
 DEFAULT_LIMIT = 100
@@ -148,7 +148,7 @@ def _time(args: Mapping[str, str], name: str) -> int | None:
     if not raw:
         return None
     try:
-        return parse_timestamp(raw)
+        return timestamp_ms(raw)
     except ValueError:
         raise InvalidRequestError(
             f"Invalid parameter {name!r}: must be an ISO 8601 date, got {raw!r}"
@@ -183,5 +183,5 @@ def page_body(docs: list[dict[str, Any]], *, total: int, limit: int, offset: int
     }
     if has_more and docs:
         last = docs[-1]
-        body["next_token"] = Cursor(parse_timestamp(last["created_at"]), last["task_id"]).encode()
+        body["next_token"] = Cursor(timestamp_ms(last["created_at"]), last["task_id"]).encode()
     return body

@@ -23,11 +23,11 @@ from scale_sim.faults import Faults, effective_faults
 from scale_sim.pagination import ListQuery, page_body
 from scale_sim.ratelimit import RateLimiter
 from scale_sim.responses import error_response, fails_at_creation, generate_response, rng_for
-from scale_sim.store import Delivery, Store
-from scale_sim.tasks import AUDIT_RESULTS, AUDIT_SOURCES, build_task, iso_ms, new_task_id, now_ms
+from scale_sim.store import CallbackCopy, Store
+from scale_sim.tasks import AUDIT_RESULTS, AUDIT_SOURCES, iso_ms, new_task_id, new_task_object, now_ms
 from scale_sim.validation import TaskSpec
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 MAX_PASSES = 1000
 """Bound on :meth:`Simulator.run_pending`'s passes, so a fault that re-queues work cannot spin forever."""
@@ -70,10 +70,10 @@ class Simulator:
         """Store a checked task; it completes by itself after SCALE_SIM_COMPLETION_DELAY (test and live)."""
         created_ms = self.clock()
         task_id = self.new_id(created_ms)
-        task = build_task(spec, task_id, created_ms, is_test=account.is_test)
+        task = new_task_object(spec, task_id, created_ms, is_test=account.is_test)
         complete_at = time.time() + self.settings.completion_delay
         self.store.insert_task(task, account=account.id, complete_at=complete_at, faults=spec.faults)
-        logger.info("task created task_id=%s type=%s account=%s", task_id, spec.type, account.label)
+        log.info("task created task_id=%s type=%s account=%s", task_id, spec.type, account.label)
         self._notify()
         return self.store.get_task(task_id)
 
@@ -84,7 +84,7 @@ class Simulator:
     def cancel_task(self, account: Account, task_id: str) -> dict[str, Any]:
         """Cancel a pending task (TaskStateError, a 500, when it is completed or canceled)."""
         task = self.store.cancel_task(task_id, account.id, now_ms=self.clock())
-        logger.info("task canceled task_id=%s type=%s", task_id, task["type"])
+        log.info("task canceled task_id=%s type=%s", task_id, task["type"])
         return task
 
     def list_tasks(self, account: Account, query: ListQuery) -> dict[str, Any]:
@@ -162,7 +162,7 @@ class Simulator:
         now = self.clock()
         plans = plan_deliveries(task["callback_url"], self.faults_for(task_id), now=time.time())
         audited = self.store.audit_task(task_id, audit, response=response, now_ms=now, plans=plans)
-        logger.info("task audited task_id=%s type=%s result=%s source=%s", task_id, task["type"], result, source)
+        log.info("task audited task_id=%s type=%s result=%s source=%s", task_id, task["type"], result, source)
         self._notify()
         return audited
 
@@ -182,7 +182,7 @@ class Simulator:
         plans = plan_deliveries(task["callback_url"], self.faults_for(task_id), now=time.time())
         complete_at = None if delay is None else time.time() + float(delay)
         recalled = self.store.recall_task(task_id, now_ms=now, complete_at=complete_at, plans=plans)
-        logger.info("task recalled task_id=%s type=%s", task_id, task["type"])
+        log.info("task recalled task_id=%s type=%s", task_id, task["type"])
         self._notify()
         return recalled
 
@@ -229,7 +229,7 @@ class Simulator:
         self._pool = ThreadPoolExecutor(defaults.DELIVERY_WORKERS, thread_name_prefix="scale-sim-callback")
         self._thread = threading.Thread(target=self._loop, name="scale-sim-scheduler", daemon=True)
         self._thread.start()
-        logger.info("scheduler started data=%s", self.settings.data_path)
+        log.info("scheduler started data=%s", self.settings.data_path)
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop the scheduler and wait for callback tries in flight; unsent ones stay queued in SQLite."""
@@ -273,7 +273,7 @@ class Simulator:
             except Exception:
                 # Keep simulating after a bad pass (e.g. the disk filled up): log it with its
                 # traceback and try again shortly rather than let the thread die unseen.
-                logger.exception("scheduler pass failed")
+                log.exception("scheduler pass failed")
                 wake_at = time.time() + defaults.MAX_IDLE_WAIT
             with self._wake:
                 if self._dirty or self._stopping.is_set():
@@ -284,7 +284,7 @@ class Simulator:
                     self._wake.wait(min(wait, defaults.MAX_IDLE_WAIT))
                 self._dirty = False
 
-    def _pass(self, dispatch: Callable[[Delivery], None]) -> bool:
+    def _pass(self, dispatch: Callable[[CallbackCopy], None]) -> bool:
         """Complete due tasks, release expired holds, dispatch due callback tries; True if it did anything."""
         did = False
         now = time.time()
@@ -318,7 +318,7 @@ class Simulator:
         plans = plan_deliveries(task["callback_url"], faults, now=time.time())
         completed = self.store.complete_task(task["task_id"], response, now_ms=now, plans=plans)
         if completed is not None:
-            logger.info(
+            log.info(
                 "task completed task_id=%s type=%s faults=%s",
                 task["task_id"],
                 task["type"],
@@ -332,11 +332,11 @@ class Simulator:
         plans = plan_deliveries(task["callback_url"], faults, now=time.time())
         failed = self.store.error_task(task["task_id"], error_response(task, message), now_ms=now, plans=plans)
         if failed is not None:
-            logger.info("task failed at creation task_id=%s type=%s", task["task_id"], task["type"])
+            log.info("task failed at creation task_id=%s type=%s", task["task_id"], task["type"])
             self._notify()
         return failed
 
-    def _submit(self, delivery: Delivery) -> None:
+    def _submit(self, delivery: CallbackCopy) -> None:
         pool = self._pool
         if pool is None:
             return
@@ -348,17 +348,17 @@ class Simulator:
             with self._in_flight_lock:
                 self._in_flight.discard(delivery.id)
 
-    def _attempt_and_release(self, delivery: Delivery) -> None:
+    def _attempt_and_release(self, delivery: CallbackCopy) -> None:
         try:
             self._attempt(delivery)
         except Exception:
-            logger.exception("callback try failed to run task_id=%s copy=%s", delivery.task_id, delivery.copy)
+            log.exception("callback try failed to run task_id=%s copy=%s", delivery.task_id, delivery.copy)
         finally:
             with self._in_flight_lock:
                 self._in_flight.discard(delivery.id)
             self._notify()
 
-    def _attempt(self, delivery: Delivery) -> None:
+    def _attempt(self, delivery: CallbackCopy) -> None:
         """One POST of one copy of a task's callback, logged, with the next try scheduled if it failed."""
         key = self.callback_key(test=self.store.is_test(delivery.task_id))
         auth_value = wrong_key_for(key) if delivery.wrong_key else (key or None)
@@ -381,7 +381,7 @@ class Simulator:
             state=state,
             next_attempt_at=next_at,
         )
-        logger.info(
+        log.info(
             "callback try task_id=%s copy=%d attempt=%d status=%s error=%s latency_ms=%d state=%s"
             " callback_succeeded=%s",
             delivery.task_id,

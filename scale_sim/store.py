@@ -19,7 +19,7 @@ from typing import Any
 
 from scale_sim.exceptions import DuplicateTaskError, InvalidRequestError, TaskNotFoundError, TaskStateError
 from scale_sim.pagination import ListQuery
-from scale_sim.tasks import callback_body, iso_ms, parse_timestamp, task_view
+from scale_sim.tasks import callback_body, iso_ms, task_view, timestamp_ms
 
 
 def _after(now_ms: int, updated_ms: int | None) -> int:
@@ -130,7 +130,7 @@ class DeliveryPlan:
 
 
 @dataclass(frozen=True)
-class Delivery:
+class CallbackCopy:
     """One copy of one event's callback, as stored (event_id None: queued by a version-1 simulator)."""
 
     id: int
@@ -169,8 +169,8 @@ def _view(row: sqlite3.Row | tuple[Any, ...], *, with_callback_succeeded: bool =
     )
 
 
-def _delivery(row: sqlite3.Row | tuple[Any, ...]) -> Delivery:
-    return Delivery(
+def _delivery(row: sqlite3.Row | tuple[Any, ...]) -> CallbackCopy:
+    return CallbackCopy(
         id=row[0],
         task_id=row[1],
         copy=row[2],
@@ -244,7 +244,7 @@ class Store:
 
         A `unique_id` already used by another of the account's tasks is a DuplicateTaskError (409).
         """
-        created_ms = parse_timestamp(task["created_at"])
+        created_ms = timestamp_ms(task["created_at"])
         with self._transaction() as conn:
             unique_id = task.get("unique_id")
             if unique_id is not None:
@@ -560,7 +560,7 @@ class Store:
 
     # -- deliveries --------------------------------------------------------------------------------
 
-    def due_deliveries(self, now: float, exclude: set[int], limit: int = 50) -> list[Delivery]:
+    def due_deliveries(self, now: float, exclude: set[int], limit: int = 50) -> list[CallbackCopy]:
         """Pending deliveries whose next try is due, oldest first, leaving out those already in flight."""
         rows = self._query(
             f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE state = 'pending' AND next_attempt_at <= ?"
@@ -608,7 +608,7 @@ class Store:
 
     def record_attempt(
         self,
-        delivery: Delivery,
+        delivery: CallbackCopy,
         *,
         at: str,
         status_code: int | None,
@@ -666,7 +666,7 @@ class Store:
         rows = self._query("SELECT name, body FROM events WHERE task_id = ? ORDER BY id", (task_id,))
         return [(name, bytes(body)) for name, body in rows]
 
-    def delivery_body(self, delivery: Delivery) -> bytes:
+    def delivery_body(self, delivery: CallbackCopy) -> bytes:
         """The bytes one delivery POSTs: its event's body, recorded when the event happened.
 
         A delivery queued by a version-1 simulator has no event: it carries the task as it is now,

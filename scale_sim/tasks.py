@@ -48,7 +48,7 @@ def iso_ms(ms: int) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
-def parse_timestamp(value: str) -> int:
+def timestamp_ms(value: str) -> int:
     """An ISO 8601 date or date-time (naive means UTC) in milliseconds; ValueError when malformed."""
     text = value.strip()
     if text.endswith(("z", "Z")):
@@ -59,7 +59,7 @@ def parse_timestamp(value: str) -> int:
     return (moment - _EPOCH) // timedelta(milliseconds=1)
 
 
-def build_task(spec: TaskSpec, task_id: str, created_ms: int, *, is_test: bool) -> dict[str, Any]:
+def new_task_object(spec: TaskSpec, task_id: str, created_ms: int, *, is_test: bool) -> dict[str, Any]:
     """The attributes fixed at creation, laid out as in the reference's examples."""
     task: dict[str, Any] = {
         "task_id": task_id,

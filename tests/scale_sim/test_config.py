@@ -6,7 +6,7 @@ import pytest
 
 from scale_sim import defaults
 from scale_sim.config import Secret, SimSettings
-from scale_sim.exceptions import ConfigError
+from scale_sim.exceptions import SimConfigError
 
 
 def test_defaults_from_an_empty_environment() -> None:
@@ -81,10 +81,10 @@ def test_the_callback_key_never_prints() -> None:
     ],
 )
 def test_a_bad_value_names_its_variable(name: str, value: str) -> None:
-    with pytest.raises(ConfigError, match=name):
+    with pytest.raises(SimConfigError, match=name):
         SimSettings.from_env({name: value})
 
 
 def test_settings_built_in_code_check_their_faults_too() -> None:
-    with pytest.raises(ConfigError, match="SCALE_SIM_FAULTS"):
+    with pytest.raises(SimConfigError, match="SCALE_SIM_FAULTS"):
         SimSettings(faults=("bogus",))

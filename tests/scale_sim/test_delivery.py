@@ -13,7 +13,7 @@ from scale_sim.config import SimSettings
 from scale_sim.delivery import AUTH_HEADER
 from scale_sim.server import SimServer
 from scale_sim.simulator import Simulator
-from scale_sim.tasks import parse_timestamp
+from scale_sim.tasks import timestamp_ms
 from tests.scale_sim.support import (
     CALLBACK_KEY,
     LIVE_KEY,
@@ -94,7 +94,7 @@ def test_callback_body_and_header(start_sim: StartSim, receiver: Receiver) -> No
     assert body["task"]["status"] == body["status"] == "completed"
     assert body["task"]["is_test"] is True
     assert body["task"]["callback_completed"] is False  # as it stood when the event happened
-    assert parse_timestamp(body["task"]["completed_at"]) >= parse_timestamp(body["task"]["created_at"])
+    assert timestamp_ms(body["task"]["completed_at"]) >= timestamp_ms(body["task"]["created_at"])
     wait_until(lambda: get(sim, f"task/{task_id}").get("callback_succeeded"))
     task = get(sim, f"task/{task_id}")
     assert task["callback_succeeded"] is True
@@ -113,7 +113,7 @@ def test_retries_until_exactly_200_and_logs_each_try(start_sim: StartSim, receiv
     log = outcome_of(sim, task_id, True)
     assert [a["status_code"] for a in log["attempts"]] == [500, 503, 302, 204, 200]
     assert [a["attempt"] for a in log["attempts"]] == [1, 2, 3, 4, 5]
-    times = [parse_timestamp(a["at"]) for a in log["attempts"]]
+    times = [timestamp_ms(a["at"]) for a in log["attempts"]]
     assert times == sorted(times)
     assert all(a["error"] is None and a["copy"] == 1 for a in log["attempts"])
     assert log["deliveries"] == [
@@ -223,7 +223,7 @@ def test_delay_waits_before_delivering(start_sim: StartSim, receiver: Receiver) 
     delayed = create(sim, receiver.url, **faults("delay=0.4"))
     prompt = create(sim, receiver.url)
     [callback] = receiver.wait_for(1, delayed)
-    completed_ms = parse_timestamp(get(sim, f"task/{delayed}")["completed_at"])
+    completed_ms = timestamp_ms(get(sim, f"task/{delayed}")["completed_at"])
     assert callback.at * 1000 - completed_ms >= 400 - 1
     assert receiver.for_task(prompt)[0].at < callback.at
 

@@ -21,14 +21,14 @@ from scale_sim.auth import account_for_key
 from scale_sim.config import SimSettings
 from scale_sim.responses import generate_response
 from scale_sim.simulator import Simulator
-from scale_sim.tasks import parse_timestamp
+from scale_sim.tasks import timestamp_ms
 from scale_sim.validation import validate_task
 from tests.scale_sim.support import TEST_KEY, assert_event_body
 
 EVENTS_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "events"
 EVENTS = ("completed", "error", "audit_accepted", "audit_fixed", "audit_rejected", "recalled")
 CALLBACK_URL = "http://127.0.0.1:5000/callback"
-START = parse_timestamp("2026-11-28T18:20:00.000Z")
+START = timestamp_ms("2026-11-28T18:20:00.000Z")
 MINUTE, HOUR = 60_000, 3_600_000
 
 REQUESTS: dict[str, tuple[str, str, dict[str, Any]]] = {

@@ -16,7 +16,7 @@ from scaleapi import ScaleClient
 from scaleapi.tasks import TaskReviewStatus, TaskType
 
 from scale_sim.server import SimServer
-from scale_sim.tasks import parse_timestamp
+from scale_sim.tasks import timestamp_ms
 from tests.scale_sim.support import TEST_KEY, basic_auth, json_body, wait_until
 
 CB = "http://127.0.0.1:9/callback"
@@ -61,7 +61,7 @@ def test_updated_after_finds_audits_recalls_and_errors(client: FlaskClient) -> N
     after = sorted(listed(client, {"updated_after": mark}))
     assert untouched in after  # updated_after is inclusive, like the other bounds
     changed = {audited, recalled, failed}
-    later = iso(parse_timestamp(mark) + 1)
+    later = iso(timestamp_ms(mark) + 1)
     assert set(listed(client, {"updated_after": later})) == changed
     assert untouched in listed(client, {"updated_before": mark}) and audited not in listed(
         client, {"updated_before": mark}
@@ -143,10 +143,10 @@ def test_next_token_pages_through_a_filtered_list(client: FlaskClient) -> None:
 def test_backdate_moves_created_at_back(client: FlaskClient) -> None:
     task_id = create(client)
     moved = post(client, f"task/{task_id}/backdate", seconds=7 * 86400)
-    created = parse_timestamp(moved["created_at"])
+    created = timestamp_ms(moved["created_at"])
     assert moved["updated_at"] == moved["created_at"]  # never changed since creation: moves along
     done = post(client, f"task/{task_id}/complete", response={"category": "public"})
-    assert parse_timestamp(done["completed_at"]) - created >= 7 * 86400 * 1000
+    assert timestamp_ms(done["completed_at"]) - created >= 7 * 86400 * 1000
     week_ago = iso(created + 1000)
     assert task_id not in listed(client, {"start_time": week_ago})  # created a week ago
     assert task_id in listed(client, {"completed_after": week_ago})  # but completed now
@@ -198,7 +198,7 @@ def test_get_tasks_with_project_completed_after_and_updated_after(start_sim: Cal
     assert created_recently == {audited.id}  # the late one was created ten days ago (backdated)
     mark = client.get_task(audited.id).as_dict()["updated_at"]
     api.post_request(f"task/{audited.id}/audit", body={"result": "rejected"})
-    updated = list(client.get_tasks(project_name="recon", updated_after=iso(parse_timestamp(mark) + 1)))
+    updated = list(client.get_tasks(project_name="recon", updated_after=iso(timestamp_ms(mark) + 1)))
     assert [t.id for t in updated] == [audited.id]
     assert updated[0].as_dict()["customer_review_status"] == "rejected"
     reviewed = list(client.get_tasks(project_name="recon", review_status=[TaskReviewStatus.Rejected]))
