@@ -196,9 +196,18 @@ def test_logging_config_refuses_an_unknown_format() -> None:
     assert logging_config("json")["formatters"]["structured"]["()"] is JsonFormatter
 
 
-@pytest.mark.parametrize(("header", "kept"), [("0b4d7e1c-5d1f-4f7e-9b1a-2f1c3e4d5a6b", True),
-                                              ("abc+/=-" * 3, True), ("bad id", False), ("t\u00f6t", False), ("x" * 201, False),
-                                              ('"quoted"', False), (None, False)])
+@pytest.mark.parametrize(
+    ("header", "kept"),
+    [
+        ("0b4d7e1c-5d1f-4f7e-9b1a-2f1c3e4d5a6b", True),
+        ("abc+/=-" * 3, True),
+        ("bad id", False),
+        ("t\u00f6t", False),
+        ("x" * 201, False),
+        ('"quoted"', False),
+        (None, False),
+    ],
+)
 def test_the_router_s_request_id_is_in_the_ack_line_and_the_job(
     client: Any, redis_conn: Any, caplog: pytest.LogCaptureFixture, header: str | None, kept: bool
 ) -> None:
