@@ -158,7 +158,7 @@ def quarantine_replay(quarantine_ids: tuple[str, ...], replay_all: bool) -> None
         delivery = Delivery.from_body(body, mode=item.mode, source=REPLAY)
         queued = deliveries.accept(delivery)
         store.delete(quarantine_id)
-        click.echo(f"{quarantine_id}  {'queued' if queued else 'duplicate'}  task {delivery.task_id}")
+        click.echo(printable(f"{quarantine_id}  {'queued' if queued else 'duplicate'}  task {delivery.task_id}"))
     if failures:
         sys.exit(1)
 
@@ -251,12 +251,13 @@ def _print_summary(summary: RunSummary, echo: Callable[..., None] = click.echo) 
         echo(f"  {event}: {outcomes}")
     for scope, reached in summary.reached.items():
         echo(f"  {scope}: checked up to {reached}")
+    # Task ids, notes and errors come from Scale's API answers: escaped like every sender field.
     for note in summary.notes:
-        echo(f"  note: {note}")
+        echo(printable(f"  note: {note}"))
     for task_id in summary.queued_task_ids:
-        echo(f"  queued {task_id}")
+        echo(printable(f"  queued {task_id}"))
     for error in summary.errors:
-        echo(f"  error: {error}", err=True)
+        echo(printable(f"  error: {error}"), err=True)
     if not summary.complete:
         if summary.scheduled:
             after = "the next run resumes from how far each project got"
@@ -431,9 +432,9 @@ def reconcile_runs(limit: int) -> None:
             f"quarantined {summary.quarantined}  errors {len(summary.errors)}  [{summary.scope}]"
         )
         for error in summary.errors:
-            click.echo(f"    {error}")
+            click.echo(printable(f"    {error}"))
         for note in summary.notes:
-            click.echo(f"    note: {note}")
+            click.echo(printable(f"    note: {note}"))
 
 
 @cli.group()
@@ -505,7 +506,7 @@ def fetch_command(task_ids: tuple[str, ...]) -> None:
     except redis.RedisError as exc:
         raise click.ClickException(f"redis: {type(exc).__name__}: {exc}") from None
     for result in results:
-        click.echo(result.line())
+        click.echo(printable(result.line()))
     if any(result.failed for result in results):
         sys.exit(1)
 

@@ -156,3 +156,16 @@ def test_failed_list_escapes_sender_controlled_fields(runner: CliRunner, setting
     assert job.id in listed.output
     assert "\x1b" not in listed.output and "\x07" not in listed.output
     assert "task \\x1b]0;pwned\\x07\\x1b[2J" in listed.output
+
+
+def test_reconcile_runs_escape_what_scale_answered(runner: CliRunner, redis_conn: redis.Redis) -> None:
+    from callback_server.reconcile import RunLog, RunSummary
+
+    RunLog(redis_conn).add(RunSummary(
+        run_id="r1", started_at="2026-11-29T00:00:00+00:00", window_start="a", window_end="b",
+        errors=[f"task {OSC_TITLE}: HTTP 500"], notes=["note \r\x1b[2J"], queued_task_ids=[f"t{OSC_TITLE}"],
+    ))
+    shown = runner.invoke(cli, ["reconcile", "runs"])
+    assert shown.exit_code == 0, shown.output
+    assert "\x1b" not in shown.output and "\r" not in shown.output
+    assert "task \\x1b]0;pwned\\x07: HTTP 500" in shown.output and "note \\r\\x1b[2J" in shown.output
