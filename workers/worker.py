@@ -12,8 +12,9 @@ maintenance pass of any worker (``StartedJobRegistry.cleanup``, every
 ``WORKER_MAINTENANCE_INTERVAL`` seconds) retries it, spending a retry, or fails it when none is
 left. Completed handlers are skipped on every re-run (see :mod:`workers.effects`).
 
-Nothing of RQ is overridden: the worker is configured (intervals, TTL, the death penalty
-class) and wrapped from the outside. RQ's work loop quits on a Redis error it does not expect
+Nothing of RQ is replaced: the worker is configured (intervals, TTL, the death penalty
+class) and wrapped from the outside; its one addition is that a success first forgets the
+tries of workers that died (:func:`forget_dead_tries`, around an RQ 3.0 bug). RQ's work loop quits on a Redis error it does not expect
 (a full Redis refusing writes, an outage outlasting a command's retries, a failed registration);
 :func:`run_supervised` starts it again with backoff, so a worker rides out an outage and carries
 on by itself once Redis has room. Its Redis client retries a dropped connection for a few seconds,
@@ -37,7 +38,9 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 from rq import Queue, Worker
 from rq.exceptions import StopRequested
+from rq.executions import Execution, ExecutionRegistry
 from rq.job import Job
+from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException, UnixSignalDeathPenalty
 from rq.worker_pool import WorkerPool
@@ -85,11 +88,39 @@ class HandlerDeathPenalty(UnixSignalDeathPenalty):
         super().cancel_death_penalty()
 
 
+def forget_dead_tries(job: Job) -> None:
+    """Drop from the job's list of tries (RQ's execution registry) those whose record has expired.
+
+    A try whose worker died keeps its entry there 60 s longer than its record lives. RQ 3.0's
+    ``job.delete()`` (every success: ``RESULT_TTL`` is 0) fetches each listed try and raises
+    ``ValueError`` on the missing record, so a retry succeeding inside that minute would fail, and
+    with its retries spent the same way a delivery whose handlers all ran would end failed.
+    """
+    registry = ExecutionRegistry(job.id, connection=job.connection)
+    listed = registry.get_execution_ids()
+    if not listed:
+        return
+    with job.connection.pipeline(transaction=False) as pipe:
+        for execution_id in listed:
+            pipe.exists(Execution(execution_id, job.id, connection=job.connection).key)
+        alive = pipe.execute()
+    dead = [execution_id for execution_id, kept in zip(listed, alive, strict=True) if not kept]
+    if dead:
+        job.connection.zrem(registry.key, *dead)
+
+
 class CallbackWorker(Worker):
     """RQ's forking ``Worker`` with the hard-kill death penalty, and a note of a requested stop."""
 
     death_penalty_class = HandlerDeathPenalty
     stop_requested = False
+
+    def handle_job_success(
+        self, job: Job, queue: Queue, started_job_registry: StartedJobRegistry, execution: Execution
+    ) -> None:
+        """RQ's, once the tries of workers that died are forgotten (see :func:`forget_dead_tries`)."""
+        forget_dead_tries(job)
+        super().handle_job_success(job, queue, started_job_registry, execution)
 
     def handle_warm_shutdown_request(self) -> None:
         """RQ's hook on SIGTERM/SIGINT: remember it, so the supervisor does not start the loop again."""
