@@ -31,10 +31,12 @@ from scale_sim.server import SimServer
 from tests.callback_server.test_ingest import queued_jobs
 from tests.conftest import LIVE_KEY, make_settings
 from tests.processes import ROOT, process, stack_env, wait_for, worker_args
-from tests.workers.event_handlers import SEEN
 
 API_KEY = "live_reconcile_simulator_key"
 MONTH = 30 * 24 * 3600
+
+SEEN = "test:events"
+"""Where tests.workers.event_handlers notes its runs (not imported: that would register its handlers here)."""
 
 
 @dataclass
