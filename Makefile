@@ -3,7 +3,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint bench
+.PHONY: run test soak lint bench
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -16,6 +16,9 @@ run: $(VENV)/.installed  ## the receiver, a worker, the simulator (embedded Redi
 test: $(VENV)/.installed  ## the whole suite, on a private redis-server it starts itself
 	bash tests/browser/install-chromium.sh  # Debian's chromium for the console's browser tests, once
 	$(PY) -m pytest
+
+soak: $(VENV)/.installed  ## minutes of simulator traffic while worker, web and Redis are killed (not in make test)
+	$(PY) -m pytest -m soak -p no:cacheprovider tests/test_soak.py
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check . && $(VENV)/bin/mypy callback_server workers scale_sim
