@@ -11,7 +11,7 @@ from callback_server.state import EXTENSION, ReceiverState
 
 def create_app(settings: Settings | None = None, *, connection: redis.Redis | None = None) -> Flask:
     """Build the web app; with no settings given, read them from the environment (fail-fast)."""
-    from callback_server import dashboard, errors, health, ingest, metrics, reporting
+    from callback_server import dashboard, error_handlers, health, ingest, metrics, reporting
 
     settings = settings if settings is not None else Settings.from_env()
     reporting.init_sentry(settings, "web")
@@ -20,7 +20,7 @@ def create_app(settings: Settings | None = None, *, connection: redis.Redis | No
     # Nothing here is a browser session; JSON answers stay compact on the hot path.
     app.json.compact = True  # type: ignore[attr-defined]
     app.extensions[EXTENSION] = ReceiverState.build(settings, connection)
-    errors.init_app(app)
+    error_handlers.init_app(app)
     app.register_blueprint(ingest.bp)
     app.register_blueprint(health.bp)
     dashboard.init_app(app)

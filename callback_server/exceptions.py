@@ -1,13 +1,16 @@
-"""The errors of the receiver: each carries the HTTP status it maps to, in one place."""
+"""The errors of the receiver, in one place.
+
+Two kinds, as werkzeug's ``HTTPException`` and structlog's plain exceptions are kept apart:
+:class:`HTTPError` and its subclasses become an HTTP answer (their status and error name, mapped
+in :mod:`callback_server.error_handlers`); the others never reach HTTP (a bad setting stops a
+process, a handler module that cannot be imported stops a worker) and carry no status.
+"""
 
 from __future__ import annotations
 
 
 class CallbackServerError(Exception):
-    """Base of every error the receiver raises on purpose."""
-
-    status_code: int = 500
-    error: str = "internal_error"
+    """Base of every error the receiver raises on purpose: a message, and details for the curious."""
 
     def __init__(self, message: str, details: object | None = None) -> None:
         super().__init__(message)
@@ -15,32 +18,39 @@ class CallbackServerError(Exception):
         self.details = details
 
 
+class HTTPError(CallbackServerError):
+    """An error that is answered over HTTP: its status and a short error name go in the answer."""
+
+    status_code: int = 500
+    error: str = "internal_error"
+
+
 class ConfigError(CallbackServerError):
     """A missing or malformed environment variable; the process must not start."""
 
 
-class CallbackAuthError(CallbackServerError):
+class CallbackAuthError(HTTPError):
     """The scale-callback-auth header is missing or matches no configured key."""
 
     status_code = 401
     error = "unauthorized"
 
 
-class UnsupportedMediaTypeError(CallbackServerError):
+class UnsupportedMediaTypeError(HTTPError):
     """The body is not declared as JSON."""
 
     status_code = 415
     error = "unsupported_media_type"
 
 
-class PayloadTooLargeError(CallbackServerError):
+class PayloadTooLargeError(HTTPError):
     """The body is over MAX_CONTENT_LENGTH."""
 
     status_code = 413
     error = "payload_too_large"
 
 
-class MalformedRequestError(CallbackServerError):
+class MalformedRequestError(HTTPError):
     """The request's own framing is broken (e.g. a bad chunk size): there is no body to keep."""
 
     status_code = 400
@@ -50,11 +60,8 @@ class MalformedRequestError(CallbackServerError):
 class InvalidCallbackError(CallbackServerError):
     """An authenticated body that is not JSON or fails validation: it is quarantined, not refused."""
 
-    status_code = 422
-    error = "invalid_callback"
 
-
-class StoreUnavailableError(CallbackServerError):
+class StoreUnavailableError(HTTPError):
     """Redis did not answer in time: answer 503 so Scale retries, and mark nothing as seen."""
 
     status_code = 503
@@ -67,6 +74,3 @@ class HandlerRegistrationError(CallbackServerError):
 
 class NotFoundError(CallbackServerError):
     """A quarantined delivery or failed job named on the command line does not exist."""
-
-    status_code = 404
-    error = "not_found"

@@ -7,7 +7,7 @@ import logging
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
-from callback_server.exceptions import CallbackServerError, StoreUnavailableError
+from callback_server.exceptions import HTTPError, StoreUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -15,7 +15,7 @@ RETRY_AFTER_SECONDS = 30
 """What a 503 asks the sender to wait; Scale keeps its own schedule, other clients may honour it."""
 
 
-def _callback_error(exc: CallbackServerError) -> tuple[Response, int]:
+def _callback_error(exc: HTTPError) -> tuple[Response, int]:
     response = jsonify(error=exc.error, details=exc.details if exc.details is not None else exc.message)
     if isinstance(exc, StoreUnavailableError):
         response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
@@ -33,5 +33,5 @@ def _http_error(exc: HTTPException) -> tuple[Response, int]:
 
 def init_app(app: Flask) -> None:
     """Register the JSON error handlers."""
-    app.register_error_handler(CallbackServerError, _callback_error)
+    app.register_error_handler(HTTPError, _callback_error)
     app.register_error_handler(HTTPException, _http_error)
