@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 
 
-def wait_for(condition: Callable[[], T], timeout: float = 20.0, interval: float = 0.05, what: str = "") -> T:
+def wait_for(condition: Callable[[], T], timeout: float = 20.0, interval: float = 0.02, what: str = "") -> T:
     """Poll until ``condition()`` is truthy and return it; fail the test after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:

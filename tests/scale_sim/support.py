@@ -14,6 +14,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from scale_sim.validation import TASK_TYPES  # noqa: F401 - re-exported for the tests
+from tests.processes import wait_for
 
 T = TypeVar("T")
 
@@ -27,20 +28,6 @@ MIB = 1024 * 1024
 def basic_auth(key: str) -> dict[str, str]:
     """The Authorization header Scale expects: the API key as Basic user name, empty password."""
     return {"Authorization": "Basic " + base64.b64encode(f"{key}:".encode()).decode()}
-
-
-def wait_until(
-    predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.01, what: str = ""
-) -> T:
-    """Poll `predicate` until it returns something truthy (and return that), or fail after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
-        time.sleep(interval)
 
 
 @dataclass
@@ -146,7 +133,7 @@ class Receiver:
                 ]
             return got if len(got) >= count else []
 
-        return wait_until(arrived, timeout, what=f"{count} callbacks")
+        return wait_for(arrived, timeout, what=f"{count} callbacks")
 
 
 def reference_bodies(callback_url: str) -> dict[str, list[tuple[str, str]]]:

@@ -17,7 +17,7 @@ from scaleapi.exceptions import (
 from scaleapi.tasks import Task, TaskStatus, TaskType
 
 from scale_sim.server import SimServer
-from tests.scale_sim.support import OTHER_TEST_KEY, TASK_TYPES, TEST_KEY, Receiver, json_body, wait_until
+from tests.scale_sim.support import OTHER_TEST_KEY, TASK_TYPES, TEST_KEY, Receiver, json_body, wait_for
 
 
 class _Type:
@@ -92,13 +92,13 @@ def test_cancel_a_completed_task_is_an_error(start_sim: Callable[..., SimServer]
     sim = start_sim(completion_delay=0.0)
     client = client_for(sim)
     task = create(client, callback_url=receiver.url)
-    wait_until(lambda: client.get_task(task.id).status == "completed", what="completion")
+    wait_for(lambda: client.get_task(task.id).status == "completed", what="completion")
     with pytest.raises(ScaleInternalError):
         client.cancel_task(task.id)
     completed = client.get_task(task.id)
     assert completed.response["category"] in ("public", "private")
     receiver.wait_for(1, task.id)
-    assert wait_until(lambda: client.get_task(task.id).as_dict().get("callback_succeeded"))
+    assert wait_for(lambda: client.get_task(task.id).as_dict().get("callback_succeeded"))
 
 
 def test_bad_key_and_bad_parameters(pending_sim: SimServer) -> None:

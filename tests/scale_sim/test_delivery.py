@@ -22,7 +22,7 @@ from tests.scale_sim.support import (
     Receiver,
     basic_auth,
     json_body,
-    wait_until,
+    wait_for,
 )
 
 StartSim = Callable[..., SimServer]
@@ -59,7 +59,7 @@ def faults(*specs: str) -> dict[str, Any]:
 
 def outcome_of(sim: SimServer, task_id: str, succeeded: bool) -> dict[str, Any]:
     """Wait until the task's callback_succeeded is `succeeded`; return its delivery log then."""
-    wait_until(
+    wait_for(
         lambda: log_of(sim, task_id)["callback_succeeded"] is succeeded,
         what=f"callback_succeeded={succeeded}",
     )
@@ -95,7 +95,7 @@ def test_callback_body_and_header(start_sim: StartSim, receiver: Receiver) -> No
     assert body["task"]["is_test"] is True
     assert body["task"]["callback_completed"] is False  # as it stood when the event happened
     assert timestamp_ms(body["task"]["completed_at"]) >= timestamp_ms(body["task"]["created_at"])
-    wait_until(lambda: get(sim, f"task/{task_id}").get("callback_succeeded"))
+    wait_for(lambda: get(sim, f"task/{task_id}").get("callback_succeeded"))
     task = get(sim, f"task/{task_id}")
     assert task["callback_succeeded"] is True
     assert task["callback_completed"] is True
@@ -166,7 +166,7 @@ def test_duplicate_sends_the_same_callback_twice(start_sim: StartSim, receiver: 
     task_id = create(sim, receiver.url, **faults("duplicate"))
     first, second = receiver.wait_for(2, task_id)
     assert first.body == second.body
-    wait_until(lambda: all_succeeded(sim, task_id))
+    wait_for(lambda: all_succeeded(sim, task_id))
     log = log_of(sim, task_id)
     assert [d["copy"] for d in log["deliveries"]] == [1, 2]
     assert len(receiver.for_task(task_id)) == 2
@@ -176,7 +176,7 @@ def test_duplicate_n_sends_n_copies(start_sim: StartSim, receiver: Receiver) -> 
     sim = start_sim()
     task_id = create(sim, receiver.url, **faults("duplicate=3"))
     receiver.wait_for(3, task_id)
-    wait_until(lambda: all_succeeded(sim, task_id))
+    wait_for(lambda: all_succeeded(sim, task_id))
     assert len(receiver.for_task(task_id)) == 3
     assert log_of(sim, task_id)["faults"] == ["duplicate=3"]
 
@@ -184,7 +184,7 @@ def test_duplicate_n_sends_n_copies(start_sim: StartSim, receiver: Receiver) -> 
 def test_reorder_sends_a_callback_after_the_next_tasks(start_sim: StartSim, receiver: Receiver) -> None:
     sim = start_sim()
     held = create(sim, receiver.url, **faults("reorder"))
-    wait_until(lambda: get(sim, f"task/{held}")["status"] == "completed")
+    wait_for(lambda: get(sim, f"task/{held}")["status"] == "completed")
     assert log_of(sim, held)["deliveries"][0]["state"] == "held"
     nxt = create(sim, receiver.url)
     receiver.wait_for(1, held)
@@ -208,7 +208,7 @@ def test_wrong_key_sends_another_auth_header(start_sim: StartSim, receiver: Rece
 def test_drop_never_delivers(start_sim: StartSim, receiver: Receiver) -> None:
     sim = start_sim()
     dropped = create(sim, receiver.url, **faults("drop"))
-    wait_until(lambda: get(sim, f"task/{dropped}")["status"] == "completed")
+    wait_for(lambda: get(sim, f"task/{dropped}")["status"] == "completed")
     after = create(sim, receiver.url)
     receiver.wait_for(1, after)  # callbacks go out in order, so the dropped one would have come first
     assert receiver.for_task(dropped) == []
@@ -235,7 +235,7 @@ def test_oversize_makes_a_receiver_answer_413(start_sim: StartSim) -> None:
         task_id = create(sim, receiver.url, "annotation", **faults("oversize"))
         [callback] = receiver.wait_for(1)  # drained unread, so it has no body to match a task_id in
         assert callback.size > 10 * MIB and callback.answered == 413
-        wait_until(lambda: log_of(sim, task_id)["attempts"])
+        wait_for(lambda: log_of(sim, task_id)["attempts"])
         log = log_of(sim, task_id)
         assert log["attempts"][0]["status_code"] == 413
         assert log["deliveries"][0]["state"] == "pending" and log["deliveries"][0]["next_attempt_at"]
@@ -251,7 +251,7 @@ def test_env_faults_apply_to_every_task_and_tasks_can_override(
     single = create(sim, receiver.url, **faults("duplicate=1"))
     receiver.wait_for(2, doubled)
     receiver.wait_for(1, single)
-    wait_until(
+    wait_for(
         lambda: log_of(sim, single)["callback_succeeded"] and log_of(sim, doubled)["callback_succeeded"]
     )
     assert len(receiver.for_task(single)) == 1
@@ -300,7 +300,7 @@ def test_a_pending_delivery_survives_a_restart(start_sim: StartSim, receiver: Re
     first = start_sim(time_scale=0.1)  # the retry is due 1 s after the failed try
     task_id = create(first, receiver.url)
     [failed] = receiver.wait_for(1, task_id)
-    wait_until(lambda: log_of(first, task_id)["attempts"])
+    wait_for(lambda: log_of(first, task_id)["attempts"])
     first.stop()
     assert len(receiver.for_task(task_id)) == 1
 

@@ -25,7 +25,7 @@ from tests.scale_sim.support import (
     assert_event_body,
     basic_auth,
     json_body,
-    wait_until,
+    wait_for,
 )
 
 TEST_CALLBACK_KEY = "sim-test-mode-callback-key-for-tests"
@@ -320,7 +320,7 @@ def test_a_retried_event_keeps_its_own_body_after_a_later_event(
         found = bodies(receiver, sim, task_id)
         return found if len(found) >= 3 else None
 
-    got = wait_until(three, what="the retry and the audit")
+    got = wait_for(three, what="the retry and the audit")
     assert len(got) == 3
     retried = [b for b in got if not b["task"]["audits"]]
     assert len(retried) == 2 and retried[0] == retried[1]

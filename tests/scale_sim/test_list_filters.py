@@ -17,7 +17,7 @@ from scaleapi.tasks import TaskReviewStatus, TaskType
 
 from scale_sim.server import SimServer
 from scale_sim.tasks import timestamp_ms
-from tests.scale_sim.support import TEST_KEY, basic_auth, json_body, wait_until
+from tests.scale_sim.support import TEST_KEY, basic_auth, json_body, wait_for
 
 CB = "http://127.0.0.1:9/callback"
 
@@ -203,4 +203,4 @@ def test_get_tasks_with_project_completed_after_and_updated_after(start_sim: Cal
     assert updated[0].as_dict()["customer_review_status"] == "rejected"
     reviewed = list(client.get_tasks(project_name="recon", review_status=[TaskReviewStatus.Rejected]))
     assert [t.id for t in reviewed] == [audited.id]
-    wait_until(lambda: client.tasks(project="recon", limit=1).total == 2, what="the project's two tasks")
+    wait_for(lambda: client.tasks(project="recon", limit=1).total == 2, what="the project's two tasks")

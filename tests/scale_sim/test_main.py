@@ -11,7 +11,7 @@ from pathlib import Path
 
 import requests
 
-from tests.scale_sim.support import CALLBACK_KEY, TEST_KEY, Receiver, json_body, wait_until
+from tests.scale_sim.support import CALLBACK_KEY, TEST_KEY, Receiver, json_body, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,7 +54,7 @@ def test_serves_completes_and_calls_back(tmp_path: Path, receiver: Receiver) -> 
             except requests.ConnectionError:
                 return process.poll() is not None  # stop waiting if it died; asserted below
 
-        wait_until(up, timeout=20, interval=0.05, what="the simulator to listen")
+        wait_for(up, timeout=20, interval=0.05, what="the simulator to listen")
         assert process.poll() is None
         answer = requests.post(
             f"{base}/v1/task/categorization",

@@ -18,7 +18,7 @@ from scale_sim.exceptions import InvalidRequestError
 from scale_sim.responses import generate_response
 from scale_sim.server import SimServer
 from scale_sim.validation import MODERN_TYPES, validate_task
-from tests.scale_sim.support import FORM, MODERN_BODIES, TEST_KEY, basic_auth, json_body, wait_until
+from tests.scale_sim.support import FORM, MODERN_BODIES, TEST_KEY, basic_auth, json_body, wait_for
 
 CB = "http://127.0.0.1:9/callback"
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -262,7 +262,7 @@ def test_the_official_client_creates_each_modern_type(start_sim: Callable[..., S
         unique_id=f"u-{task_type}",
     )
     assert task.type == task_type and task.as_dict()["tags"] == ["e2e"]
-    done = wait_until(lambda: (t := client.get_task(task.id)).status == "completed" and t, what="completion")
+    done = wait_for(lambda: (t := client.get_task(task.id)).status == "completed" and t, what="completion")
     assert done.response == generate_response(client.get_task(task.id).as_dict(), 0)
     with pytest.raises(ScaleDuplicateResource):
         client.create_task(
