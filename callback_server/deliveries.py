@@ -26,7 +26,7 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 from rq.utils import utcformat
 
-from callback_server import defaults, ledger, stats
+from callback_server import defaults, ledger, scripts, stats
 from callback_server.config import Settings
 from callback_server.events import Event, derive_event, parse_instant
 
@@ -38,40 +38,6 @@ RECONCILE = "reconcile"
 REPLAY = "replay"
 """Where a delivery came from (its ``source``): Scale's POST, the reconciler, or a quarantine replay."""
 
-_ACCEPT_SCRIPT = stats.APPLY_LUA + """
--- KEYS: the identity buckets (newest first, ARGV[1] of them), the legacy identity key, job key,
---       queue key, rq:queues, ledger stream, counters hash.
--- ARGV: bucket count, identity (16 bytes), job id, time, data, description, bucket expiry,
---       ledger expiry, ledger values (task id, type, event, source, mode), counter fields for
---       queued and for duplicate, the minute key, then a tally (callback_server.stats.as_args).
--- The job's fixed fields are written into the script's text below.
-local n = tonumber(ARGV[1])
-local new = 1
-for i = 1, n do
-  if redis.call('HEXISTS', KEYS[i], ARGV[2]) == 1 then new = 0; break end
-end
-if new == 1 and redis.call('EXISTS', KEYS[n + 1]) == 1 then new = 0 end
-local minute = ARGV[16]
-if new == 1 then
-  redis.call('HSET', KEYS[1], ARGV[2], '')
-  redis.call('EXPIREAT', KEYS[1], ARGV[7])
-  redis.call('HSET', KEYS[n + 2], 'created_at', ARGV[4], 'enqueued_at', ARGV[4], 'data', ARGV[5],
-             'description', ARGV[6]%(fixed)s)
-  redis.call('RPUSH', KEYS[n + 3], ARGV[3])
-  redis.call('SADD', KEYS[n + 4], KEYS[n + 3])
-  redis.call('XADD', KEYS[n + 5], '*', 'd', ARGV[2], 't', ARGV[9], 'y', ARGV[10], 'e', ARGV[11],
-             's', ARGV[12], 'm', ARGV[13])
-  redis.call('EXPIREAT', KEYS[n + 5], ARGV[8])
-  redis.call('HINCRBYFLOAT', KEYS[n + 6], ARGV[14], 1)
-  redis.call('HINCRBYFLOAT', minute, 'out|queued', 1)
-else
-  redis.call('HINCRBYFLOAT', KEYS[n + 6], ARGV[15], 1)
-  redis.call('HINCRBYFLOAT', minute, 'out|duplicate', 1)
-end
-redis.call('EXPIRE', minute, %(minute_ttl)d)
-apply_tally(KEYS[n + 6], '%(minute_prefix)s', %(minute_ttl)d, 17)
-return new
-"""
 PER_DELIVERY_FIELDS = ("created_at", "enqueued_at", "data", "description")
 """The job hash fields that differ per delivery; every other field is fixed per queue config."""
 
@@ -245,7 +211,7 @@ class DeliveryQueue:
                        for name, value in template.items() if name not in PER_DELIVERY_FIELDS}
         # The fixed fields are part of the script's text, so each accept sends 9 arguments, not 40.
         fixed = "".join(f", {_lua_string(k)}, {_lua_string(v)}" for k, v in self._fixed.items())
-        self._accept_script = _ACCEPT_SCRIPT % {
+        self._accept_script = scripts.ACCEPT % {
             "fixed": fixed,
             "minute_ttl": stats.MINUTE_TTL,
             "minute_prefix": stats.MINUTE_PREFIX,

@@ -29,6 +29,8 @@ from typing import Any
 
 import redis
 
+from callback_server import scripts
+
 PREFIX = "scb:ledger"
 """Key prefix of the daily ledger streams."""
 
@@ -93,30 +95,6 @@ TRACEBACK_LIMIT = 4000
 SCAN_BATCH = 2000
 """Entries one scan call reads: about a millisecond of Redis, so a search never stalls the ack path."""
 
-_SCAN = """
--- KEYS[1]: a ledger stream.  ARGV: start id (inclusive, '+' for the newest), count, field, value.
--- Reads up to count entries newest first; returns the next start id ('' at the end) and the
--- entries whose field equals value, so a search costs Redis a millisecond per call.
-local entries = redis.call('XREVRANGE', KEYS[1], ARGV[1], '-', 'COUNT', ARGV[2])
-local found = {}
-for _, entry in ipairs(entries) do
-  local fields = entry[2]
-  for i = 1, #fields, 2 do
-    if fields[i] == ARGV[3] then
-      if fields[i + 1] == ARGV[4] then found[#found + 1] = entry end
-      break
-    end
-  end
-end
-local nxt = ''
-if #entries == tonumber(ARGV[2]) then
-  local last = entries[#entries][1]
-  local ms, seq = string.match(last, '(%d+)-(%d+)')
-  if tonumber(seq) > 0 then nxt = ms .. '-' .. (tonumber(seq) - 1)
-  elseif tonumber(ms) > 0 then nxt = (tonumber(ms) - 1) .. '-18446744073709551615' end
-end
-return {nxt, found}
-"""
 
 
 def stream_key(bucket: int) -> str:
@@ -219,7 +197,7 @@ class Ledger:
     def __init__(self, connection: redis.Redis, ttl: int) -> None:
         self.connection = connection
         self.ttl = ttl
-        self._scan = connection.register_script(_SCAN)
+        self._scan = connection.register_script(scripts.LEDGER_SCAN)
 
     def _buckets(self, now: float | None = None) -> list[int]:
         """The buckets whose streams may still exist, newest first."""

@@ -18,7 +18,7 @@ from typing import Any
 
 import redis
 
-from callback_server import ledger, stats
+from callback_server import ledger, scripts, stats
 from callback_server.deliveries import SEEN_BUCKET, seen_bucket_key
 
 log = logging.getLogger(__name__)
@@ -34,32 +34,6 @@ PROBE_TTL = 600
 
 _NONCE = re.compile(r"[0-9a-f]{32}")
 
-_CLEANUP = """
--- KEYS: the seen buckets around the acceptance, the ledger streams of its bucket and the next,
---       the counters hash, the notice list.
--- ARGV: bucket count, identity (16 bytes), oldest ledger id to look at, counter field, notice TTL.
-local n = tonumber(ARGV[1])
-for i = 1, n do redis.call('HDEL', KEYS[i], ARGV[2]) end
-for i = n + 1, n + 2 do
-  local entries = redis.call('XRANGE', KEYS[i], ARGV[3], '+')
-  for _, entry in ipairs(entries) do
-    local fields = entry[2]
-    for j = 1, #fields, 2 do
-      if fields[j] == 'd' then
-        if fields[j + 1] == ARGV[2] then redis.call('XDEL', KEYS[i], entry[1]) end
-        break
-      end
-    end
-  end
-  if redis.call('EXISTS', KEYS[i]) == 1 and redis.call('XLEN', KEYS[i]) == 0 then redis.call('DEL', KEYS[i]) end
-end
-redis.call('HDEL', KEYS[n + 3], ARGV[4])
-if KEYS[n + 4] ~= '' then
-  redis.call('RPUSH', KEYS[n + 4], 'processed')
-  redis.call('EXPIRE', KEYS[n + 4], ARGV[5])
-end
-return 1
-"""
 
 
 def new_nonce() -> str:
@@ -101,8 +75,8 @@ def handle_probe(connection: redis.Redis, delivery: dict[str, Any]) -> dict[str,
                           delivery.get("mode", ""))
     notice = notice_key(nonce) if _NONCE.fullmatch(nonce) else ""
     keys = [*buckets, ledger.stream_key(stream), ledger.stream_key(stream + 1), stats.TOTAL_KEY, notice]
-    connection.eval(_CLEANUP, len(keys), *keys, len(buckets), ledger.raw_id(delivery_id), oldest, counter,
-                    PROBE_TTL)
+    cleanup = connection.register_script(scripts.PROBE_CLEANUP)
+    cleanup(keys=keys, args=[len(buckets), ledger.raw_id(delivery_id), oldest, counter, PROBE_TTL])
     log.info("probe processed", extra={"task_id": delivery.get("task_id"), "delivery_id": delivery_id,
                                        "mode": delivery.get("mode"), "outcome": "probe"})
     return {"ran": [], "skipped": []}

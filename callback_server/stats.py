@@ -181,26 +181,6 @@ def _number(amount: float) -> str:
     return str(int(amount)) if float(amount).is_integer() else repr(float(amount))
 
 
-APPLY_LUA = """
--- Applies a tally (see callback_server.stats.as_args) starting at ARGV[i]; returns the next index.
-local function apply_tally(total_key, minute_prefix, minute_ttl, i)
-  local n = tonumber(ARGV[i]); i = i + 1
-  for _ = 1, n do
-    redis.call('HINCRBYFLOAT', total_key, ARGV[i], ARGV[i + 1]); i = i + 2
-  end
-  local minutes = tonumber(ARGV[i]); i = i + 1
-  for _ = 1, minutes do
-    local key = minute_prefix .. ':' .. ARGV[i]
-    local count = tonumber(ARGV[i + 1]); i = i + 2
-    for _ = 1, count do
-      redis.call('HINCRBYFLOAT', key, ARGV[i], ARGV[i + 1]); i = i + 2
-    end
-    redis.call('EXPIRE', key, minute_ttl)
-  end
-  return i
-end
-"""
-"""The Lua function that scripts embed to apply a tally in the same round trip as their own work."""
 
 
 def flush(connection: redis.Redis, tally: Tally) -> None:

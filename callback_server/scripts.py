@@ -1,0 +1,120 @@
+"""Every Lua script the receiver and workers run, in one place (as rq keeps its own in ``rq/scripts.py``).
+
+Each is sent once and then called by its SHA (redis-py's ``register_script``), except the accept
+script, which the ack path drives by hand (:meth:`callback_server.deliveries.DeliveryQueue._run_accept`)
+because it cannot afford redis-py's generic retry.
+"""
+
+from __future__ import annotations
+
+APPLY_TALLY = """
+-- Applies a tally (see callback_server.stats.as_args) starting at ARGV[i]; returns the next index.
+local function apply_tally(total_key, minute_prefix, minute_ttl, i)
+  local n = tonumber(ARGV[i]); i = i + 1
+  for _ = 1, n do
+    redis.call('HINCRBYFLOAT', total_key, ARGV[i], ARGV[i + 1]); i = i + 2
+  end
+  local minutes = tonumber(ARGV[i]); i = i + 1
+  for _ = 1, minutes do
+    local key = minute_prefix .. ':' .. ARGV[i]
+    local count = tonumber(ARGV[i + 1]); i = i + 2
+    for _ = 1, count do
+      redis.call('HINCRBYFLOAT', key, ARGV[i], ARGV[i + 1]); i = i + 2
+    end
+    redis.call('EXPIRE', key, minute_ttl)
+  end
+  return i
+end
+"""
+"""The Lua function that scripts embed to apply a tally in the same round trip as their own work."""
+
+ACCEPT = APPLY_TALLY + """
+-- KEYS: the identity buckets (newest first, ARGV[1] of them), the legacy identity key, job key,
+--       queue key, rq:queues, ledger stream, counters hash.
+-- ARGV: bucket count, identity (16 bytes), job id, time, data, description, bucket expiry,
+--       ledger expiry, ledger values (task id, type, event, source, mode), counter fields for
+--       queued and for duplicate, the minute key, then a tally (callback_server.stats.as_args).
+-- The job's fixed fields are written into the script's text below.
+local n = tonumber(ARGV[1])
+local new = 1
+for i = 1, n do
+  if redis.call('HEXISTS', KEYS[i], ARGV[2]) == 1 then new = 0; break end
+end
+if new == 1 and redis.call('EXISTS', KEYS[n + 1]) == 1 then new = 0 end
+local minute = ARGV[16]
+if new == 1 then
+  redis.call('HSET', KEYS[1], ARGV[2], '')
+  redis.call('EXPIREAT', KEYS[1], ARGV[7])
+  redis.call('HSET', KEYS[n + 2], 'created_at', ARGV[4], 'enqueued_at', ARGV[4], 'data', ARGV[5],
+             'description', ARGV[6]%(fixed)s)
+  redis.call('RPUSH', KEYS[n + 3], ARGV[3])
+  redis.call('SADD', KEYS[n + 4], KEYS[n + 3])
+  redis.call('XADD', KEYS[n + 5], '*', 'd', ARGV[2], 't', ARGV[9], 'y', ARGV[10], 'e', ARGV[11],
+             's', ARGV[12], 'm', ARGV[13])
+  redis.call('EXPIREAT', KEYS[n + 5], ARGV[8])
+  redis.call('HINCRBYFLOAT', KEYS[n + 6], ARGV[14], 1)
+  redis.call('HINCRBYFLOAT', minute, 'out|queued', 1)
+else
+  redis.call('HINCRBYFLOAT', KEYS[n + 6], ARGV[15], 1)
+  redis.call('HINCRBYFLOAT', minute, 'out|duplicate', 1)
+end
+redis.call('EXPIRE', minute, %(minute_ttl)d)
+apply_tally(KEYS[n + 6], '%(minute_prefix)s', %(minute_ttl)d, 17)
+return new
+"""
+"""Accept a delivery or call it a duplicate, write its job and ledger entry, count it (a template:
+``%(fixed)s`` is the job's fixed fields, filled in per queue configuration)."""
+
+LEDGER_SCAN = """
+-- KEYS[1]: a ledger stream.  ARGV: start id (inclusive, '+' for the newest), count, field, value.
+-- Reads up to count entries newest first; returns the next start id ('' at the end) and the
+-- entries whose field equals value, so a search costs Redis a millisecond per call.
+local entries = redis.call('XREVRANGE', KEYS[1], ARGV[1], '-', 'COUNT', ARGV[2])
+local found = {}
+for _, entry in ipairs(entries) do
+  local fields = entry[2]
+  for i = 1, #fields, 2 do
+    if fields[i] == ARGV[3] then
+      if fields[i + 1] == ARGV[4] then found[#found + 1] = entry end
+      break
+    end
+  end
+end
+local nxt = ''
+if #entries == tonumber(ARGV[2]) then
+  local last = entries[#entries][1]
+  local ms, seq = string.match(last, '(%d+)-(%d+)')
+  if tonumber(seq) > 0 then nxt = ms .. '-' .. (tonumber(seq) - 1)
+  elseif tonumber(ms) > 0 then nxt = (tonumber(ms) - 1) .. '-18446744073709551615' end
+end
+return {nxt, found}
+"""
+"""One page of a ledger stream, newest first, filtered inside Redis (a search costs it ~1 ms a call)."""
+
+PROBE_CLEANUP = """
+-- KEYS: the seen buckets around the acceptance, the ledger streams of its bucket and the next,
+--       the counters hash, the notice list.
+-- ARGV: bucket count, identity (16 bytes), oldest ledger id to look at, counter field, notice TTL.
+local n = tonumber(ARGV[1])
+for i = 1, n do redis.call('HDEL', KEYS[i], ARGV[2]) end
+for i = n + 1, n + 2 do
+  local entries = redis.call('XRANGE', KEYS[i], ARGV[3], '+')
+  for _, entry in ipairs(entries) do
+    local fields = entry[2]
+    for j = 1, #fields, 2 do
+      if fields[j] == 'd' then
+        if fields[j + 1] == ARGV[2] then redis.call('XDEL', KEYS[i], entry[1]) end
+        break
+      end
+    end
+  end
+  if redis.call('EXISTS', KEYS[i]) == 1 and redis.call('XLEN', KEYS[i]) == 0 then redis.call('DEL', KEYS[i]) end
+end
+redis.call('HDEL', KEYS[n + 3], ARGV[4])
+if KEYS[n + 4] ~= '' then
+  redis.call('RPUSH', KEYS[n + 4], 'processed')
+  redis.call('EXPIRE', KEYS[n + 4], ARGV[5])
+end
+return 1
+"""
+"""Remove every trace of a processed doctor probe and tell doctor it was processed."""
