@@ -27,6 +27,7 @@ from rq.serializers import JSONSerializer
 from rq.utils import utcformat
 
 from callback_server import defaults, ledger, scripts, stats
+from callback_server.auth import LIVE
 from callback_server.config import Settings
 from callback_server.events import Event, derive_event, parse_instant
 
@@ -160,7 +161,7 @@ def describe(delivery: Delivery) -> str:
 
 
 _JSON = JSONSerializer()
-_TEMPLATE_DELIVERY = Delivery("0" * 32, "template", "template", "live", CALLBACK, "", {})
+_TEMPLATE_DELIVERY = Delivery("0" * 32, "template", "template", LIVE, CALLBACK, "", {})
 
 
 SEEN_BUCKET = 6 * 3600

@@ -30,6 +30,7 @@ from typing import Any
 import redis
 
 from callback_server import scripts
+from callback_server.auth import LIVE, TEST
 
 PREFIX = "scb:ledger"
 """Key prefix of the daily ledger streams."""
@@ -84,7 +85,7 @@ def _event_name(code: str) -> str:
 SOURCES = {"callback": "c", "reconcile": "r", "replay": "p", "fetch": "f"}
 """How a delivery's source is written in an accept entry (one byte)."""
 
-MODES = {"live": "l", "test": "t"}
+MODES = {LIVE: "l", TEST: "t"}
 
 DONE, RETRYING, FAILED = "d", "r", "f"
 """Outcome entry kinds: done, failed with a retry scheduled, failed for good."""

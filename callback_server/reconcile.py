@@ -33,6 +33,7 @@ import redis
 import requests
 
 from callback_server import defaults, stats
+from callback_server.auth import LIVE, TEST
 from callback_server.config import Secret, Settings
 from callback_server.deliveries import RECONCILE, Delivery, DeliveryQueue
 from callback_server.events import UnknownStatusError, derive_event, parse_instant
@@ -653,7 +654,7 @@ def _edge_key(task: Any, name: str, slice_end: datetime) -> tuple[tuple[str, str
 
 
 def _mode(task: Any) -> str:
-    return "test" if isinstance(task, dict) and task.get("is_test") is True else "live"
+    return TEST if isinstance(task, dict) and task.get("is_test") is True else LIVE
 
 
 def _text(moment: datetime) -> str:
