@@ -14,8 +14,9 @@ left. Completed handlers are skipped on every re-run (see :mod:`workers.effects`
 
 Nothing of RQ is replaced: the worker is configured (intervals, TTL, the death penalty
 class) and wrapped from the outside; its one addition is that a success first forgets the
-tries of workers that died (:func:`forget_dead_tries`, around an RQ 3.0 bug). RQ's work loop quits on a Redis error it does not expect
-(a full Redis refusing writes, an outage outlasting a command's retries, a failed registration);
+tries of workers that died (:func:`forget_dead_tries`, around an RQ 3.0 bug). RQ's work loop
+quits on a Redis error it does not expect (a full Redis refusing writes, an outage outlasting a
+command's retries, a failed registration);
 :func:`run_supervised` starts it again with backoff, so a worker rides out an outage and carries
 on by itself once Redis has room. Its Redis client retries a dropped connection for a few seconds,
 so a short Redis restart passes unnoticed.
