@@ -139,8 +139,8 @@ def main() -> None:
             in_flight = measure(conn)
             worker = subprocess.Popen([sys.executable, "-m", "workers"], cwd=ROOT, env=env,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            wait_until(lambda: conn.llen(f"rq:queue:{settings.queue_name}") == 0
-                       and not conn.zcard(f"rq:wip:{settings.queue_name}"), 600, "the worker to drain the queue")
+            wait_until(lambda: conn.llen(f"rq:queue:{settings.callback_queue}") == 0
+                       and not conn.zcard(f"rq:wip:{settings.callback_queue}"), 600, "the worker to drain the queue")
             wait_until(lambda: _processed(conn, settings) >= count, 600, "every delivery to be processed")
             finished = measure(conn)
             retention = {family: retention_days(family, conn, settings) for family, _ in FAMILIES}

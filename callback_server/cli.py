@@ -180,7 +180,7 @@ def quarantine_delete(quarantine_ids: tuple[str, ...]) -> None:
 
 
 def _failed_registry(settings: Settings, connection: redis.Redis) -> FailedJobRegistry:
-    queue = Queue(settings.queue_name, connection=connection, serializer=JSONSerializer)
+    queue = Queue(settings.callback_queue, connection=connection, serializer=JSONSerializer)
     return FailedJobRegistry(queue=queue)
 
 

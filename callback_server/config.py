@@ -185,14 +185,14 @@ class Settings:
     max_content_length: int = defaults.MAX_CONTENT_LENGTH
     dedup_ttl: int = defaults.DEDUP_TTL
     redis_timeout: float = defaults.REDIS_TIMEOUT
-    queue_name: str = defaults.QUEUE_NAME
-    job_timeout: int = defaults.JOB_TIMEOUT
-    retry_intervals: tuple[int, ...] = defaults.RETRY_INTERVALS
+    callback_queue: str = defaults.CALLBACK_QUEUE
+    handler_timeout: int = defaults.HANDLER_TIMEOUT
+    handler_retry_intervals: tuple[int, ...] = defaults.HANDLER_RETRY_INTERVALS
     effects_ttl: int = defaults.EFFECTS_TTL
     quarantine_ttl: int = defaults.QUARANTINE_TTL
     ledger_ttl: int = defaults.LEDGER_TTL
-    heartbeat_interval: int = defaults.HEARTBEAT_INTERVAL
-    maintenance_interval: int = defaults.MAINTENANCE_INTERVAL
+    worker_heartbeat: int = defaults.WORKER_HEARTBEAT
+    worker_maintenance_interval: int = defaults.WORKER_MAINTENANCE_INTERVAL
     worker_processes: int = defaults.WORKER_PROCESSES
     callback_handlers: tuple[str, ...] = defaults.CALLBACK_HANDLERS
     dashboard_password: Secret | None = None
@@ -222,7 +222,7 @@ class Settings:
             raise ConfigError(
                 f"RECONCILE_OVERLAP ({reconcile_overlap}) must not exceed {lookback_name} ({reconcile_lookback})"
             )
-        retry_intervals = _intervals(env, "HANDLER_RETRY_INTERVALS", defaults.RETRY_INTERVALS)
+        retry_intervals = _intervals(env, "HANDLER_RETRY_INTERVALS", defaults.HANDLER_RETRY_INTERVALS)
         effects_ttl = _int(env, "EFFECTS_TTL", defaults.EFFECTS_TTL, minimum=defaults.MIN_DEDUP_TTL)
         if effects_ttl < defaults.FAILURE_TTL + sum(retry_intervals):
             # A failed job can be replayed until FAILURE_TTL; its completed handlers must still be known.
@@ -241,15 +241,17 @@ class Settings:
             max_content_length=_int(env, "MAX_CONTENT_LENGTH", defaults.MAX_CONTENT_LENGTH, minimum=1024),
             dedup_ttl=dedup_ttl,
             redis_timeout=_float(env, "REDIS_TIMEOUT", defaults.REDIS_TIMEOUT, minimum=0.05),
-            queue_name=env.get("CALLBACK_QUEUE", "").strip() or defaults.QUEUE_NAME,
-            job_timeout=_int(env, "HANDLER_TIMEOUT", defaults.JOB_TIMEOUT, minimum=1),
-            retry_intervals=retry_intervals,
+            callback_queue=env.get("CALLBACK_QUEUE", "").strip() or defaults.CALLBACK_QUEUE,
+            handler_timeout=_int(env, "HANDLER_TIMEOUT", defaults.HANDLER_TIMEOUT, minimum=1),
+            handler_retry_intervals=retry_intervals,
             effects_ttl=effects_ttl,
             quarantine_ttl=_int(env, "QUARANTINE_TTL", defaults.QUARANTINE_TTL, minimum=3600),
             ledger_ttl=_int(env, "LEDGER_TTL", defaults.LEDGER_TTL, minimum=3600),
             # Whole seconds: RQ arms these with signal.alarm().
-            heartbeat_interval=_int(env, "WORKER_HEARTBEAT", defaults.HEARTBEAT_INTERVAL, minimum=1),
-            maintenance_interval=_int(env, "WORKER_MAINTENANCE_INTERVAL", defaults.MAINTENANCE_INTERVAL, minimum=1),
+            worker_heartbeat=_int(env, "WORKER_HEARTBEAT", defaults.WORKER_HEARTBEAT, minimum=1),
+            worker_maintenance_interval=_int(
+                env, "WORKER_MAINTENANCE_INTERVAL", defaults.WORKER_MAINTENANCE_INTERVAL, minimum=1
+            ),
             worker_processes=_int(env, "WORKER_PROCESSES", defaults.WORKER_PROCESSES, minimum=1),
             callback_handlers=_names(env, "CALLBACK_HANDLERS") or defaults.CALLBACK_HANDLERS,
             dashboard_password=Secret(dashboard) if dashboard else None,

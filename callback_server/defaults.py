@@ -17,13 +17,13 @@ MIN_DEDUP_TTL = 24 * 3600
 REDIS_TIMEOUT = 1.0
 """REDIS_TIMEOUT: seconds per Redis connect or command on the ack path, so a 503 comes within ~3 s."""
 
-QUEUE_NAME = "callbacks"
+CALLBACK_QUEUE = "callbacks"
 """CALLBACK_QUEUE: the RQ queue completed tasks are put on."""
 
-JOB_TIMEOUT = 180
+HANDLER_TIMEOUT = 180
 """HANDLER_TIMEOUT: seconds a delivery's handlers may run before they are stopped and retried."""
 
-RETRY_INTERVALS = (30, 300, 1800, 7200, 21600)
+HANDLER_RETRY_INTERVALS = (30, 300, 1800, 7200, 21600)
 """HANDLER_RETRY_INTERVALS: waits between tries of a failing handler: 6 tries over about 8.5 hours.
 The first is short so that a delivery whose worker died (RQ notices within ~75 s and retries it
 through this schedule) runs again within 2 minutes."""
@@ -35,11 +35,11 @@ RQ to mark the job finished (a worker dying before that runs it again), and no l
 EFFECTS_TTL = 31 * 24 * 3600
 """EFFECTS_TTL: how long a handler's completion is remembered: past a failed job's replayable life."""
 
-HEARTBEAT_INTERVAL = 5
+WORKER_HEARTBEAT = 5
 """WORKER_HEARTBEAT: seconds between the heartbeats a worker sends for its running job (RQ's job
 monitoring interval); a job whose heartbeat stops is abandoned 60 s (RQ's margin) plus this later."""
 
-MAINTENANCE_INTERVAL = 10
+WORKER_MAINTENANCE_INTERVAL = 10
 """WORKER_MAINTENANCE_INTERVAL: seconds between RQ's registry cleanups, which retry abandoned jobs;
 an idle worker also waits at most this long on the queue, so the cleanup really runs this often."""
 

@@ -193,10 +193,10 @@ class DeliveryQueue:
         self,
         connection: redis.Redis,
         *,
-        queue_name: str = defaults.QUEUE_NAME,
+        queue_name: str = defaults.CALLBACK_QUEUE,
         dedup_ttl: int = defaults.DEDUP_TTL,
-        job_timeout: int = defaults.JOB_TIMEOUT,
-        retry_intervals: tuple[int, ...] = defaults.RETRY_INTERVALS,
+        job_timeout: int = defaults.HANDLER_TIMEOUT,
+        retry_intervals: tuple[int, ...] = defaults.HANDLER_RETRY_INTERVALS,
         ledger_ttl: int = defaults.LEDGER_TTL,
     ) -> None:
         self.connection = connection
@@ -224,10 +224,10 @@ class DeliveryQueue:
         """The accept path as configured: the web tier, replays and the reconciler all use this."""
         return cls(
             connection,
-            queue_name=settings.queue_name,
+            queue_name=settings.callback_queue,
             dedup_ttl=settings.dedup_ttl,
-            job_timeout=settings.job_timeout,
-            retry_intervals=settings.retry_intervals,
+            job_timeout=settings.handler_timeout,
+            retry_intervals=settings.handler_retry_intervals,
             ledger_ttl=settings.ledger_ttl,
         )
 

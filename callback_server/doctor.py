@@ -260,17 +260,19 @@ def _api_failure(settings: Settings, project: str | None, exc: ScaleAPIError) ->
 
 def check_workers(settings: Settings, connection: redis.Redis) -> Check:
     """At least one RQ worker listens on CALLBACK_QUEUE (their registrations expire when they die)."""
-    queue = Queue(settings.queue_name, connection=connection, serializer=JSONSerializer)
+    queue = Queue(settings.callback_queue, connection=connection, serializer=JSONSerializer)
     workers = Worker.all(connection=connection, queue=queue, serializer=JSONSerializer)
     if not workers:
-        return Check("workers", FAIL, f"no worker listens on queue {settings.queue_name!r}; callbacks wait unprocessed",
+        queue_text = repr(settings.callback_queue)
+        return Check("workers", FAIL, f"no worker listens on queue {queue_text}; callbacks wait unprocessed",
                      "start the worker process (heroku ps:scale worker=1; heroku logs --dyno worker)")
     beats = [w.last_heartbeat for w in workers if w.last_heartbeat is not None]
     freshest = ""
     if beats:
         age = (datetime.now(UTC) - max(_aware(b) for b in beats)).total_seconds()
         freshest = f", last heartbeat {max(age, 0):.0f} s ago"
-    return Check("workers", OK, f"{len(workers)} on queue {settings.queue_name!r} ({queue.count} waiting{freshest})")
+    waiting = f"{queue.count} waiting{freshest}"
+    return Check("workers", OK, f"{len(workers)} on queue {settings.callback_queue!r} ({waiting})")
 
 
 def _aware(moment: datetime) -> datetime:

@@ -321,7 +321,7 @@ def metrics() -> Response | tuple[Response, int, dict[str, str]]:
     try:
         # This process's own counts still owed to Redis go first, so a scrape sees them too.
         stats.flush(state.connection, state.tally)
-        snapshot = read_snapshot(state.connection, state.settings.queue_name)
+        snapshot = read_snapshot(state.connection, state.settings.callback_queue)
     except redis.RedisError as exc:
         raise StoreUnavailableError("could not read the counters from Redis") from exc
     response = Response(exposition(snapshot), mimetype=None, content_type=CONTENT_TYPE_PLAIN_0_0_4)

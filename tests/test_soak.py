@@ -326,7 +326,7 @@ def diagnosis(conn: redis.Redis, queue: Queue, unhandled: set[str]) -> str:
 @pytest.fixture
 def stack(redis_conn: redis.Redis, redis_server: RedisProcess, tmp_path: Path) -> Iterator[Stack]:
     env = stack_env(redis_server.url, CALLBACK_HANDLERS=HANDLERS, HANDLER_RETRY_INTERVALS=RETRY_INTERVALS)
-    queue = Queue(Settings.from_env(env).queue_name, connection=redis_conn, serializer=JSONSerializer)
+    queue = Queue(Settings.from_env(env).callback_queue, connection=redis_conn, serializer=JSONSerializer)
     running = Stack(env, free_port(), tmp_path, redis_conn, queue)
     try:
         yield running

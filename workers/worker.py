@@ -157,15 +157,15 @@ def build_worker(
     dispatch.ledger_ttl = settings.ledger_ttl
     connection = connection if connection is not None else worker_connection(settings)
     ledger.register_handlers(connection, dispatch.registry.names())
-    queue = Queue(settings.queue_name, connection=connection, serializer=JSONSerializer)
+    queue = Queue(settings.callback_queue, connection=connection, serializer=JSONSerializer)
     return CallbackWorker(
         [queue],
         name=name,
         connection=connection,
         serializer=JSONSerializer,
-        job_monitoring_interval=settings.heartbeat_interval,
-        maintenance_interval=settings.maintenance_interval,
-        worker_ttl=settings.maintenance_interval + DEQUEUE_MARGIN,
+        job_monitoring_interval=settings.worker_heartbeat,
+        maintenance_interval=settings.worker_maintenance_interval,
+        worker_ttl=settings.worker_maintenance_interval + DEQUEUE_MARGIN,
         work_horse_killed_handler=_log_killed_horse,
     )
 
@@ -295,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         run_supervised(settings, name=args.name, burst=args.burst, with_scheduler=not args.no_scheduler)
         return 0
     pool = CallbackWorkerPool(
-        [settings.queue_name], connection=worker_connection(settings), num_workers=settings.worker_processes,
+        [settings.callback_queue], connection=worker_connection(settings), num_workers=settings.worker_processes,
         worker_class=CallbackWorker, serializer=JSONSerializer,
     )
     pool.settings = settings

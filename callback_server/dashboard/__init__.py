@@ -152,8 +152,8 @@ def overview() -> str:
     runs = data.reconciliation(conn, 1)["runs"]
     return _page(
         "overview.html", "overview",
-        counts=data.counts(conn, settings.queue_name, state.quarantine),
-        oldest=data.oldest_queued_age(conn, settings.queue_name),
+        counts=data.counts(conn, settings.callback_queue, state.quarantine),
+        oldest=data.oldest_queued_age(conn, settings.callback_queue),
         workers_alive=sum(1 for w in workers if not w.lapsed), workers_lapsed=sum(1 for w in workers if w.lapsed),
         memory=data.redis_memory(conn), last_run=runs[0] if runs else None, charts=chart_list,
     )
@@ -164,7 +164,7 @@ def deliveries() -> str:
     """Search by task or delivery id; the recent deliveries, filtered by type, event, source and state."""
     state = _state()
     ledger = data.ledger_for(state.connection, state.settings.ledger_ttl)
-    registries = data.Registries.read(state.connection, state.settings.queue_name)
+    registries = data.Registries.read(state.connection, state.settings.callback_queue)
     query = request.args.get("q", "").strip()[:500]
     filters = {name: request.args.get(name, "").strip()[:100] for name in ("type", "event", "source", "state")}
     if query:
@@ -200,7 +200,7 @@ def delivery(delivery_id: str) -> tuple[str, int] | str:
     if entry is None:
         return _page("missing.html", None, what="delivery", ident=delivery_id,
                      why=f"the ledger keeps deliveries for {state.settings.ledger_ttl / 86400:g} days"), 404
-    registries = data.Registries.read(conn, state.settings.queue_name)
+    registries = data.Registries.read(conn, state.settings.callback_queue)
     shown = registries.state(entry)
     body = data.job_body(conn, entry.delivery_id)
     started = None
@@ -219,8 +219,8 @@ def failed() -> str:
     state = _state()
     text = request.args.get("q", "").strip()[:200]
     return _page("failed.html", "list", query=text,
-                 failed=data.failed_jobs(state.connection, state.settings.queue_name, text),
-                 scheduled=data.scheduled_jobs(state.connection, state.settings.queue_name, text))
+                 failed=data.failed_jobs(state.connection, state.settings.callback_queue, text),
+                 scheduled=data.scheduled_jobs(state.connection, state.settings.callback_queue, text))
 
 
 def _quarantined(text: str) -> list[Any]:
@@ -289,10 +289,10 @@ def _targets(action: actions.Action) -> tuple[list[str], bool]:
     if form.get("scope") != "all" or action.target == "task":
         ids = [i for i in form.getlist("ids") if i][:MAX_TARGETS + 1]
     elif action.target == "failed":
-        ids = [j.id for j in data.failed_jobs(_state().connection, _state().settings.queue_name, form.get("q", ""),
+        ids = [j.id for j in data.failed_jobs(_state().connection, _state().settings.callback_queue, form.get("q", ""),
                                               MAX_TARGETS + 1)]
     elif action.target == "scheduled":
-        ids = [j.id for j in data.scheduled_jobs(_state().connection, _state().settings.queue_name,
+        ids = [j.id for j in data.scheduled_jobs(_state().connection, _state().settings.callback_queue,
                                                  form.get("q", ""), MAX_TARGETS + 1)]
     elif action.target == "quarantine":
         ids = [i.quarantine_id for i in _quarantined(form.get("q", ""))]

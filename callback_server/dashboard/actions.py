@@ -57,7 +57,7 @@ class Outcome:
 
 
 def _queue(state: ReceiverState) -> Queue:
-    return Queue(state.settings.queue_name, connection=state.connection, serializer=JSONSerializer)
+    return Queue(state.settings.callback_queue, connection=state.connection, serializer=JSONSerializer)
 
 
 def _fetch(state: ReceiverState, job_id: str) -> Job | None:

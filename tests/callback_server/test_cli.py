@@ -148,7 +148,7 @@ def test_failed_list_escapes_sender_controlled_fields(runner: CliRunner, setting
     from rq.registry import FailedJobRegistry
     from rq.serializers import JSONSerializer
 
-    queue = Queue(settings.queue_name, connection=redis_conn, serializer=JSONSerializer)
+    queue = Queue(settings.callback_queue, connection=redis_conn, serializer=JSONSerializer)
     job = queue.enqueue("builtins.len", "x", description=f"categorization task {OSC_TITLE}\x1b[2J")
     FailedJobRegistry(queue=queue).add(job, ttl=600)
     listed = runner.invoke(cli, ["failed", "list"])

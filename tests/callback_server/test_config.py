@@ -16,7 +16,7 @@ def test_defaults() -> None:
     settings = Settings.from_env(BASE)
     assert settings.max_content_length == 10 * 1024 * 1024
     assert settings.dedup_ttl == 2 * 24 * 3600
-    assert settings.retry_intervals == (30, 300, 1800, 7200, 21600)
+    assert settings.handler_retry_intervals == (30, 300, 1800, 7200, 21600)
     assert settings.callback_handlers == ("workers.handlers",)
     assert settings.dashboard_password is None
     assert settings.scale_api_url == "https://api.scale.com/v1"

@@ -101,7 +101,7 @@ def outcome(conn: redis.Redis, delivery_id: str, failures: dict[str, str] | None
 def failed_job(conn: redis.Redis, settings: Settings, task_id: str = "t-failed", category: str = "red") -> Job:
     """A delivery whose handler failed on every try: in the failed registry with its traceback."""
     delivery_id = accept(conn, settings, task_id, category)
-    queue = Queue(settings.queue_name, connection=conn, serializer=JSONSerializer)
+    queue = Queue(settings.callback_queue, connection=conn, serializer=JSONSerializer)
     conn.lrem(queue.key, 0, delivery_id)
     job = Job.fetch(delivery_id, connection=conn, serializer=JSONSerializer)
     job.retries_left = 0
@@ -125,7 +125,7 @@ def populate(client: FlaskClient, conn: redis.Redis, settings: Settings) -> dict
     """A callback handled, one failed, one waiting to retry, one quarantined, one unhandled note."""
     assert post(client, load_fixture("categorization")).get_json() == {"status": "queued"}
     job = failed_job(conn, settings)
-    queue = Queue(settings.queue_name, connection=conn, serializer=JSONSerializer)
+    queue = Queue(settings.callback_queue, connection=conn, serializer=JSONSerializer)
     waiting = queue.enqueue("builtins.len", "x", job_id="a" * 32, description="categorization task t-waiting")
     conn.lrem(queue.key, 0, waiting.id)
     ScheduledJobRegistry(queue=queue).schedule(waiting, datetime_in(3600))
@@ -341,7 +341,7 @@ def test_replay_failed_gives_all_retries_back_and_is_audited(console: FlaskClien
     ids = populate(console, redis_conn, settings)
     done = act(console, "failed-replay", ids=ids["failed"])
     assert done.status_code == 200 and "requeued (6 tries)" in done.get_data(as_text=True)
-    queue = Queue(settings.queue_name, connection=redis_conn, serializer=JSONSerializer)
+    queue = Queue(settings.callback_queue, connection=redis_conn, serializer=JSONSerializer)
     assert ids["failed"] in queue.job_ids
     assert Job.fetch(ids["failed"], connection=redis_conn, serializer=JSONSerializer).retries_left == 5
     again = act(console, "failed-replay", ids=ids["failed"])
@@ -358,7 +358,7 @@ def test_replay_and_delete_all_on_a_filter(console: FlaskClient, settings: Setti
     confirm = act(console, "failed-replay", confirm=False, scope="all", q="t-other").get_data(as_text=True)
     assert other.id in confirm and ids["failed"] not in confirm
     act(console, "failed-replay", scope="all", q="t-other")
-    registry = FailedJobRegistry(queue=Queue(settings.queue_name, connection=redis_conn))
+    registry = FailedJobRegistry(queue=Queue(settings.callback_queue, connection=redis_conn))
     assert registry.get_job_ids(cleanup=False) == [ids["failed"]]
     act(console, "failed-delete", ids=ids["failed"])
     assert registry.get_job_ids(cleanup=False) == []
@@ -368,7 +368,7 @@ def test_replay_and_delete_all_on_a_filter(console: FlaskClient, settings: Setti
 def test_retry_now_quarantine_unhandled_and_reconcile_actions(console: FlaskClient, settings: Settings,
                                                               redis_conn: redis.Redis) -> None:
     ids = populate(console, redis_conn, settings)
-    queue = Queue(settings.queue_name, connection=redis_conn, serializer=JSONSerializer)
+    queue = Queue(settings.callback_queue, connection=redis_conn, serializer=JSONSerializer)
 
     assert "queued now" in act(console, "retry-now", ids=ids["waiting"]).get_data(as_text=True)
     assert ids["waiting"] in queue.job_ids

@@ -139,14 +139,14 @@ def test_gauges_of_the_queue_registries_workers_and_reconciliation(
     metrics_client: FlaskClient, redis_conn: redis.Redis, settings: Settings
 ) -> None:
     post(metrics_client, load_fixture("categorization"))
-    queue = Queue(settings.queue_name, connection=redis_conn, serializer=JSONSerializer)
+    queue = Queue(settings.callback_queue, connection=redis_conn, serializer=JSONSerializer)
     head = redis_conn.lindex(queue.key, 0).decode()
     an_hour_ago = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     redis_conn.hset(f"rq:job:{head}", "enqueued_at", an_hour_ago)
-    redis_conn.zadd(f"rq:failed:{settings.queue_name}", {"j1": 1, "j2": 2})
-    redis_conn.zadd(f"rq:scheduled:{settings.queue_name}", {"j3": 1})
-    redis_conn.zadd(f"rq:wip:{settings.queue_name}", {"j4": 1})
-    redis_conn.sadd(f"rq:workers:{settings.queue_name}", "rq:worker:alive", "rq:worker:dead")
+    redis_conn.zadd(f"rq:failed:{settings.callback_queue}", {"j1": 1, "j2": 2})
+    redis_conn.zadd(f"rq:scheduled:{settings.callback_queue}", {"j3": 1})
+    redis_conn.zadd(f"rq:wip:{settings.callback_queue}", {"j4": 1})
+    redis_conn.sadd(f"rq:workers:{settings.callback_queue}", "rq:worker:alive", "rq:worker:dead")
     redis_conn.hset("rq:worker:alive", "state", "idle")
     redis_conn.lpush(RUNS_KEY, json.dumps({"scope": "p1", "finished_at": "2026-01-01T00:00:00Z", "complete": False,
                                            "seen": 9, "queued": 2}))
@@ -165,12 +165,12 @@ def test_gauges_of_the_queue_registries_workers_and_reconciliation(
     assert samples[("scb_reconcile_last_run_timestamp_seconds", (("scope", "p1"),))] == datetime(
         2026, 1, 2, tzinfo=UTC).timestamp()
     # A scrape writes nothing: the dead worker's name is still registered, nothing was cleaned.
-    assert redis_conn.sismember(f"rq:workers:{settings.queue_name}", "rq:worker:dead")
-    assert redis_conn.zcard(f"rq:wip:{settings.queue_name}") == 1
+    assert redis_conn.sismember(f"rq:workers:{settings.callback_queue}", "rq:worker:dead")
+    assert redis_conn.zcard(f"rq:wip:{settings.callback_queue}") == 1
 
 
 def test_an_empty_queue_has_no_backlog_age(redis_conn: redis.Redis, settings: Settings) -> None:
-    snapshot = read_snapshot(redis_conn, settings.queue_name)
+    snapshot = read_snapshot(redis_conn, settings.callback_queue)
     assert snapshot.depth == 0 and snapshot.oldest_enqueued_at is None and snapshot.counters == {}
 
 

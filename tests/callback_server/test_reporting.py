@@ -144,7 +144,7 @@ def failing_handler() -> Iterator[None]:
 def test_a_failing_handler_is_reported_with_the_delivery_s_tags_and_never_its_body(
     redis_server: Any, redis_conn: redis.Redis, transport: LocalTransport, failing_handler: None
 ) -> None:
-    settings = make_settings(redis_server.url, retry_intervals=(), sentry_dsn=Secret(DSN))
+    settings = make_settings(redis_server.url, handler_retry_intervals=(), sentry_dsn=Secret(DSN))
     assert reporting.init_sentry(settings, "worker", transport=transport)
     body = load_fixture("categorization")
     body["task"]["metadata"] = {"note": SECRET_MARK}

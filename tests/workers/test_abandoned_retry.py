@@ -29,7 +29,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     """Jobs enqueued with immediate retries, as the workers' HANDLER_RETRY_INTERVALS=0,0 says."""
-    return replace(settings, retry_intervals=(0, 0))
+    return replace(settings, handler_retry_intervals=(0, 0))
 
 
 def test_a_retry_after_the_worker_died_finishes_the_delivery(
@@ -54,7 +54,7 @@ def test_a_retry_after_the_worker_died_finishes_the_delivery(
     assert tries.get_execution_ids() == dead
     with process(worker_args(), env, log) as proc:
         wait_for(lambda: f"second:{delivery}" in effects(redis_conn), timeout=60, what="the retry to run `second`")
-        queue = Queue(settings.queue_name, connection=redis_conn, serializer=JSONSerializer)
+        queue = Queue(settings.callback_queue, connection=redis_conn, serializer=JSONSerializer)
         book = Ledger(redis_conn, ttl=settings.ledger_ttl)
 
         def ended() -> bool:

@@ -40,7 +40,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     """Jobs enqueued with immediate retries, as the workers' HANDLER_RETRY_INTERVALS=0,0 says."""
-    return replace(settings, retry_intervals=(0, 0))
+    return replace(settings, handler_retry_intervals=(0, 0))
 
 
 def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
@@ -57,7 +57,7 @@ def enqueue_copy(settings: Settings, conn: redis.Redis, name: str, task_id: str)
 
 
 def queue_of(settings: Settings, conn: redis.Redis) -> Queue:
-    return Queue(settings.queue_name, connection=conn, serializer=JSONSerializer)
+    return Queue(settings.callback_queue, connection=conn, serializer=JSONSerializer)
 
 
 def statuses(settings: Settings, conn: redis.Redis, ids: list[str]) -> dict[str, str]:
@@ -141,7 +141,7 @@ def test_a_handler_that_ignores_its_timeout_is_killed_and_retried_never_run_twic
     """Stuck in C with the GIL held (no Python signal handler can run), or swallowing the timeout."""
     timeout = 2
     redis_conn.set(instruction, 1)
-    d = enqueue(replace(settings, job_timeout=timeout), redis_conn, "comparison").delivery_id
+    d = enqueue(replace(settings, handler_timeout=timeout), redis_conn, "comparison").delivery_id
     log = tmp_path / "worker.log"
     with process(worker_args(), worker_env(settings, WORKER_PROCESSES="2"), log) as proc:
         wait_for(lambda: f"record:{d}" in effects(redis_conn, "test:started"), what="the handler to start")
@@ -301,7 +301,7 @@ def test_worker_with_a_bad_heartbeat_names_the_variable(settings: Settings, tmp_
 
 def test_delayed_retry_runs_through_rqs_scheduler(settings: Settings, redis_conn: redis.Redis, tmp_path: Path) -> None:
     redis_conn.set("test:fail:second", 1)
-    delivery = enqueue(replace(settings, retry_intervals=(1,)), redis_conn, "datacollection")
+    delivery = enqueue(replace(settings, handler_retry_intervals=(1,)), redis_conn, "datacollection")
     env = worker_env(settings, HANDLER_RETRY_INTERVALS="1")
     with process(worker_args(), env, tmp_path / "worker.log"):  # the Procfile's line: scheduler included
         wait_for(lambda: len(effects(redis_conn)) == 2, timeout=30, what="the delayed retry to succeed")

@@ -29,7 +29,7 @@ from workers.worker import build_worker
 @pytest.fixture
 def fast_settings(settings: Settings) -> Settings:
     """Retries without waiting (interval 0 requeues at once), so a burst worker sees them all."""
-    return replace(settings, retry_intervals=(0, 0), job_timeout=2)
+    return replace(settings, handler_retry_intervals=(0, 0), handler_timeout=2)
 
 
 def run_burst(settings: Settings) -> None:
@@ -37,7 +37,7 @@ def run_burst(settings: Settings) -> None:
 
 
 def failed_ids(settings: Settings, conn: redis.Redis) -> list[str]:
-    queue = Queue(settings.queue_name, connection=conn, serializer=JSONSerializer)
+    queue = Queue(settings.callback_queue, connection=conn, serializer=JSONSerializer)
     return FailedJobRegistry(queue=queue).get_job_ids()
 
 
@@ -93,7 +93,7 @@ def test_exhausted_retries_land_in_failed_registry_with_traceback_and_replay(
     run_burst(fast_settings)
     d = delivery.delivery_id
     assert failed_ids(fast_settings, redis_conn) == [d]
-    queue = Queue(fast_settings.queue_name, connection=redis_conn, serializer=JSONSerializer)
+    queue = Queue(fast_settings.callback_queue, connection=redis_conn, serializer=JSONSerializer)
     job = queue.fetch_job(d)
     assert job is not None and job.is_failed
     assert "HandlerFailedError" in failure_text(job)
@@ -135,7 +135,7 @@ def test_failed_replay_of_unknown_job_is_an_error(
 def test_hung_handler_is_stopped_at_the_timeout_and_retried(
     fast_settings: Settings, redis_conn: redis.Redis, recording: ModuleType
 ) -> None:
-    settings = replace(fast_settings, job_timeout=1)
+    settings = replace(fast_settings, handler_timeout=1)
     redis_conn.set("test:hang:record", 1)
     delivery = enqueue(settings, redis_conn, "transcription")
     run_burst(settings)
@@ -161,7 +161,7 @@ def test_a_finished_job_leaves_its_outcome_in_the_ledger_and_no_rq_result(
 ) -> None:
     delivery = enqueue(fast_settings, redis_conn, "categorization")
     run_burst(fast_settings)
-    queue = Queue(fast_settings.queue_name, connection=redis_conn, serializer=JSONSerializer)
+    queue = Queue(fast_settings.callback_queue, connection=redis_conn, serializer=JSONSerializer)
     assert queue.fetch_job(delivery.delivery_id) is None  # RESULT_TTL 0: nobody reads RQ's results
     assert redis_conn.keys("rq:results:*") == []
     entry = Ledger(redis_conn, fast_settings.ledger_ttl).delivery(delivery.delivery_id)
