@@ -8,7 +8,7 @@
         ...
 """
 
-from workers.dispatch import registry
+from workers.registry import registry
 
 handles = registry.handles
 """Register a function for a task type (``"*"`` for every type); see :class:`HandlerRegistry`."""

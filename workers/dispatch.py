@@ -9,11 +9,11 @@ needed while the delivery can still run again.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import traceback
-from datetime import UTC, datetime
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -25,7 +25,7 @@ from callback_server.events import Event
 from callback_server.probe import PROBE_TYPE, handle_probe
 from workers.effects import Effects, effects_key
 from workers.payloads import Task, build_task
-from workers.registry import HandlerRegistry
+from workers.registry import registry
 
 log = logging.getLogger(__name__)
 
@@ -34,51 +34,26 @@ class HandlerFailedError(Exception):
     """One or more handlers raised; the job is retried (completed ones will be skipped)."""
 
 
-registry = HandlerRegistry()
-"""The registry ``@handles`` adds to; the worker reads it."""
+@dataclass(frozen=True)
+class DispatchSettings:
+    """What a delivery's run needs from the worker's settings."""
 
-effects_ttl: int = defaults.EFFECTS_TTL
-"""Set by the worker from EFFECTS_TTL at start."""
+    effects_ttl: int = defaults.EFFECTS_TTL
+    ledger_ttl: int = defaults.LEDGER_TTL
 
-ledger_ttl: int = defaults.LEDGER_TTL
-"""Set by the worker from LEDGER_TTL at start."""
+
+DEFAULT_DISPATCH_SETTINGS = DispatchSettings()
+"""The defaults, for a delivery run outside ``python -m workers`` (tests, a plain RQ worker)."""
+
+dispatch_settings: ContextVar[DispatchSettings] = ContextVar("dispatch_settings", default=DEFAULT_DISPATCH_SETTINGS)
+"""Set by the worker at start from EFFECTS_TTL and LEDGER_TTL (a work horse inherits it by fork)."""
+
 
 def _job_connection() -> redis.Redis:
     job = get_current_job()
     if job is None:
         raise RuntimeError("process_delivery runs inside an RQ job")
     return job.connection
-
-
-def record_unhandled(task: Task) -> None:
-    """The fallback: keep a note of a delivery no handler serves, so it is never silently dropped."""
-    connection = _job_connection()
-    note = {
-        "delivery_id": task.delivery_id,
-        "task_id": task.task_id,
-        "type": task.type,
-        "event": task.event,
-        "review_status": task.review_status,
-        "recorded_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
-    }
-    pipe = connection.pipeline(transaction=False)
-    pipe.lpush(defaults.UNHANDLED_KEY, json.dumps(note))
-    stats.apply_now(pipe, stats.unhandled(task.type, task.event))
-    pipe.execute()
-    log.warning(
-        "no handler for this type and event; recorded in %s",
-        defaults.UNHANDLED_KEY,
-        extra={
-            "task_id": task.task_id,
-            "type": task.type,
-            "event": task.event,
-            "delivery_id": task.delivery_id,
-            "outcome": "unhandled",
-        },
-    )
-
-
-registry.fallback = record_unhandled
 
 
 def process_delivery(delivery: dict[str, Any]) -> dict[str, list[str]]:
@@ -92,7 +67,7 @@ def process_delivery(delivery: dict[str, Any]) -> dict[str, list[str]]:
     attempt = _attempt_number(job)
     attempt_started = time.perf_counter()
     task = build_task(delivery)
-    effects = Effects(connection, task.delivery_id, effects_ttl)
+    effects = Effects(connection, task.delivery_id, dispatch_settings.get().effects_ttl)
     done = effects.completed()
     ran: list[str] = []
     skipped: list[str] = []
@@ -170,7 +145,7 @@ def _record_attempt(
         kind, outcome = ledger.FAILED, "failed"
     try:
         pipe = connection.pipeline(transaction=False)
-        ledger.record_outcome(pipe, ledger_ttl, task.delivery_id, kind, attempt,
+        ledger.record_outcome(pipe, dispatch_settings.get().ledger_ttl, task.delivery_id, kind, attempt,
                               (time.perf_counter() - started) * 1000, ran, failed)
         stats.apply_now(pipe, stats.merge(*counts, stats.job_outcome(outcome)))
         if not failed:

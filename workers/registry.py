@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from callback_server.events import COMPLETED, EVENTS, Event
 from callback_server.exceptions import HandlerRegistrationError
+from workers.unhandled import record_unhandled
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,14 @@ class HandlerRegistry:
         """Forget every registration (tests)."""
         self._by_type.clear()
 
+    def snapshot(self) -> dict[str, list[Registration]]:
+        """Every registration as it stands, for :meth:`restore` (tests that plug handlers in for a while)."""
+        return {task_type: list(regs) for task_type, regs in self._by_type.items()}
+
+    def restore(self, snapshot: dict[str, list[Registration]]) -> None:
+        """Put the registrations back as a :meth:`snapshot` had them."""
+        self._by_type = {task_type: list(regs) for task_type, regs in snapshot.items()}
+
 
 def import_handler_modules(names: Iterable[str]) -> list[str]:
     """Import each dotted module so its ``@handles`` run; a failure names the module and stops the worker."""
@@ -137,3 +146,8 @@ def import_handler_modules(names: Iterable[str]) -> list[str]:
             ) from exc
         imported.append(name)
     return imported
+
+
+registry = HandlerRegistry(fallback=record_unhandled)
+"""The registry ``@handles`` adds to and the worker reads; what no handler asked for is recorded."""
+

@@ -52,7 +52,7 @@ from callback_server.connection import connect, warn_if_evicting
 from callback_server.logs import configure_logging
 from callback_server.reporting import init_sentry
 from workers import dispatch
-from workers.registry import import_handler_modules
+from workers.registry import import_handler_modules, registry
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +97,8 @@ def forget_dead_tries(job: Job) -> None:
     ``ValueError`` on the missing record, so a retry succeeding inside that minute would fail, and
     with its retries spent the same way a delivery whose handlers all ran would end failed.
     """
-    registry = ExecutionRegistry(job.id, connection=job.connection)
-    listed = registry.get_execution_ids()
+    executions = ExecutionRegistry(job.id, connection=job.connection)
+    listed = executions.get_execution_ids()
     if not listed:
         return
     with job.connection.pipeline(transaction=False) as pipe:
@@ -107,7 +107,7 @@ def forget_dead_tries(job: Job) -> None:
         alive = pipe.execute()
     dead = [execution_id for execution_id, kept in zip(listed, alive, strict=True) if not kept]
     if dead:
-        job.connection.zrem(registry.key, *dead)
+        job.connection.zrem(executions.key, *dead)
 
 
 class CallbackWorker(Worker):
@@ -153,10 +153,9 @@ def build_worker(
     Talks to Redis (RQ names its client connection), so it raises a Redis error while Redis is away.
     """
     import_handler_modules(settings.callback_handlers)
-    dispatch.effects_ttl = settings.effects_ttl
-    dispatch.ledger_ttl = settings.ledger_ttl
+    dispatch.dispatch_settings.set(dispatch.DispatchSettings(settings.effects_ttl, settings.ledger_ttl))
     connection = connection if connection is not None else worker_connection(settings)
-    ledger.register_handlers(connection, dispatch.registry.names())
+    ledger.register_handlers(connection, registry.names())
     queue = Queue(settings.callback_queue, connection=connection, serializer=JSONSerializer)
     return CallbackWorker(
         [queue],

@@ -129,16 +129,15 @@ def test_an_error_log_line_becomes_an_event_tagged_with_its_delivery(
 @pytest.fixture
 def failing_handler() -> Iterator[None]:
     """The tests' recording handlers registered for this test (one is told to fail through Redis)."""
-    from workers.dispatch import registry
+    from workers.registry import registry
 
     importlib.import_module("workers.handlers")
-    saved = {task_type: list(regs) for task_type, regs in registry._by_type.items()}
+    saved = registry.snapshot()
     name = "tests.workers.recording_handlers"
     loaded = sys.modules.get(name)
     importlib.reload(loaded) if loaded is not None else importlib.import_module(name)
     yield
-    registry._by_type.clear()
-    registry._by_type.update(saved)
+    registry.restore(saved)
 
 
 def test_a_failing_handler_is_reported_with_the_delivery_s_tags_and_never_its_body(

@@ -13,7 +13,7 @@ import redis
 from callback_server.config import Settings
 from callback_server.deliveries import Delivery, DeliveryQueue
 from tests.conftest import load_fixture
-from workers.dispatch import registry
+from workers.registry import registry
 
 RECORDING = "tests.workers.recording_handlers"
 
@@ -22,12 +22,11 @@ RECORDING = "tests.workers.recording_handlers"
 def recording() -> Iterator[ModuleType]:
     """The recording handlers, registered for this test only."""
     importlib.import_module("workers.handlers")  # the examples stay registered after the restore
-    saved = {task_type: list(regs) for task_type, regs in registry._by_type.items()}
+    saved = registry.snapshot()
     loaded = sys.modules.get(RECORDING)
     module = importlib.reload(loaded) if loaded is not None else importlib.import_module(RECORDING)
     yield module
-    registry._by_type.clear()
-    registry._by_type.update(saved)
+    registry.restore(saved)
 
 
 def enqueue(settings: Settings, conn: redis.Redis, name: str, **changes: object) -> Delivery:
