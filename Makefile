@@ -5,9 +5,11 @@ PY := $(VENV)/bin/python
 
 .PHONY: run test soak lint bench
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
+	# The project itself, editable: its console scripts, and no sys.path edits anywhere.
+	$(VENV)/bin/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
 run: $(VENV)/.installed  ## the receiver, a worker, the simulator (embedded Redis when REDIS_URL is unset)
@@ -24,4 +26,4 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check . && $(VENV)/bin/mypy callback_server workers scale_sim
 
 bench: $(VENV)/.installed
-	$(PY) bench/ingest.py && $(PY) bench/workers.py
+	$(PY) -m bench.ingest && $(PY) -m bench.workers

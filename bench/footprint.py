@@ -1,6 +1,6 @@
 """Redis footprint: bytes per delivery by key family, in flight, just finished and in steady state.
 
-Run: ``.venv/bin/python bench/footprint.py [--deliveries 5000]``. Drives N ~1 KB categorization
+Run: ``.venv/bin/python -m bench.footprint [--deliveries 5000]``. Drives N ~1 KB categorization
 callbacks (each a new delivery) through the real receiver (gunicorn, shipped config) while no
 worker runs, measures Redis (``MEMORY USAGE`` of every key, by family), starts a real worker,
 waits until every delivery is processed, and measures again. Steady state is each family's
@@ -22,14 +22,13 @@ from pathlib import Path
 import redis
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench.ingest import callback_body
+from callback_server import defaults, ledger
+from callback_server.config import Settings
+from callback_server.deliveries import SEEN_BUCKET
+from callback_server.embedded import RedisProcess, free_port
 
-from bench.ingest import callback_body  # noqa: E402
-from callback_server import defaults, ledger  # noqa: E402
-from callback_server.config import Settings  # noqa: E402
-from callback_server.deliveries import SEEN_BUCKET  # noqa: E402
-from callback_server.embedded import RedisProcess, free_port  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 KEY = "bench-footprint-callback-key"
 DAY = 86400
@@ -121,7 +120,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         server = RedisProcess(Path(tmp) / "redis")
         server.start()
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "REDIS_URL": server.url, "SCALE_CALLBACK_AUTH_KEY": KEY,
+        env = {**os.environ, "REDIS_URL": server.url, "SCALE_CALLBACK_AUTH_KEY": KEY,
                "LOG_LEVEL": "warning", "CALLBACK_HANDLERS": "bench.handlers", "WEB_CONCURRENCY": "2"}
         settings = Settings.from_env(env)
         conn = redis.Redis.from_url(server.url)

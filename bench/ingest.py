@@ -1,6 +1,6 @@
 """Ingest benchmark: bare Flask, a durable-ack floor, naive validate+enqueue, and the real endpoint.
 
-Run: ``.venv/bin/python bench/ingest.py [--duration 15] [--connections 32]``. Needs ``wrk``
+Run: ``.venv/bin/python -m bench.ingest [--duration 15] [--connections 32]``. Needs ``wrk``
 (Debian package). Each request carries a ~1 KB categorization callback with a unique task
 id, so every one is a new delivery (the real app's dedup is exercised, never short-cut).
 Prints req/s, p50 and p99 for each and the ratios to the bare route.
@@ -22,10 +22,9 @@ from pathlib import Path
 import redis
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from callback_server.embedded import RedisProcess, free_port
 
-from callback_server.embedded import RedisProcess, free_port  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 KEY = "bench-callback-key"
 APPS = {
@@ -126,7 +125,7 @@ def main() -> None:
                     continue
                 redis.Redis.from_url(server.url).flushall()
                 port = free_port()
-                env = {**os.environ, "PYTHONPATH": str(ROOT), "REDIS_URL": server.url,
+                env = {**os.environ, "REDIS_URL": server.url,
                        "SCALE_CALLBACK_AUTH_KEY": KEY, "LOG_LEVEL": "warning"}
                 if args.web_concurrency:
                     env["WEB_CONCURRENCY"] = args.web_concurrency

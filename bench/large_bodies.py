@@ -1,6 +1,6 @@
 """How long a body at the size limit costs the ack path: parse, validate, identity (no Redis).
 
-Run: ``.venv/bin/python bench/large_bodies.py [--limit BYTES] [--repeat 3]``. Each body is
+Run: ``.venv/bin/python -m bench.large_bodies [--limit BYTES] [--repeat 3]``. Each body is
 built just under MAX_CONTENT_LENGTH (default 10 MiB; the response appears twice, as Scale
 sends it: beside the task and inside it). Valid bodies go through validation and the
 delivery identity; invalid ones are refused by validation. Prints the best of the repeats.
@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from callback_server import defaults
+from callback_server.deliveries import Delivery
+from callback_server.exceptions import InvalidCallbackError
+from callback_server.schemas import load_callback_text
 
-from callback_server import defaults  # noqa: E402
-from callback_server.deliveries import Delivery  # noqa: E402
-from callback_server.exceptions import InvalidCallbackError  # noqa: E402
-from callback_server.schemas import load_callback_text  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 BOX = {"left": 1, "top": 2, "width": 3, "height": 4, "label": "car"}
 POLYGON = {"type": "polygon", "label": "road", "vertices": [{"x": 1, "y": 2}] * 20}

@@ -1,21 +1,18 @@
-"""One benchmark worker process: ``run_worker.py KIND QUEUE`` with KIND callback|fork|simple|blpop."""
+"""One benchmark worker process: ``python -m bench.run_worker KIND QUEUE``, KIND callback|fork|simple|blpop."""
 
 from __future__ import annotations
 
 import os
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import redis
+from rq import Queue, SimpleWorker, Worker
+from rq.serializers import JSONSerializer
 
-import redis  # noqa: E402
-from rq import Queue, SimpleWorker, Worker  # noqa: E402
-from rq.serializers import JSONSerializer  # noqa: E402
-
-import bench.handlers  # noqa: E402,F401 - registers the no-op handler
-from callback_server.config import Settings  # noqa: E402
-from workers.worker import build_worker  # noqa: E402
+import bench.handlers  # noqa: F401 - registers the no-op handler
+from callback_server.config import Settings
+from workers.worker import build_worker
 
 
 def main() -> None:

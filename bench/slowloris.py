@@ -1,6 +1,6 @@
 """Slow-client benchmark: are callbacks still answered while many connections trickle their headers?
 
-Run: ``.venv/bin/python bench/slowloris.py [--slow 50] [--duration 15] [--gunicorn-args "..."]``.
+Run: ``.venv/bin/python -m bench.slowloris [--slow 50] [--duration 15] [--gunicorn-args "..."]``.
 
 It starts a private Redis and the receiver under the shipped gunicorn.conf.py (plus any extra
 gunicorn arguments, e.g. ``--worker-class sync`` to compare), opens ``--slow`` connections on
@@ -31,10 +31,9 @@ from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from callback_server.embedded import RedisProcess, free_port
 
-from callback_server.embedded import RedisProcess, free_port  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 KEY = "bench-callback-key"
 BOUND = 1.0
@@ -166,7 +165,7 @@ def main() -> None:
         server = RedisProcess(Path(tmp) / "redis")
         server.start()
         port = free_port()
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "REDIS_URL": server.url,
+        env = {**os.environ, "REDIS_URL": server.url,
                "SCALE_CALLBACK_AUTH_KEY": KEY, "LOG_LEVEL": "warning"}
         if args.web_concurrency:
             env["WEB_CONCURRENCY"] = args.web_concurrency

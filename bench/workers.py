@@ -1,6 +1,6 @@
 """Worker benchmark: no-op handler throughput and POST-to-handler latency.
 
-Run: ``.venv/bin/python bench/workers.py [--jobs 3000] [--processes 2]``.
+Run: ``.venv/bin/python -m bench.workers [--jobs 3000] [--processes 2]``.
 
 Throughput: the same jobs (real deliveries, queued through the real accept path) drained by
 P processes of each kind: our CallbackWorker (RQ's forking Worker as shipped, with its
@@ -31,20 +31,19 @@ from pathlib import Path
 import redis
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench.handlers import LATENCY_KEY
+from bench.ingest import callback_body
+from callback_server.config import Settings
+from callback_server.deliveries import Delivery, DeliveryQueue
+from callback_server.embedded import RedisProcess, free_port
 
-from bench.handlers import LATENCY_KEY  # noqa: E402
-from bench.ingest import callback_body  # noqa: E402
-from callback_server.config import Settings  # noqa: E402
-from callback_server.deliveries import Delivery, DeliveryQueue  # noqa: E402
-from callback_server.embedded import RedisProcess, free_port  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 KEY = "bench-callback-key"
 
 
 def env_for(url: str) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT), "REDIS_URL": url, "SCALE_CALLBACK_AUTH_KEY": KEY,
+    return {**os.environ, "REDIS_URL": url, "SCALE_CALLBACK_AUTH_KEY": KEY,
             "CALLBACK_HANDLERS": "bench.handlers", "LOG_LEVEL": "warning"}
 
 
@@ -86,7 +85,7 @@ def throughput(url: str, kind: str, jobs: int, processes: int) -> float:
     else:
         fill(url, queue_name, jobs)
     env = {**env_for(url), "CALLBACK_QUEUE": queue_name}
-    procs = [subprocess.Popen([sys.executable, str(ROOT / "bench" / "run_worker.py"), kind, queue_name], env=env,
+    procs = [subprocess.Popen([sys.executable, "-m", "bench.run_worker", kind, queue_name], env=env,
                               cwd=ROOT) for _ in range(processes)]
     for proc in procs:
         proc.wait(timeout=600)

@@ -34,7 +34,6 @@ def wait_for(condition: Callable[[], T], timeout: float = 20.0, interval: float 
 def child_env(**overrides: str) -> dict[str, str]:
     """The environment of a child process: ours, the repo on the path, and the overrides."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SCALE_", "REDIS_URL", "CALLBACK_"))}
-    env["PYTHONPATH"] = str(ROOT)
     env.update(overrides)
     return env
 

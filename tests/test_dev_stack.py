@@ -15,7 +15,7 @@ import requests
 from callback_server.devserver import DEV_CALLBACK_KEY, REDIS_URL_FILE
 from callback_server.embedded import free_port
 from tests.conftest import load_fixture
-from tests.processes import ROOT, child_env, process, wait_for
+from tests.processes import child_env, process, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -73,7 +73,7 @@ def test_commands_beside_make_run_need_no_variable_and_test_tasks_arrive_as_test
     log = tmp_path / "dev.log"
     # No variable at all: the commands below find everything through var/ (child_env drops SCALE_*, REDIS_URL).
     assert cli(var, "quarantine", "list").returncode != 0
-    with process(args, {**child_env(), "PYTHONPATH": str(ROOT)}, log) as dev:
+    with process(args, child_env(), log) as dev:
         wait_for(lambda: answers(f"http://127.0.0.1:{port}/readyz"), timeout=60, what="the receiver")
         wait_for(lambda: answers(f"http://127.0.0.1:{sim_port}/"), timeout=30, what="the simulator")
         redis_url = (var / REDIS_URL_FILE).read_text().strip()

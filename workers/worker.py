@@ -34,6 +34,7 @@ from multiprocessing.process import BaseProcess
 from types import FrameType
 from typing import Any
 
+import click
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
@@ -49,6 +50,7 @@ from rq.worker_pool import WorkerPool
 from callback_server import defaults, ledger
 from callback_server.config import Settings
 from callback_server.connection import connect, warn_if_evicting
+from callback_server.exceptions import CallbackServerError
 from callback_server.logs import configure_logging
 from callback_server.reporting import init_sentry
 from workers import dispatch
@@ -275,29 +277,34 @@ class CallbackWorkerPool(WorkerPool):
         )
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m workers``: RQ worker(s) with RQ's scheduler (for delayed retries), until SIGTERM."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m workers", description=__doc__.splitlines()[0])
-    parser.add_argument("--burst", action="store_true", help="exit when the queue is empty")
-    parser.add_argument("--name", help="worker name (default: a random one)")
-    parser.add_argument("--no-scheduler", action="store_true", help="do not run RQ's scheduler for retries")
-    args = parser.parse_args(argv)
+@click.command(name="workers", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--burst", is_flag=True, help="exit when the queue is empty")
+@click.option("--name", help="worker name (default: a random one)")
+@click.option("--no-scheduler", is_flag=True, help="do not run RQ's scheduler for retries")
+def work(burst: bool, name: str | None, no_scheduler: bool) -> None:
+    """RQ worker(s) on the callback queue, with RQ's scheduler for delayed retries, until SIGTERM."""
     configure_logging()
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+        import_handler_modules(settings.callback_handlers)  # a bad module stops the process here, not in a loop
+    except CallbackServerError as exc:
+        raise click.ClickException(exc.message) from None
     init_sentry(settings, "worker")  # SENTRY_DSN: RQ's integration reports failing jobs (forked horses inherit it)
-    import_handler_modules(settings.callback_handlers)  # a bad module stops the process here, not in a loop
     warn_if_evicting(worker_connection(settings))
     log.info("worker starting", extra={"count": settings.worker_processes})
     if settings.worker_processes == 1:
-        run_supervised(settings, name=args.name, burst=args.burst, with_scheduler=not args.no_scheduler)
-        return 0
+        run_supervised(settings, name=name, burst=burst, with_scheduler=not no_scheduler)
+        return
     pool = CallbackWorkerPool(
         [settings.callback_queue], connection=worker_connection(settings), num_workers=settings.worker_processes,
         worker_class=CallbackWorker, serializer=JSONSerializer,
     )
     pool.settings = settings
-    pool.with_scheduler = not args.no_scheduler
-    pool.start(burst=args.burst, logging_level="INFO")
+    pool.with_scheduler = not no_scheduler
+    pool.start(burst=burst, logging_level="INFO")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m workers`` and the ``callback-worker`` script (click, as the ``callback_server`` commands)."""
+    work.main(args=argv, prog_name="python -m workers", standalone_mode=True)
     return 0

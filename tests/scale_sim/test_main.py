@@ -25,7 +25,6 @@ def free_port() -> int:
 
 def sim_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCALE_SIM_") and k != "PORT"}
-    env["PYTHONPATH"] = str(ROOT)
     env.update(extra)
     return env
 
