@@ -55,7 +55,6 @@ from scale_sim.validation import SIM_TYPES
 from tests.conftest import LIVE_KEY
 from tests.processes import ROOT, kill_tree, stack_env, wait_for, worker_args
 from tests.scale_sim.support import json_body
-from tests.workers.recording_handlers import EFFECTS
 
 pytestmark = pytest.mark.soak
 
@@ -72,6 +71,11 @@ TIME_SCALE = 0.001
 RESULT_EVENTS = {"completed", "audit_fixed"}
 """Simulator events whose deliveries the default handlers (``record``, ``second``) take."""
 AUDIT_RESULTS = ("accepted", "fixed", "rejected", "commented")
+EFFECTS = "test:effects"
+"""Where the recording handlers and ``every_event`` note each completed run, "handler:delivery_id".
+
+Named, not imported: importing a handler module here would register its handlers in the suite's
+own process, where the dispatch tests register them again (and fail on the duplicate)."""
 SETTLED = {"succeeded", "failed", "dropped"}
 """Simulator delivery states that will not change any more."""
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from rq import get_current_job
 
-from tests.workers.recording_handlers import EFFECTS
 from workers import handles
 from workers.payloads import Task
+
+EFFECTS = "test:effects"
+"""The recording handlers' list of completed runs (named, not imported: see tests/test_soak.py)."""
 
 
 @handles("*", events="*")
