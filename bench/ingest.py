@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
 import redis
 import requests
 
@@ -85,6 +86,19 @@ def callback_body() -> str:
     return body
 
 
+def server_cpu(pid: int) -> float:
+    """User and system CPU seconds of a gunicorn master and its workers so far."""
+    master = psutil.Process(pid)
+    total = 0.0
+    for process in [master, *master.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
 def run_wrk(url: str, script: Path, duration: int, connections: int, threads: int) -> dict[str, float]:
     out = subprocess.run(
         ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url],
@@ -147,7 +161,11 @@ def main() -> None:
                             time.sleep(0.1)
                     run_wrk(url, script, 2, args.connections, args.threads)  # warm-up
                     redis.Redis.from_url(server.url).flushall()
+                    before = server_cpu(proc.pid)
                     results[name] = run_wrk(url, script, args.duration, args.connections, args.threads)
+                    # CPU seconds the server processes spent, per request: steadier than req/s on a
+                    # shared machine, and what the ack path's costs add up to.
+                    results[name]["cpu_us"] = (server_cpu(proc.pid) - before) / results[name]["requests"] * 1e6
                     conn = redis.Redis.from_url(server.url)
                     results[name]["queued"] = sum(conn.llen(f"rq:queue:{q}") for q in ("callbacks", "naive", "floor"))
                 finally:
@@ -157,10 +175,11 @@ def main() -> None:
             server.stop()
     bare = results.get("bare") or next(iter(results.values()))
     print(f"{'route':<6} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'jobs':>8} "
-          f"{'x bare rps':>10} {'x bare p99':>10}")
+          f"{'x bare rps':>10} {'x bare p99':>10} {'cpu us/req':>10}")
     for name, r in results.items():
         print(f"{name:<6} {r['rps']:>9.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['errors']:>7.0f} "
-              f"{r['queued']:>8.0f} {r['rps'] / bare['rps']:>10.2f} {r['p99_ms'] / bare['p99_ms']:>10.2f}")
+              f"{r['queued']:>8.0f} {r['rps'] / bare['rps']:>10.2f} {r['p99_ms'] / bare['p99_ms']:>10.2f} "
+              f"{r['cpu_us']:>10.0f}")
 
 
 if __name__ == "__main__":
