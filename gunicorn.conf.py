@@ -85,7 +85,7 @@ logger_class = StructuredLogger
 forwarded_allow_ips = "*"
 
 
-def when_ready(server):  # noqa: ANN001 - gunicorn's hook signature
+def when_ready(server):
     """Warn loudly once at boot when Redis could evict queued callbacks."""
     from callback_server.config import Settings
     from callback_server.connection import connect, warn_if_evicting
@@ -95,14 +95,14 @@ def when_ready(server):  # noqa: ANN001 - gunicorn's hook signature
     warn_if_evicting(connect(Settings.from_env()))
 
 
-def post_fork(server, worker):  # noqa: ANN001 - gunicorn's hook signature
+def post_fork(server, worker):
     """Structured logs in every worker process (inherited from the master; this only makes sure)."""
     from callback_server.logs import configure_logging
 
     configure_logging()
 
 
-def post_request(worker, req, environ, resp):  # noqa: ANN001 - gunicorn's hook signature
+def post_request(worker, req, environ, resp):
     """After answering a request whose body framing was broken, drain what the client still sends.
 
     The body was not read to its end, so closing at once would leave bytes in the kernel's

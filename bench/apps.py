@@ -24,7 +24,7 @@ def bare() -> Flask:
     app = Flask(__name__)
 
     @app.post("/callback")
-    def callback():  # noqa: ANN202
+    def callback():
         return jsonify(status="ok")
 
     return app
@@ -37,7 +37,7 @@ def naive() -> Flask:
     queue = Queue("naive", connection=redis.Redis.from_url(os.environ["REDIS_URL"]))
 
     @app.post("/callback")
-    def callback():  # noqa: ANN202
+    def callback():
         if not hmac.compare_digest(request.headers.get("scale-callback-auth", "").encode(), key):
             return jsonify(error="unauthorized"), 401
         body = request.get_json()
@@ -65,7 +65,7 @@ def floor() -> Flask:
     store = conn.register_script(_FLOOR_SCRIPT)
 
     @app.post("/callback")
-    def callback():  # noqa: ANN202
+    def callback():
         if not hmac.compare_digest(request.headers.get("scale-callback-auth", "").encode(), key):
             return jsonify(error="unauthorized"), 401
         raw = request.get_data()

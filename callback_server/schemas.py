@@ -490,7 +490,7 @@ class AttachmentError(_Open):
     """An attachment Scale could not fetch, with the HTTP status it got."""
 
     url = StrictString(allow_none=True)
-    statusCode = JsonNumber(allow_none=True)  # noqa: N815 - Scale's own name
+    statusCode = JsonNumber(allow_none=True)  # Scale's own (camel-case) name
 
 
 def _fast_attachment_error(item: dict[str, Any]) -> bool:

@@ -23,7 +23,7 @@ STARTED = "test:started"
 """List of "handler:delivery_id" for every started run."""
 
 
-def _conn():  # noqa: ANN202 - a redis client
+def _conn():
     job = get_current_job()
     assert job is not None
     return job.connection
