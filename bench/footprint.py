@@ -48,9 +48,19 @@ FAMILIES = (
 """Key prefixes, most specific first; a key belongs to the first family whose prefix it has."""
 
 HEROKU_PLANS_MB = (
-    ("mini", 25), ("premium-0", 50), ("premium-1", 100), ("premium-2", 250), ("premium-3", 500),
-    ("premium-4", 750), ("premium-5", 1000), ("premium-6", 1750), ("premium-7", 7000), ("premium-9", 10000),
-    ("premium-10", 25000), ("premium-12", 50000), ("premium-14", 100000),
+    ("mini", 25),
+    ("premium-0", 50),
+    ("premium-1", 100),
+    ("premium-2", 250),
+    ("premium-3", 500),
+    ("premium-4", 750),
+    ("premium-5", 1000),
+    ("premium-6", 1750),
+    ("premium-7", 7000),
+    ("premium-9", 10000),
+    ("premium-10", 25000),
+    ("premium-12", 50000),
+    ("premium-14", 100000),
 )
 """Heroku Key-Value Store plans and their memory (MB) as Heroku lists them; check before buying."""
 
@@ -89,8 +99,12 @@ def post_all(base: str, count: int) -> float:
     session = requests.Session()
     started = time.perf_counter()
     for number in range(count):
-        answer = session.post(f"{base}/callback", data=body.replace("TASKID", f"footprint{number:012d}"),
-                              headers={"scale-callback-auth": KEY, "Content-Type": "application/json"}, timeout=10)
+        answer = session.post(
+            f"{base}/callback",
+            data=body.replace("TASKID", f"footprint{number:012d}"),
+            headers={"scale-callback-auth": KEY, "Content-Type": "application/json"},
+            timeout=10,
+        )
         if answer.json() != {"status": "queued"}:
             raise RuntimeError(f"delivery {number} answered {answer.status_code} {answer.text}")
     return time.perf_counter() - started
@@ -120,14 +134,33 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         server = RedisProcess(Path(tmp) / "redis")
         server.start()
-        env = {**os.environ, "REDIS_URL": server.url, "SCALE_CALLBACK_AUTH_KEY": KEY,
-               "LOG_LEVEL": "warning", "CALLBACK_HANDLERS": "bench.handlers", "WEB_CONCURRENCY": "2"}
+        env = {
+            **os.environ,
+            "REDIS_URL": server.url,
+            "SCALE_CALLBACK_AUTH_KEY": KEY,
+            "LOG_LEVEL": "warning",
+            "CALLBACK_HANDLERS": "bench.handlers",
+            "WEB_CONCURRENCY": "2",
+        }
         settings = Settings.from_env(env)
         conn = redis.Redis.from_url(server.url)
         port = free_port()
         web = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}",
-             "callback_server:create_app()"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "--config",
+                "gunicorn.conf.py",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "callback_server:create_app()",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         worker = None
         try:
             base = f"http://127.0.0.1:{port}"
@@ -136,10 +169,21 @@ def main() -> None:
             seconds = post_all(base, count)
             time.sleep(1.5)  # the web processes' once-a-second counter flush
             in_flight = measure(conn)
-            worker = subprocess.Popen([sys.executable, "-m", "workers"], cwd=ROOT, env=env,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            wait_until(lambda: conn.llen(f"rq:queue:{settings.callback_queue}") == 0
-                       and not conn.zcard(f"rq:wip:{settings.callback_queue}"), 600, "the worker to drain the queue")
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "workers"],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            wait_until(
+                lambda: (
+                    conn.llen(f"rq:queue:{settings.callback_queue}") == 0
+                    and not conn.zcard(f"rq:wip:{settings.callback_queue}")
+                ),
+                600,
+                "the worker to drain the queue",
+            )
             wait_until(lambda: _processed(conn, settings) >= count, 600, "every delivery to be processed")
             finished = measure(conn)
             retention = {family: retention_days(family, conn, settings) for family, _ in FAMILIES}
@@ -149,8 +193,10 @@ def main() -> None:
                     proc.terminate()
                     proc.wait(timeout=30)
             server.stop()
-    print(f"{count} deliveries of ~{len(callback_body())} B bodies, posted in {seconds:.1f} s; "
-          f"DEDUP_TTL {settings.dedup_ttl} s, LEDGER_TTL {settings.ledger_ttl} s, RESULT_TTL {defaults.RESULT_TTL} s")
+    print(
+        f"{count} deliveries of ~{len(callback_body())} B bodies, posted in {seconds:.1f} s; "
+        f"DEDUP_TTL {settings.dedup_ttl} s, LEDGER_TTL {settings.ledger_ttl} s, RESULT_TTL {defaults.RESULT_TTL} s"
+    )
     print()
     print("| key family | in flight B/delivery | just finished B/delivery | kept (days) | steady B/delivery/day |")
     print("|---|---|---|---|---|")

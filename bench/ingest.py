@@ -102,14 +102,21 @@ def server_cpu(pid: int) -> float:
 def run_wrk(url: str, script: Path, duration: int, connections: int, threads: int) -> dict[str, float]:
     out = subprocess.run(
         ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     match = re.search(r"RESULT (\d+) (\d+) (\d+) (\d+) (\d+)", out)
     if not match:
         raise RuntimeError(f"wrk printed no result:\n{out}")
     total, micros, p50, p99, errors = (int(x) for x in match.groups())
-    return {"rps": total / (micros / 1e6), "p50_ms": p50 / 1000, "p99_ms": p99 / 1000, "errors": errors,
-            "requests": total}
+    return {
+        "rps": total / (micros / 1e6),
+        "p50_ms": p50 / 1000,
+        "p99_ms": p99 / 1000,
+        "errors": errors,
+        "requests": total,
+    }
 
 
 def main() -> None:
@@ -130,23 +137,36 @@ def main() -> None:
         script = Path(tmp) / "callback.lua"
         body = callback_body()
         script.write_text(WRK_SCRIPT % (body, KEY))
-        print(f"body size {len(body.replace('TASKID', 'bench00000000000001'))} bytes, "
-              f"{args.connections} connections, {args.duration} s each, "
-              f"WEB_CONCURRENCY={args.web_concurrency or 'default'}, gunicorn args {args.gunicorn_args!r}")
+        print(
+            f"body size {len(body.replace('TASKID', 'bench00000000000001'))} bytes, "
+            f"{args.connections} connections, {args.duration} s each, "
+            f"WEB_CONCURRENCY={args.web_concurrency or 'default'}, gunicorn args {args.gunicorn_args!r}"
+        )
         try:
             for name, target in APPS.items():
                 if name not in args.apps.split(","):
                     continue
                 redis.Redis.from_url(server.url).flushall()
                 port = free_port()
-                env = {**os.environ, "REDIS_URL": server.url,
-                       "SCALE_CALLBACK_AUTH_KEY": KEY, "LOG_LEVEL": "warning"}
+                env = {**os.environ, "REDIS_URL": server.url, "SCALE_CALLBACK_AUTH_KEY": KEY, "LOG_LEVEL": "warning"}
                 if args.web_concurrency:
                     env["WEB_CONCURRENCY"] = args.web_concurrency
                 proc = subprocess.Popen(
-                    [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "--bind",
-                     f"127.0.0.1:{port}", *args.gunicorn_args.split(), target],
-                    cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    [
+                        sys.executable,
+                        "-m",
+                        "gunicorn",
+                        "--config",
+                        "gunicorn.conf.py",
+                        "--bind",
+                        f"127.0.0.1:{port}",
+                        *args.gunicorn_args.split(),
+                        target,
+                    ],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
                 )
                 try:
                     url = f"http://127.0.0.1:{port}/callback"
@@ -174,12 +194,16 @@ def main() -> None:
         finally:
             server.stop()
     bare = results.get("bare") or next(iter(results.values()))
-    print(f"{'route':<6} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'jobs':>8} "
-          f"{'x bare rps':>10} {'x bare p99':>10} {'cpu us/req':>10}")
+    print(
+        f"{'route':<6} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'jobs':>8} "
+        f"{'x bare rps':>10} {'x bare p99':>10} {'cpu us/req':>10}"
+    )
     for name, r in results.items():
-        print(f"{name:<6} {r['rps']:>9.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['errors']:>7.0f} "
-              f"{r['queued']:>8.0f} {r['rps'] / bare['rps']:>10.2f} {r['p99_ms'] / bare['p99_ms']:>10.2f} "
-              f"{r['cpu_us']:>10.0f}")
+        print(
+            f"{name:<6} {r['rps']:>9.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['errors']:>7.0f} "
+            f"{r['queued']:>8.0f} {r['rps'] / bare['rps']:>10.2f} {r['p99_ms'] / bare['p99_ms']:>10.2f} "
+            f"{r['cpu_us']:>10.0f}"
+        )
 
 
 if __name__ == "__main__":

@@ -43,9 +43,13 @@ BOUND = 1.0
 def callback_body(task_id: str) -> bytes:
     """A small valid categorization callback for ``task_id``."""
     task = {
-        "task_id": task_id, "type": "categorization", "status": "completed",
-        "created_at": "2016-06-23T20:08:31.573Z", "completed_at": "2016-06-23T21:54:44.904Z",
-        "callback_url": "https://example.com/callback", "instruction": "Red or blue?",
+        "task_id": task_id,
+        "type": "categorization",
+        "status": "completed",
+        "created_at": "2016-06-23T20:08:31.573Z",
+        "completed_at": "2016-06-23T21:54:44.904Z",
+        "callback_url": "https://example.com/callback",
+        "instruction": "Red or blue?",
         "params": {"attachment_type": "text", "attachment": "tomato", "categories": ["red", "blue"]},
         "response": {"category": "red"},
     }
@@ -145,8 +149,10 @@ def summarize(name: str, samples: list[float | None]) -> str:
     if not ok:
         return f"{name:<9} {len(samples):>6} {within:>9} {'-':>8} {'-':>8} {'-':>8} {failed:>7}"
     p99 = ok[min(len(ok) - 1, int(len(ok) * 0.99))]
-    return (f"{name:<9} {len(samples):>6} {within:>9} {statistics.median(ok) * 1000:>8.1f} "
-            f"{p99 * 1000:>8.1f} {ok[-1] * 1000:>8.1f} {failed:>7}")
+    return (
+        f"{name:<9} {len(samples):>6} {within:>9} {statistics.median(ok) * 1000:>8.1f} "
+        f"{p99 * 1000:>8.1f} {ok[-1] * 1000:>8.1f} {failed:>7}"
+    )
 
 
 def main() -> None:
@@ -165,14 +171,25 @@ def main() -> None:
         server = RedisProcess(Path(tmp) / "redis")
         server.start()
         port = free_port()
-        env = {**os.environ, "REDIS_URL": server.url,
-               "SCALE_CALLBACK_AUTH_KEY": KEY, "LOG_LEVEL": "warning"}
+        env = {**os.environ, "REDIS_URL": server.url, "SCALE_CALLBACK_AUTH_KEY": KEY, "LOG_LEVEL": "warning"}
         if args.web_concurrency:
             env["WEB_CONCURRENCY"] = args.web_concurrency
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}",
-             *args.gunicorn_args.split(), "callback_server:create_app()"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "--config",
+                "gunicorn.conf.py",
+                "--bind",
+                f"127.0.0.1:{port}",
+                *args.gunicorn_args.split(),
+                "callback_server:create_app()",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         base = f"http://127.0.0.1:{port}"
         slow = SlowClients(port, args.slow, args.trickle)
@@ -194,9 +211,11 @@ def main() -> None:
             proc.terminate()
             proc.wait(timeout=30)
             server.stop()
-    print(f"{args.slow} slow connections (one header byte per {args.trickle} s; closed by the server and "
-          f"reopened {slow.closed_by_server} times), "
-          f"WEB_CONCURRENCY={args.web_concurrency or 'default'}, gunicorn args {args.gunicorn_args!r}")
+    print(
+        f"{args.slow} slow connections (one header byte per {args.trickle} s; closed by the server and "
+        f"reopened {slow.closed_by_server} times), "
+        f"WEB_CONCURRENCY={args.web_concurrency or 'default'}, gunicorn args {args.gunicorn_args!r}"
+    )
     print(f"{'probe':<9} {'sent':>6} {'<= 1 s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'failed':>7}")
     for name, samples in results.items():
         print(summarize(name, samples))

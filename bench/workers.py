@@ -43,8 +43,13 @@ KEY = "bench-callback-key"
 
 
 def env_for(url: str) -> dict[str, str]:
-    return {**os.environ, "REDIS_URL": url, "SCALE_CALLBACK_AUTH_KEY": KEY,
-            "CALLBACK_HANDLERS": "bench.handlers", "LOG_LEVEL": "warning"}
+    return {
+        **os.environ,
+        "REDIS_URL": url,
+        "SCALE_CALLBACK_AUTH_KEY": KEY,
+        "CALLBACK_HANDLERS": "bench.handlers",
+        "LOG_LEVEL": "warning",
+    }
 
 
 def fill(url: str, queue_name: str, jobs: int) -> None:
@@ -85,8 +90,10 @@ def throughput(url: str, kind: str, jobs: int, processes: int) -> float:
     else:
         fill(url, queue_name, jobs)
     env = {**env_for(url), "CALLBACK_QUEUE": queue_name}
-    procs = [subprocess.Popen([sys.executable, "-m", "bench.run_worker", kind, queue_name], env=env,
-                              cwd=ROOT) for _ in range(processes)]
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "bench.run_worker", kind, queue_name], env=env, cwd=ROOT)
+        for _ in range(processes)
+    ]
     for proc in procs:
         proc.wait(timeout=600)
     if kind == "blpop":
@@ -106,12 +113,31 @@ def latency(url: str, processes: int, rate: float, seconds: float) -> tuple[floa
     conn.flushall()
     port = free_port()
     env = env_for(url)
-    web = subprocess.Popen([sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "--bind",
-                            f"127.0.0.1:{port}", "callback_server:create_app()"], cwd=ROOT, env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    workers = [subprocess.Popen([sys.executable, "-m", "workers"], cwd=ROOT,
-                                env={**env, "WORKER_PROCESSES": str(processes)},
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    web = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--config",
+            "gunicorn.conf.py",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "callback_server:create_app()",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "workers"],
+            cwd=ROOT,
+            env={**env, "WORKER_PROCESSES": str(processes)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    ]
     url_cb = f"http://127.0.0.1:{port}/callback"
     try:
         deadline = time.monotonic() + 30
@@ -134,8 +160,12 @@ def latency(url: str, processes: int, rate: float, seconds: float) -> tuple[floa
             session_local.s = session
             body = json.loads(json.dumps(template).replace("TASKID", f"lat{index:08d}"))
             body["task"]["metadata"]["sent_at"] = time.time()
-            session.post(url_cb, data=json.dumps(body), headers={"scale-callback-auth": KEY,
-                                                                 "Content-Type": "application/json"}, timeout=10)
+            session.post(
+                url_cb,
+                data=json.dumps(body),
+                headers={"scale-callback-auth": KEY, "Content-Type": "application/json"},
+                timeout=10,
+            )
 
         def pace(offset: int) -> None:
             start = time.monotonic()
@@ -177,16 +207,17 @@ def main() -> None:
         server = RedisProcess(Path(tmp) / "redis")
         server.start()
         try:
-            results = {kind: throughput(server.url, kind, args.jobs, args.processes)
-                       for kind in args.kinds.split(",")}
+            results = {kind: throughput(server.url, kind, args.jobs, args.processes) for kind in args.kinds.split(",")}
             print(f"throughput, {args.jobs} no-op jobs, {args.processes} processes each")
             fork = results.get("fork")
             for kind, rate in results.items():
                 ratio = f"{rate / fork:6.2f}x fork" if fork else ""
                 print(f"  {kind:<9} {rate:9.0f} jobs/s  {ratio}")
             p50, p99, n = latency(server.url, args.processes, args.rate, args.seconds)
-            print(f"POST-to-handler latency at {args.rate:.0f}/s for {args.seconds:.0f} s ({n} callbacks, "
-                  f"WORKER_PROCESSES={args.processes}): p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+            print(
+                f"POST-to-handler latency at {args.rate:.0f}/s for {args.seconds:.0f} s ({n} callbacks, "
+                f"WORKER_PROCESSES={args.processes}): p50 {p50:.1f} ms, p99 {p99:.1f} ms"
+            )
         finally:
             server.stop()
 

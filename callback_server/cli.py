@@ -297,12 +297,17 @@ class _ManualWindow:
 
 
 def _manual_window(
-    updated: tuple[str | None, str | None], hours: float | None, completed: tuple[str | None, str | None],
+    updated: tuple[str | None, str | None],
+    hours: float | None,
+    completed: tuple[str | None, str | None],
     created: tuple[str | None, str | None],
 ) -> _ManualWindow | None:
     """The one window the options name, or None for the scheduled window (from the mark)."""
-    named = [(by, since, until) for by, (since, until) in ((UPDATED, updated), (COMPLETED, completed),
-                                                          (CREATED, created)) if since or until]
+    named = [
+        (by, since, until)
+        for by, (since, until) in ((UPDATED, updated), (COMPLETED, completed), (CREATED, created))
+        if since or until
+    ]
     if hours is not None:
         if updated[0]:
             raise click.UsageError("give --since or --hours, not both")
@@ -319,8 +324,12 @@ def _manual_window(
 
 
 @cli.group("reconcile", invoke_without_command=True)
-@click.option("--since", "--updated-since", "since",
-              help="sweep tasks UPDATED since this ISO 8601 time (by hand; the scheduled mark is left alone)")
+@click.option(
+    "--since",
+    "--updated-since",
+    "since",
+    help="sweep tasks UPDATED since this ISO 8601 time (by hand; the scheduled mark is left alone)",
+)
 @click.option("--until", "--updated-until", "until", help="end of the updated window (default: now)")
 @click.option("--hours", type=click.FloatRange(min=0, min_open=True), help="updated window length back from --until")
 @click.option("--completed-since", help="sweep tasks COMPLETED since this ISO 8601 time (completed_after)")
@@ -331,8 +340,15 @@ def _manual_window(
 @click.option("--schedule", is_flag=True, help="keep running every RECONCILE_INTERVAL seconds (the clock process)")
 @click.pass_context
 def reconcile_command(
-    ctx: click.Context, since: str | None, until: str | None, hours: float | None, completed_since: str | None,
-    completed_until: str | None, created_since: str | None, created_until: str | None, projects: tuple[str, ...],
+    ctx: click.Context,
+    since: str | None,
+    until: str | None,
+    hours: float | None,
+    completed_since: str | None,
+    completed_until: str | None,
+    created_since: str | None,
+    created_until: str | None,
+    projects: tuple[str, ...],
     schedule: bool,
 ) -> None:
     """Queue every task state whose callback never arrived (same events, validation and dedup as callbacks).
@@ -364,7 +380,11 @@ def reconcile_command(
 
 
 def _reconcile_loop(
-    ctx: click.Context, reconciler: Reconciler, settings: Settings, window: _ManualWindow | None, schedule: bool,
+    ctx: click.Context,
+    reconciler: Reconciler,
+    settings: Settings,
+    window: _ManualWindow | None,
+    schedule: bool,
 ) -> None:
     def sweep() -> RunSummary:
         if window is None:
@@ -406,8 +426,10 @@ def _reconcile_loop(
 def _summary_line(summary: RunSummary) -> str:
     """One line of a run's outcome, for the console."""
     state = "complete" if summary.complete else "INCOMPLETE"
-    return (f"{state}: seen {summary.seen}, already had {summary.already_had}, queued {summary.queued}, "
-            f"quarantined {summary.quarantined}, skipped {summary.skipped}, errors {len(summary.errors)}")
+    return (
+        f"{state}: seen {summary.seen}, already had {summary.already_had}, queued {summary.queued}, "
+        f"quarantined {summary.quarantined}, skipped {summary.skipped}, errors {len(summary.errors)}"
+    )
 
 
 def _report_request(requests: RunRequests, requested: bool, run_id: str | None, line: str) -> None:
@@ -454,9 +476,13 @@ def unhandled_list(limit: int) -> None:
         event = note.get("event") or "completed"
         if note.get("review_status"):
             event = f"{event}:{note['review_status']}"
-        click.echo("  ".join(printable(note.get(name) or "-") for name in ("recorded_at", "type")) + "  "
-                   + printable(event) + "  " + "  ".join(printable(note.get(name) or "-")
-                                                         for name in ("task_id", "delivery_id")))
+        click.echo(
+            "  ".join(printable(note.get(name) or "-") for name in ("recorded_at", "type"))
+            + "  "
+            + printable(event)
+            + "  "
+            + "  ".join(printable(note.get(name) or "-") for name in ("task_id", "delivery_id"))
+        )
     click.echo(f"{len(notes)} of {total} unhandled deliveries shown (newest first)", err=True)
 
 
@@ -465,8 +491,13 @@ def unhandled_list(limit: int) -> None:
 
 @cli.command("doctor")
 @click.option("--url", help="the public callback URL (https://<app>/callback): send the end-to-end probe through it")
-@click.option("--timeout", default=PROBE_TIMEOUT, show_default=True, type=click.FloatRange(min=1),
-              help="seconds to wait for a worker to process the probe")
+@click.option(
+    "--timeout",
+    default=PROBE_TIMEOUT,
+    show_default=True,
+    type=click.FloatRange(min=1),
+    help="seconds to wait for a worker to process the probe",
+)
 def doctor_command(url: str | None, timeout: float) -> None:
     """Is this deployment set up right? One line per check, with what to do; non-zero if any fails.
 
@@ -481,8 +512,9 @@ def doctor_command(url: str | None, timeout: float) -> None:
     for check in checks:
         click.echo(check.line())
     failed = [check for check in checks if check.status == FAIL]
-    click.echo(f"{len(failed)} of {len(checks)} checks failed" if failed else f"all {len(checks)} checks passed",
-               err=True)
+    click.echo(
+        f"{len(failed)} of {len(checks)} checks failed" if failed else f"all {len(checks)} checks passed", err=True
+    )
     if failed:
         sys.exit(1)
 

@@ -144,8 +144,12 @@ def _sentry_dsn(env: Mapping[str, str]) -> Secret | None:
     if not raw:
         return None
     parts = urlsplit(raw)
-    if parts.scheme not in ("http", "https") or not parts.username or not parts.hostname \
-            or not parts.path.strip("/").split("/")[-1].isdigit():
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.username
+        or not parts.hostname
+        or not parts.path.strip("/").split("/")[-1].isdigit()
+    ):
         # Not echoed: the DSN holds the project's key.
         raise ConfigError("SENTRY_DSN must be a Sentry DSN: https://<key>@<host>/<project id>")
     return Secret(raw)
@@ -283,5 +287,8 @@ class ServerSettings:
         port = _int(env, "PORT", defaults.PORT, minimum=1)
         if port > 65535:
             raise ConfigError(f"PORT must be at most 65535, got {port}")
-        return cls(port=port, web_concurrency=_int(env, "WEB_CONCURRENCY", 2 * cores + 1, minimum=1),
-                   log_format=log_format_from_env(env))
+        return cls(
+            port=port,
+            web_concurrency=_int(env, "WEB_CONCURRENCY", 2 * cores + 1, minimum=1),
+            log_format=log_format_from_env(env),
+        )

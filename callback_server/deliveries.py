@@ -107,7 +107,12 @@ class Delivery:
 
     @classmethod
     def from_body(
-        cls, body: dict[str, Any], *, mode: str, source: str = CALLBACK, raw: str | None = None,
+        cls,
+        body: dict[str, Any],
+        *,
+        mode: str,
+        source: str = CALLBACK,
+        raw: str | None = None,
         request_id: str | None = None,
     ) -> Delivery:
         """Wrap a body that :func:`callback_server.schemas.load_callback` accepted (``raw``: its JSON text)."""
@@ -208,8 +213,11 @@ class DeliveryQueue:
         self.job_timeout = job_timeout
         self.retry = Retry(max=len(retry_intervals), interval=list(retry_intervals)) if retry_intervals else None
         template = self.build_job(_TEMPLATE_DELIVERY).to_dict()
-        self._fixed = {name: value.value if isinstance(value, JobStatus) else value
-                       for name, value in template.items() if name not in PER_DELIVERY_FIELDS}
+        self._fixed = {
+            name: value.value if isinstance(value, JobStatus) else value
+            for name, value in template.items()
+            if name not in PER_DELIVERY_FIELDS
+        }
         # The fixed fields are part of the script's text, so each accept sends 9 arguments, not 40.
         fixed = "".join(f", {_lua_string(k)}, {_lua_string(v)}" for k, v in self._fixed.items())
         self._accept_script = scripts.ACCEPT % {
@@ -276,16 +284,32 @@ class DeliveryQueue:
         stream = int(now // ledger.BUCKET)
         identity = ledger.raw_id(delivery.delivery_id)
         labels = (delivery.task_type, delivery.event.name, delivery.mode)
-        keys = (*buckets, seen_key(delivery.delivery_id), Job.key_for(delivery.delivery_id), self.queue.key,
-                Queue.redis_queues_keys, ledger.stream_key(stream), stats.TOTAL_KEY)
+        keys = (
+            *buckets,
+            seen_key(delivery.delivery_id),
+            Job.key_for(delivery.delivery_id),
+            self.queue.key,
+            Queue.redis_queues_keys,
+            ledger.stream_key(stream),
+            stats.TOTAL_KEY,
+        )
         owed = tally.take() if tally is not None else ({}, {})
         args = (
-            len(buckets), identity, delivery.delivery_id, *self._varying(delivery),
-            (bucket + 1) * SEEN_BUCKET + self.dedup_ttl, ledger.stream_expiry(stream, self.ledger_ttl),
-            delivery.task_id, ledger.type_code(delivery.task_type), ledger.event_code(_event_code(delivery.event)),
-            ledger.SOURCES.get(delivery.source, delivery.source), ledger.MODES.get(delivery.mode, delivery.mode),
-            stats.field("delivery", "queued", *labels), stats.field("delivery", "duplicate", *labels),
-            stats.minute_key(stats.current_minute(now)), *stats.as_args(*owed),
+            len(buckets),
+            identity,
+            delivery.delivery_id,
+            *self._varying(delivery),
+            (bucket + 1) * SEEN_BUCKET + self.dedup_ttl,
+            ledger.stream_expiry(stream, self.ledger_ttl),
+            delivery.task_id,
+            ledger.type_code(delivery.task_type),
+            ledger.event_code(_event_code(delivery.event)),
+            ledger.SOURCES.get(delivery.source, delivery.source),
+            ledger.MODES.get(delivery.mode, delivery.mode),
+            stats.field("delivery", "queued", *labels),
+            stats.field("delivery", "duplicate", *labels),
+            stats.minute_key(stats.current_minute(now)),
+            *stats.as_args(*owed),
         )
         try:
             return bool(self._run_accept(keys, args))

@@ -109,8 +109,10 @@ def dev(port: int, sim_port: int, no_sim: bool, data: str) -> None:
         click.echo(f"embedded redis   {redis_process.url} (data in {data_dir / 'redis'})")
         click.echo(f"                 redis-server {binary.version_text}: {binary.path} ({source})")
         write_local_stack(data_dir, redis_process.url, None if no_sim else f"http://127.0.0.1:{sim_port}/v1")
-        click.echo(f"embedded redis   URL in {data_dir / REDIS_URL_FILE}: `python -m callback_server ...` "
-                   "run here uses it when REDIS_URL is unset")
+        click.echo(
+            f"embedded redis   URL in {data_dir / REDIS_URL_FILE}: `python -m callback_server ...` "
+            "run here uses it when REDIS_URL is unset"
+        )
     if not env.get("SCALE_CALLBACK_AUTH_KEY"):
         env["SCALE_CALLBACK_AUTH_KEY"] = DEV_CALLBACK_KEY
         click.echo(f"callback key     {DEV_CALLBACK_KEY!r} (local only: set SCALE_CALLBACK_AUTH_KEY in production)")
@@ -128,8 +130,16 @@ def dev(port: int, sim_port: int, no_sim: bool, data: str) -> None:
     env.setdefault("SCALE_SIM_DATA", str(data_dir / "scale_sim.sqlite3"))
     python = sys.executable
     commands = {
-        "web": [python, "-m", "gunicorn", "--config", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}",
-                "callback_server:create_app()"],
+        "web": [
+            python,
+            "-m",
+            "gunicorn",
+            "--config",
+            "gunicorn.conf.py",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "callback_server:create_app()",
+        ],
         "worker": [python, "-m", "workers"],
     }
     if not no_sim:

@@ -63,8 +63,7 @@ class Check:
         return printable(text)
 
 
-def run_doctor(env: Mapping[str, str], *, url: str | None = None,
-               probe_timeout: float = PROBE_TIMEOUT) -> list[Check]:
+def run_doctor(env: Mapping[str, str], *, url: str | None = None, probe_timeout: float = PROBE_TIMEOUT) -> list[Check]:
     """Every check, in order; the Redis-bound ones only once Redis answers."""
     checks: list[Check] = []
     try:
@@ -76,8 +75,13 @@ def run_doctor(env: Mapping[str, str], *, url: str | None = None,
     except CallbackServerError as exc:
         checks.append(Check("configuration", FAIL, exc.message, "fix that variable (heroku config:set NAME=value)"))
     else:
-        checks.append(Check("configuration", OK, f"every variable parses (web: PORT {server.port}, "
-                                                  f"WEB_CONCURRENCY {server.web_concurrency})"))
+        checks.append(
+            Check(
+                "configuration",
+                OK,
+                f"every variable parses (web: PORT {server.port}, WEB_CONCURRENCY {server.web_concurrency})",
+            )
+        )
     checks.extend(check_keys(settings, env))
     connection = connect(settings)
     try:
@@ -92,8 +96,14 @@ def run_doctor(env: Mapping[str, str], *, url: str | None = None,
             if url is not None:
                 checks.append(check_probe(settings, connection, url, probe_timeout))
         elif url is not None:
-            checks.append(Check("probe", FAIL, "not sent: Redis is unreachable, so its processing cannot be seen",
-                                "make Redis reachable first"))
+            checks.append(
+                Check(
+                    "probe",
+                    FAIL,
+                    "not sent: Redis is unreachable, so its processing cannot be seen",
+                    "make Redis reachable first",
+                )
+            )
     finally:
         connection.close()
     return checks
@@ -105,24 +115,52 @@ def run_doctor(env: Mapping[str, str], *, url: str | None = None,
 def check_keys(settings: Settings, env: Mapping[str, str]) -> list[Check]:
     """Callback keys long enough, the test key apart from the live ones, and no dev relaxation."""
     checks = []
-    short = [name for name, keys in (("SCALE_CALLBACK_AUTH_KEY", settings.live_keys),
-                                     ("SCALE_TEST_CALLBACK_AUTH_KEY", settings.test_keys))
-             if any(len(k.reveal()) < defaults.MIN_SECRET_LENGTH for k in keys)]
+    short = [
+        name
+        for name, keys in (
+            ("SCALE_CALLBACK_AUTH_KEY", settings.live_keys),
+            ("SCALE_TEST_CALLBACK_AUTH_KEY", settings.test_keys),
+        )
+        if any(len(k.reveal()) < defaults.MIN_SECRET_LENGTH for k in keys)
+    ]
     if short:
-        checks.append(Check("callback keys", FAIL, f"{', '.join(short)} holds a key under "
-                            f"{defaults.MIN_SECRET_LENGTH} characters (allowed only by {defaults.DEV_FLAG}=1)",
-                            "set a long random key here and in Scale's dashboard; unset "
-                            f"{defaults.DEV_FLAG} (only `make run` sets it)"))
+        checks.append(
+            Check(
+                "callback keys",
+                FAIL,
+                f"{', '.join(short)} holds a key under "
+                f"{defaults.MIN_SECRET_LENGTH} characters (allowed only by {defaults.DEV_FLAG}=1)",
+                "set a long random key here and in Scale's dashboard; unset "
+                f"{defaults.DEV_FLAG} (only `make run` sets it)",
+            )
+        )
     elif set(settings.live_keys) & set(settings.test_keys):
-        checks.append(Check("callback keys", FAIL, "a key is both live and test: test callbacks would pass as live",
-                            "give SCALE_TEST_CALLBACK_AUTH_KEY the account's test key only"))
+        checks.append(
+            Check(
+                "callback keys",
+                FAIL,
+                "a key is both live and test: test callbacks would pass as live",
+                "give SCALE_TEST_CALLBACK_AUTH_KEY the account's test key only",
+            )
+        )
     else:
         test = f", {len(settings.test_keys)} test" if settings.test_keys else ", no test key"
-        checks.append(Check("callback keys", OK, f"{len(settings.live_keys)} live{test}, each at least "
-                            f"{defaults.MIN_SECRET_LENGTH} characters"))
+        checks.append(
+            Check(
+                "callback keys",
+                OK,
+                f"{len(settings.live_keys)} live{test}, each at least {defaults.MIN_SECRET_LENGTH} characters",
+            )
+        )
     if env.get(defaults.DEV_FLAG, "").strip() == "1":
-        checks.append(Check("dev mode", WARN, f"{defaults.DEV_FLAG}=1 accepts short keys and passwords",
-                            "unset it anywhere but `make run`"))
+        checks.append(
+            Check(
+                "dev mode",
+                WARN,
+                f"{defaults.DEV_FLAG}=1 accepts short keys and passwords",
+                "unset it anywhere but `make run`",
+            )
+        )
     return checks
 
 
@@ -157,8 +195,12 @@ def check_redis_reachable(settings: Settings, connection: redis.Redis) -> Check:
         connection.ping()
         version = connection.info("server").get("redis_version", "?")
     except redis.RedisError as exc:
-        return Check("redis", FAIL, f"{where} unreachable ({type(exc).__name__}: {printable(exc)})",
-                     "check REDIS_URL (heroku redis:info) and that Redis is up")
+        return Check(
+            "redis",
+            FAIL,
+            f"{where} unreachable ({type(exc).__name__}: {printable(exc)})",
+            "check REDIS_URL (heroku redis:info) and that Redis is up",
+        )
     return Check("redis", OK, f"{where} answers (redis {version})")
 
 
@@ -170,8 +212,14 @@ def check_redis(settings: Settings, connection: redis.Redis) -> list[Check]:
     if policy == "noeviction":
         checks.append(Check("redis eviction", OK, "maxmemory-policy noeviction"))
     else:
-        checks.append(Check("redis eviction", FAIL, f"maxmemory-policy {policy}: Redis may evict queued callbacks",
-                            "set it to noeviction (heroku redis:maxmemory --policy noeviction)"))
+        checks.append(
+            Check(
+                "redis eviction",
+                FAIL,
+                f"maxmemory-policy {policy}: Redis may evict queued callbacks",
+                "set it to noeviction (heroku redis:maxmemory --policy noeviction)",
+            )
+        )
     used, limit = int(memory.get("used_memory", 0)), int(memory.get("maxmemory", 0))
     if not limit:
         checks.append(Check("redis memory", OK, f"{used / 2**20:.1f} MB used, no maxmemory limit"))
@@ -179,8 +227,15 @@ def check_redis(settings: Settings, connection: redis.Redis) -> list[Check]:
         share = used / limit
         found = f"{used / 2**20:.1f} MB of {limit / 2**20:.1f} MB used ({share:.0%})"
         if share > MEMORY_WARN:
-            checks.append(Check("redis memory", WARN, found, "when full, callbacks get 503: upgrade the plan, or "
-                                "look for a growing queue or failed registry (dashboard)"))
+            checks.append(
+                Check(
+                    "redis memory",
+                    WARN,
+                    found,
+                    "when full, callbacks get 503: upgrade the plan, or "
+                    "look for a growing queue or failed registry (dashboard)",
+                )
+            )
         else:
             checks.append(Check("redis memory", OK, found))
     checks.append(_persistence(connection))
@@ -198,12 +253,20 @@ def _persistence(connection: redis.Redis) -> Check:
         # Heroku Redis refuses CONFIG: what INFO says is all there is to go on.
         if int(persistence.get("rdb_last_save_time", 0)) and persistence.get("rdb_last_bgsave_status") == "ok":
             return Check("redis persistence", OK, "RDB snapshots (CONFIG not allowed: the save schedule is unknown)")
-        return Check("redis persistence", WARN, "AOF off; CONFIG not allowed, so RDB snapshots cannot be confirmed",
-                     "check the plan keeps data (heroku redis:info: persistence)")
+        return Check(
+            "redis persistence",
+            WARN,
+            "AOF off; CONFIG not allowed, so RDB snapshots cannot be confirmed",
+            "check the plan keeps data (heroku redis:info: persistence)",
+        )
     if save.strip():
         return Check("redis persistence", OK, f"RDB snapshots (save {save}); a crash loses writes since the last one")
-    return Check("redis persistence", FAIL, "neither AOF nor RDB: a Redis restart loses every queued callback",
-                 "turn on appendonly yes (or an RDB save schedule), or use a plan with persistence")
+    return Check(
+        "redis persistence",
+        FAIL,
+        "neither AOF nor RDB: a Redis restart loses every queued callback",
+        "turn on appendonly yes (or an RDB save schedule), or use a plan with persistence",
+    )
 
 
 def _tls(settings: Settings) -> Check:
@@ -212,8 +275,12 @@ def _tls(settings: Settings) -> Check:
         return Check("redis tls", OK, "rediss:// (TLS; Heroku's self-signed certificate is not verified)")
     if parts.scheme == "unix" or _is_local(parts.hostname):
         return Check("redis tls", OK, f"{parts.scheme}:// on this machine: no network to encrypt")
-    return Check("redis tls", WARN, f"{parts.scheme}:// to {parts.hostname}: callbacks travel unencrypted",
-                 "use the rediss:// URL (Heroku Redis 6+: REDIS_URL is rediss://; older: REDIS_TLS_URL)")
+    return Check(
+        "redis tls",
+        WARN,
+        f"{parts.scheme}:// to {parts.hostname}: callbacks travel unencrypted",
+        "use the rediss:// URL (Heroku Redis 6+: REDIS_URL is rediss://; older: REDIS_TLS_URL)",
+    )
 
 
 # --- Scale's API ----------------------------------------------------------------------------------
@@ -222,8 +289,12 @@ def _tls(settings: Settings) -> Check:
 def check_scale_api(settings: Settings, **api_options: Any) -> Check:
     """SCALE_API_KEY works: one list call per configured project (or the account)."""
     if settings.scale_api_key is None:
-        return Check("scale api", FAIL, "SCALE_API_KEY is not set: lost callbacks are never recovered",
-                     "set SCALE_API_KEY to the account's live API key (Scale dashboard, API keys)")
+        return Check(
+            "scale api",
+            FAIL,
+            "SCALE_API_KEY is not set: lost callbacks are never recovered",
+            "set SCALE_API_KEY to the account's live API key (Scale dashboard, API keys)",
+        )
     options = {"retries": 1, "timeout": HTTP_TIMEOUT, **api_options}
     api = ScaleAPI(settings.scale_api_url, settings.scale_api_key, **options)
     since = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -237,22 +308,32 @@ def check_scale_api(settings: Settings, **api_options: Any) -> Check:
                 return _api_failure(settings, project, exc)
     finally:
         api.close()
-    kind = " (a test_ key: only test tasks are reconciled)" if settings.scale_api_key.reveal().startswith(
-        "test_") else ""
+    kind = (
+        " (a test_ key: only test tasks are reconciled)" if settings.scale_api_key.reveal().startswith("test_") else ""
+    )
     listed = f"projects {', '.join(settings.scale_projects)}" if settings.scale_projects else "the account"
     return Check("scale api", OK, f"{settings.scale_api_url} lists {listed}{kind}")
 
 
 def _api_failure(settings: Settings, project: str | None, exc: ScaleAPIError) -> Check:
     if exc.status in (401, 403):
-        return Check("scale api", FAIL, f"Scale refused SCALE_API_KEY: {exc.message}",
-                     "set SCALE_API_KEY to the account's live API key (Scale dashboard, API keys)")
+        return Check(
+            "scale api",
+            FAIL,
+            f"Scale refused SCALE_API_KEY: {exc.message}",
+            "set SCALE_API_KEY to the account's live API key (Scale dashboard, API keys)",
+        )
     if exc.status is not None and exc.status < 500 and exc.status not in (408, 429):
         where = f"project {project!r}" if project is not None else "the account"
-        return Check("scale api", FAIL, f"listing {where}: {exc.message}",
-                     "check SCALE_PROJECTS names projects of this account")
-    return Check("scale api", FAIL, f"{settings.scale_api_url}: {exc.message}",
-                 "check SCALE_API_URL (https://api.scale.com/v1) and the network; Scale's status page")
+        return Check(
+            "scale api", FAIL, f"listing {where}: {exc.message}", "check SCALE_PROJECTS names projects of this account"
+        )
+    return Check(
+        "scale api",
+        FAIL,
+        f"{settings.scale_api_url}: {exc.message}",
+        "check SCALE_API_URL (https://api.scale.com/v1) and the network; Scale's status page",
+    )
 
 
 # --- workers and the clock ------------------------------------------------------------------------
@@ -264,8 +345,12 @@ def check_workers(settings: Settings, connection: redis.Redis) -> Check:
     workers = Worker.all(connection=connection, queue=queue, serializer=JSONSerializer)
     if not workers:
         queue_text = repr(settings.callback_queue)
-        return Check("workers", FAIL, f"no worker listens on queue {queue_text}; callbacks wait unprocessed",
-                     "start the worker process (heroku ps:scale worker=1; heroku logs --dyno worker)")
+        return Check(
+            "workers",
+            FAIL,
+            f"no worker listens on queue {queue_text}; callbacks wait unprocessed",
+            "start the worker process (heroku ps:scale worker=1; heroku logs --dyno worker)",
+        )
     beats = [w.last_heartbeat for w in workers if w.last_heartbeat is not None]
     freshest = ""
     if beats:
@@ -283,25 +368,41 @@ def check_clock(settings: Settings, connection: redis.Redis) -> Check:
     """The clock's last scheduled reconciliation is recent and complete."""
     runs = [run for run in RunLog(connection).recent(RUNS_KEPT) if run.scheduled]
     if not runs:
-        return Check("clock", FAIL, "no scheduled reconciliation has run",
-                     "start the clock process (heroku ps:scale clock=1); `reconcile` runs one now")
+        return Check(
+            "clock",
+            FAIL,
+            "no scheduled reconciliation has run",
+            "start the clock process (heroku ps:scale clock=1); `reconcile` runs one now",
+        )
     last = runs[0]
     try:
         started = _aware(datetime.fromisoformat(last.started_at.replace("Z", "+00:00")))
     except ValueError:
-        return Check("clock", FAIL, f"the last run's start is unreadable: {last.started_at!r}",
-                     "run `python -m callback_server reconcile` and check `reconcile runs`")
+        return Check(
+            "clock",
+            FAIL,
+            f"the last run's start is unreadable: {last.started_at!r}",
+            "run `python -m callback_server reconcile` and check `reconcile runs`",
+        )
     age = (datetime.now(UTC) - started).total_seconds()
     marks = Marks(connection).all()
     reached = f"; checked up to {min(marks.values())}" if marks else ""
     found = f"last scheduled run {age / 60:.0f} min ago ({'complete' if last.complete else 'INCOMPLETE'}){reached}"
     if age > 2 * settings.reconcile_interval + CLOCK_SLACK:
-        return Check("clock", FAIL, f"{found}; runs are due every {settings.reconcile_interval} s",
-                     "check the clock process (heroku ps; heroku logs --dyno clock)")
+        return Check(
+            "clock",
+            FAIL,
+            f"{found}; runs are due every {settings.reconcile_interval} s",
+            "check the clock process (heroku ps; heroku logs --dyno clock)",
+        )
     if not last.complete:
         first = last.errors[0] if last.errors else "no error recorded"
-        return Check("clock", FAIL, f"{found}: {first}",
-                     "see `python -m callback_server reconcile runs`; the next run resumes where it stopped")
+        return Check(
+            "clock",
+            FAIL,
+            f"{found}: {first}",
+            "see `python -m callback_server reconcile runs`; the next run resumes where it stopped",
+        )
     return Check("clock", OK, found)
 
 
@@ -314,17 +415,30 @@ def check_probe(settings: Settings, connection: redis.Redis, url: str, timeout: 
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return Check("probe", FAIL, f"{url!r} is not an http(s) URL", "give --url https://<app>/callback")
     if not settings.test_keys:
-        return Check("probe", FAIL, "SCALE_TEST_CALLBACK_AUTH_KEY is not set: the probe is signed with the test key",
-                     "set it to the account's test callback key, here and in the app")
+        return Check(
+            "probe",
+            FAIL,
+            "SCALE_TEST_CALLBACK_AUTH_KEY is not set: the probe is signed with the test key",
+            "set it to the account's test callback key, here and in the app",
+        )
     note = "" if parts.scheme == "https" or _is_local(parts.hostname) else " (Scale calls https URLs only)"
     nonce = new_nonce()
     key = notice_key(nonce)
     try:
-        answer = requests.post(url, json=probe_body(nonce), timeout=HTTP_TIMEOUT, allow_redirects=False,
-                               headers={HEADER: settings.test_keys[0].reveal()})
+        answer = requests.post(
+            url,
+            json=probe_body(nonce),
+            timeout=HTTP_TIMEOUT,
+            allow_redirects=False,
+            headers={HEADER: settings.test_keys[0].reveal()},
+        )
     except requests.RequestException as exc:
-        return Check("probe", FAIL, f"{url} unreachable ({type(exc).__name__})",
-                     "check the URL (heroku apps:info) and that web dynos run (heroku ps)")
+        return Check(
+            "probe",
+            FAIL,
+            f"{url} unreachable ({type(exc).__name__})",
+            "check the URL (heroku apps:info) and that web dynos run (heroku ps)",
+        )
     verdict = _probe_answer(url, answer)
     if verdict is not None:
         return verdict
@@ -336,9 +450,13 @@ def check_probe(settings: Settings, connection: redis.Redis, url: str, timeout: 
     finally:
         waiter.close()
     if done is None:
-        return Check("probe", FAIL, f"{url} queued the probe, but no worker processed it within {timeout:.0f} s",
-                     "check the workers (heroku ps; heroku logs --dyno worker) run this version, and that this "
-                     "REDIS_URL is the app's")
+        return Check(
+            "probe",
+            FAIL,
+            f"{url} queued the probe, but no worker processed it within {timeout:.0f} s",
+            "check the workers (heroku ps; heroku logs --dyno worker) run this version, and that this "
+            "REDIS_URL is the app's",
+        )
     return Check("probe", OK, f"{url} accepted the probe and a worker processed it{note}")
 
 
@@ -352,16 +470,33 @@ def _probe_answer(url: str, answer: requests.Response) -> Check | None:
             said = None
         if said == "queued":
             return None
-        return Check("probe", FAIL, f"{url} answered 200 {printable(said)!r}, not queued",
-                     "this URL is not this receiver's /callback, or it runs another version")
+        return Check(
+            "probe",
+            FAIL,
+            f"{url} answered 200 {printable(said)!r}, not queued",
+            "this URL is not this receiver's /callback, or it runs another version",
+        )
     if status == 401:
-        return Check("probe", FAIL, f"{url} refused the test key (401)",
-                     "set the same SCALE_TEST_CALLBACK_AUTH_KEY here and in the app (heroku config)")
+        return Check(
+            "probe",
+            FAIL,
+            f"{url} refused the test key (401)",
+            "set the same SCALE_TEST_CALLBACK_AUTH_KEY here and in the app (heroku config)",
+        )
     if status == 503:
-        return Check("probe", FAIL, f"{url} answered 503: the receiver cannot reach its Redis",
-                     "check the app's REDIS_URL and Redis (heroku redis:info)")
+        return Check(
+            "probe",
+            FAIL,
+            f"{url} answered 503: the receiver cannot reach its Redis",
+            "check the app's REDIS_URL and Redis (heroku redis:info)",
+        )
     if 300 <= status < 400:
-        return Check("probe", FAIL, f"{url} redirects ({status}): Scale does not follow redirects",
-                     "give the final URL, https://<app>.herokuapp.com/callback")
-    return Check("probe", FAIL, f"{url} answered {status}",
-                 "point --url (and Scale's callback URL) at the app's /callback")
+        return Check(
+            "probe",
+            FAIL,
+            f"{url} redirects ({status}): Scale does not follow redirects",
+            "give the final URL, https://<app>.herokuapp.com/callback",
+        )
+    return Check(
+        "probe", FAIL, f"{url} answered {status}", "point --url (and Scale's callback URL) at the app's /callback"
+    )

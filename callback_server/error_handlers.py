@@ -19,8 +19,11 @@ def _callback_error(exc: HTTPError) -> tuple[Response, int]:
     response = jsonify(error=exc.error, details=exc.details if exc.details is not None else exc.message)
     if isinstance(exc, StoreUnavailableError):
         response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
-        log.error("redis unavailable: %s", exc.message, extra={"outcome": "unavailable", "status": 503,
-                                                                  "error": type(exc.__cause__).__name__})
+        log.error(
+            "redis unavailable: %s",
+            exc.message,
+            extra={"outcome": "unavailable", "status": 503, "error": type(exc.__cause__).__name__},
+        )
     else:
         log.warning("callback refused: %s", exc.message, extra={"outcome": exc.error, "status": exc.status_code})
     return response, exc.status_code

@@ -162,14 +162,36 @@ def _fetch_one(api: ScaleAPI, deliveries: DeliveryQueue, quarantine: Quarantine,
     except redis.RedisError:
         raise
     except Exception as exc:  # the task is kept, with the reason, rather than lost to a traceback
-        body = {"task_id": task.get("task_id"), "status": task.get("status"), "response": task.get("response"),
-                "task": task}
-        kept = keep_invalid(quarantine, body, f"fetched task could not be handled: {type(exc).__name__}",
-                            {"_schema": [printable(str(exc))[:300]]})
-        log.warning("fetched task could not be handled; quarantined",
-                    extra={"task_id": task_id, "error": type(exc).__name__, "outcome": "quarantined"})
+        body = {
+            "task_id": task.get("task_id"),
+            "status": task.get("status"),
+            "response": task.get("response"),
+            "task": task,
+        }
+        kept = keep_invalid(
+            quarantine,
+            body,
+            f"fetched task could not be handled: {type(exc).__name__}",
+            {"_schema": [printable(str(exc))[:300]]},
+        )
+        log.warning(
+            "fetched task could not be handled; quarantined",
+            extra={"task_id": task_id, "error": type(exc).__name__, "outcome": "quarantined"},
+        )
         return FetchResult(task_id, QUARANTINED, quarantine_id=kept)
-    log.info("task fetched", extra={"task_id": task_id, "event": offered.event, "outcome": offered.outcome,
-                                    "delivery_id": offered.delivery_id})
-    return FetchResult(task_id, offered.outcome, event=offered.event, delivery_id=offered.delivery_id,
-                       quarantine_id=offered.quarantine_id)
+    log.info(
+        "task fetched",
+        extra={
+            "task_id": task_id,
+            "event": offered.event,
+            "outcome": offered.outcome,
+            "delivery_id": offered.delivery_id,
+        },
+    )
+    return FetchResult(
+        task_id,
+        offered.outcome,
+        event=offered.event,
+        delivery_id=offered.delivery_id,
+        quarantine_id=offered.quarantine_id,
+    )

@@ -49,8 +49,10 @@ def _is_json(mimetype: str) -> bool:
     return mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json"))
 
 
-_BODIES = {status: json.dumps({"status": status}, separators=(",", ":")).encode()
-           for status in ("queued", "duplicate", "quarantined")}
+_BODIES = {
+    status: json.dumps({"status": status}, separators=(",", ":")).encode()
+    for status in ("queued", "duplicate", "quarantined")
+}
 
 
 def _answer(status: str, started: float, tally: stats.Tally, **fields: Any) -> Response:
@@ -114,8 +116,15 @@ def receive() -> Response:
         except redis.RedisError as store_error:
             raise _unavailable(state, mode, "could not store the delivery; try again") from store_error
         state.tally.add(*stats.outcome_counts("quarantined", mode))
-        return _answer("quarantined", started, state.tally, mode=mode, reason=exc.message, quarantine_id=quarantine_id,
-                       request_id=request_id)
+        return _answer(
+            "quarantined",
+            started,
+            state.tally,
+            mode=mode,
+            reason=exc.message,
+            quarantine_id=quarantine_id,
+            request_id=request_id,
+        )
     return _answer(
         "queued" if queued else "duplicate",
         started,

@@ -44,18 +44,46 @@ BUCKET = 6 * 3600
 """Seconds of entries one stream holds: it outlives its last entry by LEDGER_TTL, its first by 6 h more."""
 
 TYPE_CODES = (
-    "categorization", "transcription", "phonecall", "comparison", "annotation", "datacollection",
-    "audiotranscription", "imageannotation", "textcollection", "namedentityrecognition",
-    "documenttranscription", "videoannotation", "videoplaybackannotation", "lidarannotation",
-    "polygonannotation", "lineannotation", "pointannotation", "cuboidannotation", "segmentannotation",
-    "videoboxannotation", "videocuboidannotation", "lidarlinking", "lidarsegmentation", "lidartopdown",
-    "sensorfusion", "documentmodel", "laneannotation",
+    "categorization",
+    "transcription",
+    "phonecall",
+    "comparison",
+    "annotation",
+    "datacollection",
+    "audiotranscription",
+    "imageannotation",
+    "textcollection",
+    "namedentityrecognition",
+    "documenttranscription",
+    "videoannotation",
+    "videoplaybackannotation",
+    "lidarannotation",
+    "polygonannotation",
+    "lineannotation",
+    "pointannotation",
+    "cuboidannotation",
+    "segmentannotation",
+    "videoboxannotation",
+    "videocuboidannotation",
+    "lidarlinking",
+    "lidarsegmentation",
+    "lidartopdown",
+    "sensorfusion",
+    "documentmodel",
+    "laneannotation",
 )
 """Task types written as their index (append only: stored entries name types by position)."""
 
 EVENT_CODES = {
-    "completed": "c", "error": "e", "recalled": "r", "canceled": "x", "audit": "a",
-    "audit:accepted": "aa", "audit:fixed": "af", "audit:rejected": "ar", "audit:commented": "ac",
+    "completed": "c",
+    "error": "e",
+    "recalled": "r",
+    "canceled": "x",
+    "audit": "a",
+    "audit:accepted": "aa",
+    "audit:fixed": "af",
+    "audit:rejected": "ar",
+    "audit:commented": "ac",
 }
 """Events (``audit:<review status>`` for audits) as the ledger writes them."""
 
@@ -82,6 +110,7 @@ def _type_name(code: str) -> str:
 def _event_name(code: str) -> str:
     return code[1:] if code.startswith("=") else _EVENT_NAMES.get(code, code)
 
+
 SOURCES = {"callback": "c", "reconcile": "r", "replay": "p", "fetch": "f"}
 """How a delivery's source is written in an accept entry (one byte)."""
 
@@ -95,7 +124,6 @@ TRACEBACK_LIMIT = 4000
 
 SCAN_BATCH = 2000
 """Entries one scan call reads: about a millisecond of Redis, so a search never stalls the ack path."""
-
 
 
 def stream_key(bucket: int) -> str:

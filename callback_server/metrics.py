@@ -56,7 +56,8 @@ class CounterSpec:
 
 COUNTERS: Mapping[str, CounterSpec] = {
     "delivery": CounterSpec(
-        "deliveries", "Authenticated callbacks by outcome (queued, duplicate, quarantined, unavailable: answered "
+        "deliveries",
+        "Authenticated callbacks by outcome (queued, duplicate, quarantined, unavailable: answered "
         "503), task type, event and key mode; '-' where the body was not read as a task.",
         ("outcome", "type", "event", "mode"),
     ),
@@ -64,8 +65,10 @@ COUNTERS: Mapping[str, CounterSpec] = {
         "handler_runs", "Handler runs by handler, task type and outcome (done, failed).", ("handler", "type", "outcome")
     ),
     "job": CounterSpec(
-        "jobs", "Delivery job attempts by outcome: done, retry (a handler failed, retried later), failed (no try "
-        "left: in the failed registry).", ("outcome",)
+        "jobs",
+        "Delivery job attempts by outcome: done, retry (a handler failed, retried later), failed (no try "
+        "left: in the failed registry).",
+        ("outcome",),
     ),
     "unhandled": CounterSpec(
         "unhandled", "Deliveries no handler asked for (recorded in scb:unhandled).", ("type", "event")
@@ -77,8 +80,9 @@ COUNTERS: Mapping[str, CounterSpec] = {
         "reconcile_runs", "Reconciliation runs by scope and outcome (complete, incomplete).", ("scope", "outcome")
     ),
     "reconcile_task": CounterSpec(
-        "reconcile_tasks", "Tasks a reconciliation run looked at, by event and outcome (queued: its callback "
-        "had never been accepted).", ("event", "outcome")
+        "reconcile_tasks",
+        "Tasks a reconciliation run looked at, by event and outcome (queued: its callback had never been accepted).",
+        ("event", "outcome"),
     ),
 }
 """The counters of the stats hash that have a name of their own; any other one is exposed as
@@ -234,13 +238,16 @@ def gauge_families(snap: Snapshot) -> Iterator[Metric]:
     on_queue = {"queue": snap.queue}
     yield _gauge("queue_depth", "Deliveries waiting on the queue.", snap.depth, on_queue)
     age = max(0.0, snap.now - snap.oldest_enqueued_at) if snap.oldest_enqueued_at is not None else 0.0
-    yield _gauge("queue_oldest_age_seconds", "Age of the oldest delivery waiting on the queue (0 when empty).",
-                 age, on_queue)
+    yield _gauge(
+        "queue_oldest_age_seconds", "Age of the oldest delivery waiting on the queue (0 when empty).", age, on_queue
+    )
     yield _gauge("jobs_running", "Deliveries being handled now (RQ's started registry).", snap.running, on_queue)
-    yield _gauge("jobs_scheduled", "Deliveries waiting for a retry (RQ's scheduled registry).", snap.scheduled,
-                 on_queue)
-    yield _gauge("jobs_failed", "Deliveries out of retries (RQ's failed registry; `failed replay`).", snap.failed,
-                 on_queue)
+    yield _gauge(
+        "jobs_scheduled", "Deliveries waiting for a retry (RQ's scheduled registry).", snap.scheduled, on_queue
+    )
+    yield _gauge(
+        "jobs_failed", "Deliveries out of retries (RQ's failed registry; `failed replay`).", snap.failed, on_queue
+    )
     yield _gauge("workers_alive", "RQ workers on the queue whose heartbeat key is alive.", snap.workers, on_queue)
     yield _gauge("redis_memory_used_bytes", "Redis used_memory.", snap.memory_used)
     yield _gauge("redis_memory_limit_bytes", "Redis maxmemory (0: no limit).", snap.memory_limit)
@@ -251,14 +258,22 @@ def gauge_families(snap: Snapshot) -> Iterator[Metric]:
 
 def _reconcile_families(runs: Iterable[Mapping[str, Any]]) -> Iterator[Metric]:
     """Each scope's newest run in the reconciler's log: when it finished, whether it was complete, what it found."""
-    finished = GaugeMetricFamily(f"{PREFIX}_reconcile_last_run_timestamp_seconds",
-                                 "When the newest reconciliation run of a scope finished (Unix time).",
-                                 labels=["scope"])
-    complete = GaugeMetricFamily(f"{PREFIX}_reconcile_last_run_complete",
-                                 "1 if the newest run of a scope checked its whole window.", labels=["scope"])
-    found = GaugeMetricFamily(f"{PREFIX}_reconcile_last_run_tasks",
-                              "What the newest run of a scope found: tasks seen, already had, queued (missed "
-                              "callbacks), quarantined, skipped, task errors.", labels=["scope", "outcome"])
+    finished = GaugeMetricFamily(
+        f"{PREFIX}_reconcile_last_run_timestamp_seconds",
+        "When the newest reconciliation run of a scope finished (Unix time).",
+        labels=["scope"],
+    )
+    complete = GaugeMetricFamily(
+        f"{PREFIX}_reconcile_last_run_complete",
+        "1 if the newest run of a scope checked its whole window.",
+        labels=["scope"],
+    )
+    found = GaugeMetricFamily(
+        f"{PREFIX}_reconcile_last_run_tasks",
+        "What the newest run of a scope found: tasks seen, already had, queued (missed "
+        "callbacks), quarantined, skipped, task errors.",
+        labels=["scope", "outcome"],
+    )
     seen_scopes: set[str] = set()
     for run in runs:  # newest first
         scope = str(run.get("scope") or "")

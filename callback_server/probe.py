@@ -35,7 +35,6 @@ PROBE_TTL = 600
 _NONCE = re.compile(r"[0-9a-f]{32}")
 
 
-
 def new_nonce() -> str:
     """A fresh probe's id: 32 hex characters."""
     return uuid.uuid4().hex
@@ -50,8 +49,16 @@ def probe_body(nonce: str, now: datetime | None = None) -> dict[str, Any]:
     """The probe callback: a completed task of type ``scb_probe``, valid as any unknown type is."""
     moment = (now or datetime.now(UTC)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     task_id = f"{PROBE_TYPE}_{nonce}"
-    task = {"task_id": task_id, "type": PROBE_TYPE, "status": "completed", "created_at": moment,
-            "completed_at": moment, "is_test": True, "params": {}, "metadata": {"probe": nonce}}
+    task = {
+        "task_id": task_id,
+        "type": PROBE_TYPE,
+        "status": "completed",
+        "created_at": moment,
+        "completed_at": moment,
+        "is_test": True,
+        "params": {},
+        "metadata": {"probe": nonce},
+    }
     return {"task_id": task_id, "status": "completed", "response": {"probe": nonce}, "task": task}
 
 
@@ -71,14 +78,22 @@ def handle_probe(connection: redis.Redis, delivery: dict[str, Any]) -> dict[str,
     buckets = [seen_bucket_key(b) for b in (bucket - 1, bucket, bucket + 1)]
     stream = int(received // ledger.BUCKET)
     oldest = f"{max(int(received * 1000) - 60_000, 0)}-0"
-    counter = stats.field("delivery", "queued", PROBE_TYPE, delivery.get("event", "completed"),
-                          delivery.get("mode", ""))
+    counter = stats.field(
+        "delivery", "queued", PROBE_TYPE, delivery.get("event", "completed"), delivery.get("mode", "")
+    )
     notice = notice_key(nonce) if _NONCE.fullmatch(nonce) else ""
     keys = [*buckets, ledger.stream_key(stream), ledger.stream_key(stream + 1), stats.TOTAL_KEY, notice]
     cleanup = connection.register_script(scripts.PROBE_CLEANUP)
     cleanup(keys=keys, args=[len(buckets), ledger.raw_id(delivery_id), oldest, counter, PROBE_TTL])
-    log.info("probe processed", extra={"task_id": delivery.get("task_id"), "delivery_id": delivery_id,
-                                       "mode": delivery.get("mode"), "outcome": "probe"})
+    log.info(
+        "probe processed",
+        extra={
+            "task_id": delivery.get("task_id"),
+            "delivery_id": delivery_id,
+            "mode": delivery.get("mode"),
+            "outcome": "probe",
+        },
+    )
     return {"ran": [], "skipped": []}
 
 

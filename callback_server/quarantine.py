@@ -113,8 +113,10 @@ def cap_details(details: Any) -> Any:
         kept += 1
         size += cost
     if dropped:
-        note = (f"{dropped} more validation messages dropped (kept {kept}: at most {MAX_DETAIL_ENTRIES} "
-                f"messages and {MAX_DETAILS_BYTES} bytes are stored)")
+        note = (
+            f"{dropped} more validation messages dropped (kept {kept}: at most {MAX_DETAIL_ENTRIES} "
+            f"messages and {MAX_DETAILS_BYTES} bytes are stored)"
+        )
         if isinstance(root, dict):
             root[TRUNCATED_KEY] = note
         else:

@@ -187,7 +187,8 @@ class ScaleAPI:
                 raise ScaleAPIError(f"GET {path}: {reason} after {failures} tries", status=status)
             wait = self.wait_before_retry(failures, retry_after)
             log.warning(
-                "scale api: %s; retrying", reason,
+                "scale api: %s; retrying",
+                reason,
                 extra={"status": status, "attempt": failures, "wait_s": f"{wait:.3f}"},
             )
             self.sleep(wait)
@@ -453,8 +454,9 @@ class Reconciler:
             scope = "projects " + ", ".join(self.projects)
         else:
             scope = "the whole account (SCALE_PROJECTS is unset)"
-        return RunSummary(run_id=uuid.uuid4().hex[:12], started_at=_now_text(), window_start="", window_end="",
-                          by=by, scope=scope)
+        return RunSummary(
+            run_id=uuid.uuid4().hex[:12], started_at=_now_text(), window_start="", window_end="", by=by, scope=scope
+        )
 
     def _scheduled_start(self, project: str | None, end: datetime, summary: RunSummary) -> datetime:
         """Where a scope's scheduled window starts: its mark minus the overlap, within DEDUP_TTL."""
@@ -566,22 +568,39 @@ class Reconciler:
     def _keep_failure(self, task: Any, exc: Exception, summary: RunSummary, event: str) -> None:
         """A task that raised while being handled: quarantined with the error's type; counted if even that fails."""
         task_id = _printable(str(task.get("task_id")) if isinstance(task, dict) else "?", 80)
-        body = {"task_id": task.get("task_id"), "status": task.get("status"), "response": task.get("response"),
-                "task": task} if isinstance(task, dict) else task
+        body = (
+            {
+                "task_id": task.get("task_id"),
+                "status": task.get("status"),
+                "response": task.get("response"),
+                "task": task,
+            }
+            if isinstance(task, dict)
+            else task
+        )
         try:
-            self._keep(body, f"reconciled task could not be handled: {type(exc).__name__}",
-                       {"_schema": [_printable(str(exc), 300)]}, summary, event)
+            self._keep(
+                body,
+                f"reconciled task could not be handled: {type(exc).__name__}",
+                {"_schema": [_printable(str(exc), 300)]},
+                summary,
+                event,
+            )
         except redis.RedisError:
             raise
         except Exception as second:  # counted and reported instead
             summary.task_errors += 1
             summary.count(event, "errors")
             summary.errors.append(f"task {task_id}: {type(exc).__name__}, and not kept: {type(second).__name__}")
-            log.error("reconciled task could not be handled or kept",
-                      extra={"task_id": task_id, "error": type(exc).__name__, "outcome": "error"})
+            log.error(
+                "reconciled task could not be handled or kept",
+                extra={"task_id": task_id, "error": type(exc).__name__, "outcome": "error"},
+            )
             return
-        log.warning("reconciled task could not be handled; quarantined",
-                    extra={"task_id": task_id, "error": type(exc).__name__, "outcome": "quarantined"})
+        log.warning(
+            "reconciled task could not be handled; quarantined",
+            extra={"task_id": task_id, "error": type(exc).__name__, "outcome": "quarantined"},
+        )
 
 
 QUEUED, ALREADY_HAD, QUARANTINED, SKIPPED = "queued", "already_had", "quarantined", "skipped"
@@ -615,8 +634,12 @@ def offer_task(task: Any, deliveries: DeliveryQueue, quarantine: Quarantine, *, 
     if task.get("status") == "pending" and not task.get("completed_at"):
         return Offered(SKIPPED, UNKNOWN_EVENT, task_id=task_id)
     event = _event_name(task)
-    body = {"task_id": task.get("task_id"), "status": task.get("status"), "response": task.get("response"),
-            "task": task}
+    body = {
+        "task_id": task.get("task_id"),
+        "status": task.get("status"),
+        "response": task.get("response"),
+        "task": task,
+    }
     errors = validate_callback(body)
     if errors:
         kept = keep_invalid(quarantine, body, "reconciled task does not match the callback schema", errors)

@@ -41,8 +41,7 @@ class RunRequests:
     def request(self, by: str) -> bool:
         """Ask for a run; False when one is already asked for and not started."""
         asked = _stamp()
-        if not self.connection.set(REQUEST_KEY, json.dumps({"requested_at": asked, "by": by}), nx=True,
-                                   ex=REQUEST_TTL):
+        if not self.connection.set(REQUEST_KEY, json.dumps({"requested_at": asked, "by": by}), nx=True, ex=REQUEST_TTL):
             return False
         pipe = self.connection.pipeline(transaction=False)
         pipe.delete(STATUS_KEY)
@@ -60,8 +59,9 @@ class RunRequests:
 
     def finished(self, run_id: str | None, line: str) -> None:
         """Record how the requested run went (``run_id`` None: it could not run, ``line`` says why)."""
-        self.connection.hset(STATUS_KEY, mapping={"state": "done", "finished_at": _stamp(),
-                                                  "run_id": run_id or "", "result": line})
+        self.connection.hset(
+            STATUS_KEY, mapping={"state": "done", "finished_at": _stamp(), "run_id": run_id or "", "result": line}
+        )
 
     def status(self) -> dict[str, Any]:
         """The latest request's fields (empty when none was made)."""

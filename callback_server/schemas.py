@@ -555,9 +555,9 @@ def fast_envelope(body: dict[str, Any]) -> bool:
     if completed_at is not None and (not isinstance(completed_at, str) or parse_instant(completed_at) is None):
         return False
     audits = task.get("audits")
-    if audits is not None and not (isinstance(audits, list) and all(
-        isinstance(audit, dict) and _fast_audit(audit) for audit in audits
-    )):
+    if audits is not None and not (
+        isinstance(audits, list) and all(isinstance(audit, dict) and _fast_audit(audit) for audit in audits)
+    ):
         return False
     return (
         all(_is_optional_string(task.get(name)) for name in _OPTIONAL_TASK_STRINGS)

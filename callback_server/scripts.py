@@ -28,7 +28,9 @@ end
 """
 """The Lua function that scripts embed to apply a tally in the same round trip as their own work."""
 
-ACCEPT = APPLY_TALLY + """
+ACCEPT = (
+    APPLY_TALLY
+    + """
 -- KEYS: the identity buckets (newest first, ARGV[1] of them), the legacy identity key, job key,
 --       queue key, rq:queues, ledger stream, counters hash.
 -- ARGV: bucket count, identity (16 bytes), job id, time, data, description, bucket expiry,
@@ -62,6 +64,7 @@ redis.call('EXPIRE', minute, %(minute_ttl)d)
 apply_tally(KEYS[n + 6], '%(minute_prefix)s', %(minute_ttl)d, 17)
 return new
 """
+)
 """Accept a delivery or call it a duplicate, write its job and ledger entry, count it (a template:
 ``%(fixed)s`` is the job's fixed fields, filled in per queue configuration)."""
 

@@ -135,8 +135,9 @@ class Tally:
             if self._flusher is not None and self._flusher.is_alive() and self._pid == os.getpid():
                 return
             self._pid = os.getpid()
-            self._flusher = threading.Thread(target=self._flush_forever, args=(connection, interval),
-                                             name="stats-flush", daemon=True)
+            self._flusher = threading.Thread(
+                target=self._flush_forever, args=(connection, interval), name="stats-flush", daemon=True
+            )
             self._flusher.start()
 
     def _flush_forever(self, connection: redis.Redis, interval: float) -> None:
@@ -179,8 +180,6 @@ def as_args(total: dict[str, float], minutes: dict[int, dict[str, float]]) -> li
 
 def _number(amount: float) -> str:
     return str(int(amount)) if float(amount).is_integer() else repr(float(amount))
-
-
 
 
 def flush(connection: redis.Redis, tally: Tally) -> None:

@@ -128,9 +128,7 @@ def index() -> str:
     sim = _sim()
     pending = sim.store.recent_tasks(status="pending", limit=100)
     suggestions = {task["task_id"]: generate_response(task, sim.settings.seed) for task in pending}
-    recent = [
-        task for task in sim.store.recent_tasks(limit=RECENT + len(pending)) if task["status"] != "pending"
-    ]
+    recent = [task for task in sim.store.recent_tasks(limit=RECENT + len(pending)) if task["status"] != "pending"]
     return render_template(
         "scale_sim/index.html",
         pending=pending,

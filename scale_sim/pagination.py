@@ -101,8 +101,7 @@ class ListQuery:
         for review in reviews:
             if review not in REVIEW_STATUSES:
                 raise InvalidRequestError(
-                    f"Invalid parameter 'customer_review_status': {review!r} is not one of"
-                    f" {', '.join(REVIEW_STATUSES)}"
+                    f"Invalid parameter 'customer_review_status': {review!r} is not one of {', '.join(REVIEW_STATUSES)}"
                 )
         times = {name: _time(args, name) for name in _TIME_PARAMETERS}
         for low, high in (("start_time", "end_time"), ("completed_after", "completed_before"),
@@ -150,9 +149,7 @@ def _time(args: Mapping[str, str], name: str) -> int | None:
     try:
         return timestamp_ms(raw)
     except ValueError:
-        raise InvalidRequestError(
-            f"Invalid parameter {name!r}: must be an ISO 8601 date, got {raw!r}"
-        ) from None
+        raise InvalidRequestError(f"Invalid parameter {name!r}: must be an ISO 8601 date, got {raw!r}") from None
 
 
 def _int(args: Mapping[str, str], name: str, default: int, *, low: int, high: int | None) -> int:
@@ -162,9 +159,7 @@ def _int(args: Mapping[str, str], name: str, default: int, *, low: int, high: in
     try:
         value = int(raw)
     except ValueError:
-        raise InvalidRequestError(
-            f"Invalid parameter {name!r}: must be a whole number, got {raw!r}"
-        ) from None
+        raise InvalidRequestError(f"Invalid parameter {name!r}: must be a whole number, got {raw!r}") from None
     if value < low or (high is not None and value > high):
         bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
         raise InvalidRequestError(f"Invalid parameter {name!r}: must be {bounds}, got {value}")

@@ -72,9 +72,7 @@ class SimServer:
 
     def start(self) -> SimServer:
         """Listen, serve in a daemon thread, and start the scheduler (unless start_scheduler=False)."""
-        self._server = make_server(
-            self._host, self._port, self.app, threaded=True, request_handler=RequestHandler
-        )
+        self._server = make_server(self._host, self._port, self.app, threaded=True, request_handler=RequestHandler)
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(POLL_INTERVAL,), name="scale-sim-http", daemon=True
         )

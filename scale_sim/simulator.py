@@ -92,15 +92,11 @@ class Simulator:
         docs, total, offset = self.store.list_tasks(account.id, query)
         return page_body(docs, total=total, limit=query.limit, offset=offset)
 
-    def complete_task(
-        self, task_id: str, response: dict[str, Any], account: Account | None = None
-    ) -> dict[str, Any]:
+    def complete_task(self, task_id: str, response: dict[str, Any], account: Account | None = None) -> dict[str, Any]:
         """Complete a pending (or recalled) task by hand with `response`; its callback goes out under its faults."""
         task = self.store.get_task(task_id, account.id if account else None)
         if task["status"] != "pending":
-            raise InvalidRequestError(
-                f"Task {task_id} is {task['status']}; only pending tasks can be completed"
-            )
+            raise InvalidRequestError(f"Task {task_id} is {task['status']}; only pending tasks can be completed")
         completed = self._finish(task, response, self.faults_for(task_id))
         if completed is None:
             raise InvalidRequestError(f"Task {task_id} is no longer pending")
@@ -311,9 +307,7 @@ class Simulator:
             did = True
         return did
 
-    def _finish(
-        self, task: dict[str, Any], response: dict[str, Any], faults: Faults
-    ) -> dict[str, Any] | None:
+    def _finish(self, task: dict[str, Any], response: dict[str, Any], faults: Faults) -> dict[str, Any] | None:
         now = self.clock()
         plans = plan_deliveries(task["callback_url"], faults, now=time.time())
         completed = self.store.complete_task(task["task_id"], response, now_ms=now, plans=plans)

@@ -26,6 +26,7 @@ def _after(now_ms: int, updated_ms: int | None) -> int:
     """The time of a task's next change: now, but always later than its last change (strict order)."""
     return now_ms if updated_ms is None or now_ms > updated_ms else updated_ms + 1
 
+
 SCHEMA_VERSION = 2
 """PRAGMA user_version of the current layout; version 1 (no events, no review state) is migrated in place."""
 
@@ -111,9 +112,7 @@ DELIVERY_STATES = ("pending", "held", "succeeded", "failed", "dropped")
 """pending: waits for next_attempt_at; held: a `reorder` callback waiting for a later task's;
 succeeded/failed: done; dropped: the `drop` fault, never sent."""
 
-_TASK_COLUMNS = (
-    "body, status, completed_at, response, callback_succeeded, updated_ms, audits, customer_review_status"
-)
+_TASK_COLUMNS = "body, status, completed_at, response, callback_succeeded, updated_ms, audits, customer_review_status"
 _N = 8  # columns in _TASK_COLUMNS: what a query selects after them starts at row[_N]
 
 
@@ -252,9 +251,7 @@ class Store:
                     "SELECT task_id FROM tasks WHERE account = ? AND unique_id = ?", (account, unique_id)
                 ).fetchone()
                 if taken is not None:
-                    raise DuplicateTaskError(
-                        f"A task with unique_id {unique_id!r} already exists (task {taken[0]})"
-                    )
+                    raise DuplicateTaskError(f"A task with unique_id {unique_id!r} already exists (task {taken[0]})")
             conn.execute(
                 "INSERT INTO tasks (task_id, account, type, status, project, batch, created_ms, complete_at,"
                 " faults, body, updated_ms, unique_id, tags)"
@@ -315,9 +312,7 @@ class Store:
     def cancel_task(self, task_id: str, account: str, *, now_ms: int) -> dict[str, Any]:
         """Cancel a pending task; a completed or canceled one is a TaskStateError (500, as Scale answers)."""
         with self._transaction() as conn:
-            row = conn.execute(
-                "SELECT status, account, updated_ms FROM tasks WHERE task_id = ?", (task_id,)
-            ).fetchone()
+            row = conn.execute("SELECT status, account, updated_ms FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
             if row is None or row[1] != account:
                 raise TaskNotFoundError(f"No task with id {task_id}")
             if row[0] != "pending":
@@ -394,8 +389,7 @@ class Store:
                 return None
             at_ms = _after(now_ms, updated_ms)
             conn.execute(
-                "UPDATE tasks SET status = 'error', complete_at = NULL, response = ?, updated_ms = ?"
-                " WHERE task_id = ?",
+                "UPDATE tasks SET status = 'error', complete_at = NULL, response = ?, updated_ms = ? WHERE task_id = ?",
                 (json.dumps(response), at_ms, task_id),
             )
             self._emit(conn, task_id, "error", at_ms, plans)
@@ -576,24 +570,19 @@ class Store:
                 self._conn.execute(
                     "SELECT MIN(complete_at) FROM tasks WHERE complete_at IS NOT NULL AND status = 'pending'"
                 ).fetchone()[0],
-                self._conn.execute("SELECT MIN(held_since) FROM deliveries WHERE state = 'held'").fetchone()[
-                    0
-                ],
+                self._conn.execute("SELECT MIN(held_since) FROM deliveries WHERE state = 'held'").fetchone()[0],
             ]
             if times[1] is not None:
                 times[1] += hold_limit
             rows = self._conn.execute(
-                "SELECT id, next_attempt_at FROM deliveries WHERE state = 'pending' ORDER BY next_attempt_at"
-                " LIMIT ?",
+                "SELECT id, next_attempt_at FROM deliveries WHERE state = 'pending' ORDER BY next_attempt_at LIMIT ?",
                 (len(exclude) + 1,),
             ).fetchall()
         times.append(next((at for ident, at in rows if ident not in exclude), None))
         found = [t for t in times if t is not None]
         return min(found) if found else None
 
-    def release_held(
-        self, *, now: float, except_task: str | None = None, held_before: float | None = None
-    ) -> int:
+    def release_held(self, *, now: float, except_task: str | None = None, held_before: float | None = None) -> int:
         """Let held (`reorder`) deliveries go: those of other tasks, or those held since before a time."""
         sql = "UPDATE deliveries SET state = 'pending', held_since = NULL WHERE state = 'held'"
         args: list[Any] = []

@@ -137,9 +137,7 @@ class _Reader:
             raise _invalid(self.label(name), "must be a string")
         return value
 
-    def choice(
-        self, name: str, options: Sequence[str], *, required: bool, default: str | None = None
-    ) -> str | None:
+    def choice(self, name: str, options: Sequence[str], *, required: bool, default: str | None = None) -> str | None:
         """One of `options`; the default when not given."""
         value = self.string(name, required=required and default is None)
         if value is None:
@@ -336,7 +334,6 @@ def _audiotranscription(read: _Reader, top: dict[str, Any]) -> dict[str, Any]:
         "attachment": read.string("attachment", required=True),
         "verbatim": bool(read.boolean("verbatim")),
     }
-
 
 
 def _list_of(value: Any, name: str, *, form: bool) -> list[Any] | None:

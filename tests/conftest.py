@@ -84,4 +84,3 @@ def load_fixture(name: str) -> dict[str, Any]:
     """A recorded callback body from tests/fixtures/."""
     data: dict[str, Any] = json.loads((FIXTURES / f"{name}.json").read_text())
     return data
-

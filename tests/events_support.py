@@ -55,7 +55,9 @@ def error_callback(name: str = "categorization") -> dict[str, Any]:
     task.update(
         status="error",
         completed_at=None,
-        response={"error": "One or more attachments could not be downloaded.",
-                  "attachments": [{"statusCode": 403, "url": "https://example.com/private.png"}]},
+        response={
+            "error": "One or more attachments could not be downloaded.",
+            "attachments": [{"statusCode": 403, "url": "https://example.com/private.png"}],
+        },
     )
     return callback(task)

@@ -58,7 +58,7 @@ def _quoted(line: str, i: int) -> tuple[str, int]:
                 i += 2
                 continue
             if code in _HEX:
-                digits = line[i + 2:i + 2 + _HEX[code]]
+                digits = line[i + 2 : i + 2 + _HEX[code]]
                 if len(digits) != _HEX[code] or not all(c in "0123456789abcdefABCDEF" for c in digits):
                     raise LogfmtError(f"bad \\{code} escape at column {i}: {line!r}")
                 out.append(chr(int(digits, 16)))

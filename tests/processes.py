@@ -96,8 +96,15 @@ def worker_args(*extra: str) -> list[str]:
 def gunicorn(env: dict[str, str], port: int, log: Path, *extra: str) -> Iterator[str]:
     """The real receiver under gunicorn with the shipped config; yields its base URL once it answers."""
     args = [
-        sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}",
-        *extra, "callback_server:create_app()",
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--config",
+        "gunicorn.conf.py",
+        "--bind",
+        f"127.0.0.1:{port}",
+        *extra,
+        "callback_server:create_app()",
     ]
     base = f"http://127.0.0.1:{port}"
     with process(args, env, log) as proc:

@@ -30,24 +30,47 @@ def answers(url: str) -> bool:
 
 def test_dev_runs_receiver_worker_and_simulator_on_an_embedded_redis_and_stops_them_all(tmp_path: Path) -> None:
     port, sim_port = free_port(), free_port()
-    args = [sys.executable, "-m", "callback_server", "dev", "--port", str(port), "--sim-port", str(sim_port),
-            "--data", str(tmp_path / "var")]
+    args = [
+        sys.executable,
+        "-m",
+        "callback_server",
+        "dev",
+        "--port",
+        str(port),
+        "--sim-port",
+        str(sim_port),
+        "--data",
+        str(tmp_path / "var"),
+    ]
     log = tmp_path / "dev.log"
     with process(args, child_env(), log) as dev:
         wait_for(lambda: answers(f"http://127.0.0.1:{port}/readyz"), timeout=60, what="the receiver")
         body = load_fixture("categorization")
-        answer = requests.post(f"http://127.0.0.1:{port}/callback", data=json.dumps(body), timeout=10,
-                               headers={"scale-callback-auth": DEV_CALLBACK_KEY, "Content-Type": "application/json"})
+        answer = requests.post(
+            f"http://127.0.0.1:{port}/callback",
+            data=json.dumps(body),
+            timeout=10,
+            headers={"scale-callback-auth": DEV_CALLBACK_KEY, "Content-Type": "application/json"},
+        )
         assert answer.json() == {"status": "queued"}
         # The simulator completes a task and calls the receiver back; the worker logs the result.
         wait_for(lambda: answers(f"http://127.0.0.1:{sim_port}/"), timeout=30, what="the simulator")
         created = requests.post(
-            f"http://127.0.0.1:{sim_port}/v1/task/categorization", auth=("test_dev", ""), timeout=10,
-            data={"instruction": "Red or blue?", "attachment_type": "text", "attachment": "tomato",
-                  "categories": ["red", "blue"]},
+            f"http://127.0.0.1:{sim_port}/v1/task/categorization",
+            auth=("test_dev", ""),
+            timeout=10,
+            data={
+                "instruction": "Red or blue?",
+                "attachment_type": "text",
+                "attachment": "tomato",
+                "categories": ["red", "blue"],
+            },
         ).json()
-        wait_for(lambda: f"categorization {created['task_id']}:" in log.read_text(), timeout=30,
-                 what="the worker to handle the simulator's callback")
+        wait_for(
+            lambda: f"categorization {created['task_id']}:" in log.read_text(),
+            timeout=30,
+            what="the worker to handle the simulator's callback",
+        )
         assert f"categorization {body['task_id']}: red" in log.read_text()
         data = tmp_path / "var" / "redis"
         assert (data / "appendonlydir").exists() or any(data.glob("*.aof"))  # persisted, not in memory only
@@ -61,15 +84,31 @@ def test_dev_runs_receiver_worker_and_simulator_on_an_embedded_redis_and_stops_t
 
 def cli(var: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """A command run beside `make run` in the directory holding its var/, with no variable set."""
-    return subprocess.run([sys.executable, "-m", "callback_server", *args], env=child_env(), cwd=var.parent,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "callback_server", *args],
+        env=child_env(),
+        cwd=var.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_commands_beside_make_run_need_no_variable_and_test_tasks_arrive_as_test(tmp_path: Path) -> None:
     port, sim_port = free_port(), free_port()
     var = tmp_path / "var"
-    args = [sys.executable, "-m", "callback_server", "dev", "--port", str(port), "--sim-port", str(sim_port),
-            "--data", str(var)]
+    args = [
+        sys.executable,
+        "-m",
+        "callback_server",
+        "dev",
+        "--port",
+        str(port),
+        "--sim-port",
+        str(sim_port),
+        "--data",
+        str(var),
+    ]
     log = tmp_path / "dev.log"
     # No variable at all: the commands below find everything through var/ (child_env drops SCALE_*, REDIS_URL).
     assert cli(var, "quarantine", "list").returncode != 0
@@ -81,14 +120,26 @@ def test_commands_beside_make_run_need_no_variable_and_test_tasks_arrive_as_test
 
         # A task created with a test_ key calls back with the test key: the receiver logs mode=test.
         created = requests.post(
-            f"http://127.0.0.1:{sim_port}/v1/task/categorization", auth=("test_newcomer", ""), timeout=10,
-            data={"instruction": "Red or blue?", "attachment_type": "text", "attachment": "tomato",
-                  "categories": ["red", "blue"]},
+            f"http://127.0.0.1:{sim_port}/v1/task/categorization",
+            auth=("test_newcomer", ""),
+            timeout=10,
+            data={
+                "instruction": "Red or blue?",
+                "attachment_type": "text",
+                "attachment": "tomato",
+                "categories": ["red", "blue"],
+            },
         ).json()
 
         def ack_line() -> str:
-            return next((line for line in log.read_text().splitlines()
-                         if created["task_id"] in line and "callback queued" in line), "")
+            return next(
+                (
+                    line
+                    for line in log.read_text().splitlines()
+                    if created["task_id"] in line and "callback queued" in line
+                ),
+                "",
+            )
 
         assert "mode=test" in wait_for(ack_line, timeout=30, what="the simulator's callback")
 

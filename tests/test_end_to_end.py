@@ -97,7 +97,11 @@ def gave_up(stack: Stack, task_id: str) -> bool:
 def reconcile_cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "callback_server", "reconcile", "--hours", "1", *args],
-        env=stack.env, cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env=stack.env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -129,8 +133,11 @@ def test_reconciler_recovers_dropped_rejected_and_unreachable_callbacks_exactly_
     wrong_key = [stack.create(t, faults=["wrong_key"]) for t in TASK_TYPES]
     down = [stack.create(t, callback_url=closed) for t in TASK_TYPES]
     wait_for(lambda: all(delivered(stack, t) for t in ok), timeout=60, what="the healthy callbacks")
-    wait_for(lambda: all(gave_up(stack, t) for t in wrong_key + down), timeout=60,
-             what="Scale to give up on the failing callbacks")
+    wait_for(
+        lambda: all(gave_up(stack, t) for t in wrong_key + down),
+        timeout=60,
+        what="Scale to give up on the failing callbacks",
+    )
     wait_for(lambda: len(stack.handled()) == len(ok), what="the delivered tasks to be handled")
     assert all(stack.task(t)["status"] == "completed" for t in dropped)
 
@@ -151,8 +158,14 @@ def test_reconciler_recovers_dropped_rejected_and_unreachable_callbacks_exactly_
     assert len(runs) == 28
     assert all(sorted(handlers) == ["record", "second"] for handlers in runs.values())
 
-    runs_out = subprocess.run([sys.executable, "-m", "callback_server", "reconcile", "runs"], env=stack.env,
-                              cwd=ROOT, capture_output=True, text=True, timeout=60)
+    runs_out = subprocess.run(
+        [sys.executable, "-m", "callback_server", "reconcile", "runs"],
+        env=stack.env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert runs_out.stdout.count("complete") == 2
     assert "queued 21" in runs_out.stdout and "queued 0" in runs_out.stdout
     assert API_KEY not in first.stdout + first.stderr + second.stdout + second.stderr + runs_out.stdout
@@ -192,15 +205,21 @@ def test_rate_limited_pagination_over_several_pages(
     redis_conn: redis.Redis, redis_server: RedisProcess, tmp_path: Path
 ) -> None:
     settings = SimSettings(
-        callback_auth_key=Secret(LIVE_KEY), completion_delay=0.0, time_scale=0.0001,
-        data_path=str(tmp_path / "sim.sqlite3"), faults=("drop",),
+        callback_auth_key=Secret(LIVE_KEY),
+        completion_delay=0.0,
+        time_scale=0.0001,
+        data_path=str(tmp_path / "sim.sqlite3"),
+        faults=("drop",),
     )
     with SimServer(settings) as sim:
         client = ScaleClient(API_KEY, api_instance_url=sim.api_url)
         for i in range(230):
             client.create_task(CLIENT_TYPES[TASK_TYPES[i % 7]], **json_body("http://127.0.0.1:9/cb", TASK_TYPES[i % 7]))
-        wait_for(lambda: client.api.get_request("tasks", params={"status": "completed", "limit": 1})["total"] == 230,
-                 timeout=60, what="all tasks to complete")
+        wait_for(
+            lambda: client.api.get_request("tasks", params={"status": "completed", "limit": 1})["total"] == 230,
+            timeout=60,
+            what="all tasks to complete",
+        )
     # Half a request per second: even a slow machine pages faster than that, so 429s must come.
     limited = SimSettings(**{**settings.__dict__, "rate_limit": 0.5})
     with SimServer(limited, start_scheduler=False) as sim:

@@ -43,8 +43,10 @@ def check_life(conn: redis.Redis, expected_events: list[tuple[str, str]]) -> Non
     wait_for(lambda: conn.llen("rq:queue:callbacks") == 0, what="the queue to drain")
     runs = seen(conn)
     assert max(Counter(runs).values()) == 1, "a handler ran twice for one delivery"
-    by_handler = {name: [(event, review) for handler, event, review, _ in runs if handler == name]
-                  for name in ("results", "everything", "reviews")}
+    by_handler = {
+        name: [(event, review) for handler, event, review, _ in runs if handler == name]
+        for name in ("results", "everything", "reviews")
+    }
     assert by_handler["everything"] == expected_events
     assert by_handler["results"] == [e for e in expected_events if e in (("completed", "-"), ("audit", "fixed"))]
     assert by_handler["reviews"] == [e for e in expected_events if e[0] in ("audit", "recalled")]
@@ -52,16 +54,31 @@ def check_life(conn: redis.Redis, expected_events: list[tuple[str, str]]) -> Non
 
 
 def test_a_whole_life_posted_to_the_real_receiver(env: dict[str, str], redis_conn: redis.Redis, tmp_path: Path) -> None:
-    with gunicorn(env, free_port(), tmp_path / "gunicorn.log") as base, \
-            process(worker_args(), env, tmp_path / "worker.log"):
+    with (
+        gunicorn(env, free_port(), tmp_path / "gunicorn.log") as base,
+        process(worker_args(), env, tmp_path / "worker.log"),
+    ):
         for _, body in categorization_life():
             for attempt in ("first", "Scale's retry"):
-                answer = requests.post(f"{base}/callback", data=json.dumps(body), timeout=10,
-                                       headers={"scale-callback-auth": LIVE_KEY, "Content-Type": "application/json"})
+                answer = requests.post(
+                    f"{base}/callback",
+                    data=json.dumps(body),
+                    timeout=10,
+                    headers={"scale-callback-auth": LIVE_KEY, "Content-Type": "application/json"},
+                )
                 expected = "queued" if attempt == "first" else "duplicate"
                 assert answer.json() == {"status": expected}, (attempt, body["status"])
-        check_life(redis_conn, [("completed", "-"), ("audit", "accepted"), ("audit", "fixed"),
-                                ("audit", "rejected"), ("recalled", "-"), ("completed", "-")])
+        check_life(
+            redis_conn,
+            [
+                ("completed", "-"),
+                ("audit", "accepted"),
+                ("audit", "fixed"),
+                ("audit", "rejected"),
+                ("recalled", "-"),
+                ("completed", "-"),
+            ],
+        )
 
 
 @pytest.fixture
@@ -82,8 +99,12 @@ def sim_stack(env: dict[str, str], tmp_path: Path) -> Iterator[ScaleClient]:
 def test_a_whole_life_driven_by_the_simulator(sim_stack: ScaleClient, redis_conn: redis.Redis) -> None:
     client = sim_stack
     task = client.create_task(
-        _categorization(), instruction="Red or blue?", attachment_type="text", attachment="tomato",
-        categories=["red", "blue"], project="kitchen",
+        _categorization(),
+        instruction="Red or blue?",
+        attachment_type="text",
+        attachment="tomato",
+        categories=["red", "blue"],
+        project="kitchen",
     )
     api = client.api
 
@@ -102,8 +123,17 @@ def test_a_whole_life_driven_by_the_simulator(sim_stack: ScaleClient, redis_conn
     for number, (action, data) in enumerate(steps, start=2):
         api.post_request(f"task/{task.id}/{action}", body=data)
         wait_for(lambda n=number: delivered(n), what=f"callback {number} ({action})")  # type: ignore[misc]
-    check_life(redis_conn, [("completed", "-"), ("audit", "accepted"), ("audit", "fixed"),
-                            ("audit", "rejected"), ("recalled", "-"), ("completed", "-")])
+    check_life(
+        redis_conn,
+        [
+            ("completed", "-"),
+            ("audit", "accepted"),
+            ("audit", "fixed"),
+            ("audit", "rejected"),
+            ("recalled", "-"),
+            ("completed", "-"),
+        ],
+    )
 
 
 def _categorization() -> object:

@@ -30,8 +30,15 @@ pytestmark = pytest.mark.slow
 
 METRICS_TOKEN = "metrics-token-0123456789abcdef"
 
-DEV_BANNER = ("embedded redis ", "                 redis-server ", "callback key ", "test callback key ",
-              "receiver ", "scale simulator ", "Ctrl-C stops everything.")
+DEV_BANNER = (
+    "embedded redis ",
+    "                 redis-server ",
+    "callback key ",
+    "test callback key ",
+    "receiver ",
+    "scale simulator ",
+    "Ctrl-C stops everything.",
+)
 """The lines `python -m callback_server dev` itself prints for the person at the terminal (not log lines)."""
 
 
@@ -73,8 +80,13 @@ def test_every_procfile_process_starts_works_and_stops_with_clean_lines(
     tmp_path: Path, redis_conn: redis.Redis, redis_server: RedisProcess, log_format: str
 ) -> None:
     sim_port, web_port = free_port(), free_port()
-    env = stack_env(redis_server.url, LOG_FORMAT=log_format, WORKER_PROCESSES="2", SCALE_API_KEY="test_clock_key",
-                    SCALE_API_URL=f"http://127.0.0.1:{sim_port}/v1")
+    env = stack_env(
+        redis_server.url,
+        LOG_FORMAT=log_format,
+        WORKER_PROCESSES="2",
+        SCALE_API_KEY="test_clock_key",
+        SCALE_API_URL=f"http://127.0.0.1:{sim_port}/v1",
+    )
     sim_env = child_env(PORT=str(sim_port), SCALE_SIM_DATA=str(tmp_path / "sim.sqlite3"), LOG_FORMAT=log_format)
     logs = {name: tmp_path / f"{name}.log" for name in ("web", "worker", "clock", "sim")}
     clock = [sys.executable, "-m", "callback_server", "reconcile", "--schedule"]
@@ -85,7 +97,8 @@ def test_every_procfile_process_starts_works_and_stops_with_clean_lines(
     with process(sim, sim_env, logs["sim"]), gunicorn(env, web_port, logs["web"]) as base:
         with process(worker_args(), env, logs["worker"]):
             assert post(base, load_fixture("categorization"), request_id="router-id-0123456789abcdef").json() == {
-                "status": "queued"}
+                "status": "queued"
+            }
             assert post(base, nasty).json() == {"status": "queued"}
             wait_for(lambda: counter(redis_conn, "job|done") == 2, timeout=60, what="both deliveries handled")
             wait_for(logged(logs["sim"], "listening on"), what="the simulator")
@@ -107,7 +120,8 @@ def test_every_procfile_process_starts_works_and_stops_with_clean_lines(
     assert handled and all(f["delivery_id"] == ack["delivery_id"] for f in handled)
     # A forged task id stays one value of one line, in both processes.
     assert [f["task_id"] for f in web if f.get("outcome") == "queued" and f["task_id"].startswith("evil")] == [
-        nasty["task_id"]]
+        nasty["task_id"]
+    ]
     assert all(f["level"] != "error" for f in web + worker)
     assert any(f["task_id"] == nasty["task_id"] for f in worker if "task_id" in f)
     # RQ's own lines (the pool's) are in the format too.
@@ -118,17 +132,30 @@ def test_every_procfile_process_starts_works_and_stops_with_clean_lines(
 
 def test_make_run_prints_its_banner_then_only_clean_log_lines(tmp_path: Path) -> None:
     port, sim_port = free_port(), free_port()
-    args = [sys.executable, "-m", "callback_server", "dev", "--port", str(port), "--sim-port", str(sim_port),
-            "--data", str(tmp_path / "var")]
+    args = [
+        sys.executable,
+        "-m",
+        "callback_server",
+        "dev",
+        "--port",
+        str(port),
+        "--sim-port",
+        str(sim_port),
+        "--data",
+        str(tmp_path / "var"),
+    ]
     log = tmp_path / "dev.log"
     with process(args, child_env(), log) as dev:
         base = f"http://127.0.0.1:{port}"
         wait_for(lambda: _answers(f"{base}/readyz"), timeout=60, what="the receiver")
         wait_for(lambda: _answers(f"http://127.0.0.1:{sim_port}/"), timeout=60, what="the simulator")
         body = load_fixture("categorization")
-        answer = requests.post(f"{base}/callback", data=json.dumps(body), timeout=10,
-                               headers={"scale-callback-auth": "local-dev-callback-key",
-                                        "Content-Type": "application/json"})
+        answer = requests.post(
+            f"{base}/callback",
+            data=json.dumps(body),
+            timeout=10,
+            headers={"scale-callback-auth": "local-dev-callback-key", "Content-Type": "application/json"},
+        )
         assert answer.json() == {"status": "queued"}
         wait_for(logged(log, f"categorization {body['task_id']}: red"), timeout=30, what="the worker's line")
         dev.send_signal(signal.SIGTERM)
@@ -155,8 +182,7 @@ def test_metrics_count_exactly_what_happened_across_two_web_and_two_worker_proce
 ) -> None:
     env = stack_env(redis_server.url, METRICS_TOKEN=METRICS_TOKEN, WORKER_PROCESSES="2", WEB_CONCURRENCY="2")
     auth = {"Authorization": f"Bearer {METRICS_TOKEN}"}
-    with gunicorn(env, free_port(), tmp_path / "web.log") as base, \
-            process(worker_args(), env, tmp_path / "worker.log"):
+    with gunicorn(env, free_port(), tmp_path / "web.log") as base, process(worker_args(), env, tmp_path / "worker.log"):
         assert requests.get(f"{base}/metrics", timeout=10).status_code == 401
         wait_for(lambda: redis_conn.scard("rq:workers:callbacks") == 2, timeout=30, what="two worker processes")
         first, second = load_fixture("categorization"), load_fixture("categorization")
@@ -174,8 +200,11 @@ def test_metrics_count_exactly_what_happened_across_two_web_and_two_worker_proce
             redis_server.start()
         assert outage.status_code == 503
         redis_conn = redis.Redis.from_url(redis_server.url)
-        wait_for(lambda: counter(redis_conn, "delivery|unavailable|-|-|live") == 1, timeout=20,
-                 what="the 503 counted once Redis is back")
+        wait_for(
+            lambda: counter(redis_conn, "delivery|unavailable|-|-|live") == 1,
+            timeout=20,
+            what="the 503 counted once Redis is back",
+        )
         scrapes = [requests.get(f"{base}/metrics", headers=auth, timeout=10) for _ in range(6)]
     assert all(s.status_code == 200 for s in scrapes)
     # Whichever gunicorn process answered, the numbers are the same: they are Redis's, not a process's.
@@ -199,7 +228,7 @@ def test_metrics_count_exactly_what_happened_across_two_web_and_two_worker_proce
     assert samples['scb_jobs_total{outcome="retry"}'] == 1
     assert samples.get('scb_jobs_total{outcome="failed"}', 0) == 0
     assert samples['scb_queue_depth{queue="callbacks"}'] == 0
-    assert samples['scb_quarantine_kept'] == 1
+    assert samples["scb_quarantine_kept"] == 1
 
 
 def _samples(text: str) -> dict[str, float]:

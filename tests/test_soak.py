@@ -148,8 +148,16 @@ class Stack:
     def start_web(self) -> None:
         """A gunicorn master with the shipped config on the fixed port; returns once it answers /healthz."""
         self.web = web = self._spawn(
-            [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "--bind", f"127.0.0.1:{self.port}",
-             "callback_server:create_app()"],
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "--config",
+                "gunicorn.conf.py",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "callback_server:create_app()",
+            ],
             "gunicorn.log",
         )
 
@@ -341,7 +349,10 @@ def stack(redis_conn: redis.Redis, redis_server: RedisProcess, tmp_path: Path) -
 
 
 def test_soak_nothing_lost_nothing_stuck_through_worker_web_and_redis_kills(
-    stack: Stack, redis_server: RedisProcess, redis_conn: redis.Redis, tmp_path: Path,
+    stack: Stack,
+    redis_server: RedisProcess,
+    redis_conn: redis.Redis,
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     begun = time.monotonic()
@@ -363,7 +374,7 @@ def test_soak_nothing_lost_nothing_stuck_through_worker_web_and_redis_kills(
         api = SimAPI(sim)
         plans = [plan(i) for i in range(count)]
         quarter = -(-count // 4)
-        batches = [plans[i:i + quarter] for i in range(0, count, quarter)]
+        batches = [plans[i : i + quarter] for i in range(0, count, quarter)]
         chaos: list[Callable[[], None]] = [
             stack.kill_worker,
             lambda: restart_redis(redis_server, figures, kill=False, down=rng.uniform(1.0, 3.0)),
@@ -384,16 +395,26 @@ def test_soak_nothing_lost_nothing_stuck_through_worker_web_and_redis_kills(
         stack.kill_worker()
 
         task_ids = list(tasks)
-        wait_for(lambda: settled(api, task_ids), timeout=300, interval=0.5,
-                 what="the simulator to finish every event and every callback")
+        wait_for(
+            lambda: settled(api, task_ids),
+            timeout=300,
+            interval=0.5,
+            what="the simulator to finish every event and every callback",
+        )
         must, every = expected_deliveries(api, tasks)
         sim_deliveries = [d for t in task_ids for d in sim.simulator.store.delivery_log(t)[0]]
         attempts = [a for t in task_ids for a in sim.simulator.store.delivery_log(t)[1]]
         gave_up = {t for t in task_ids if any(d["state"] == "failed" for d in sim.simulator.store.delivery_log(t)[0])}
 
         reconcile_env = {**stack.env, "SCALE_API_URL": sim.api_url, "SCALE_API_KEY": API_KEY}
-        reconciled = subprocess.run([sys.executable, "-m", "callback_server", "reconcile"], env=reconcile_env,
-                                    cwd=ROOT, capture_output=True, text=True, timeout=300)
+        reconciled = subprocess.run(
+            [sys.executable, "-m", "callback_server", "reconcile"],
+            env=reconcile_env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
 
     assert reconciled.returncode == 0, reconciled.stdout + reconciled.stderr
     summary = re.search(r"seen (\d+), already had (\d+), queued (\d+), quarantined (\d+)", reconciled.stdout)
@@ -418,7 +439,8 @@ def test_soak_nothing_lost_nothing_stuck_through_worker_web_and_redis_kills(
 
     runs = handler_runs(redis_conn)
     missing = {
-        delivery: (task_id, event) for delivery, (task_id, event) in must.items()
+        delivery: (task_id, event)
+        for delivery, (task_id, event) in must.items()
         if runs[("every_event", delivery)] == 0
         or (event in RESULT_EVENTS and (runs[("record", delivery)] == 0 or runs[("second", delivery)] == 0))
     }
@@ -426,7 +448,8 @@ def test_soak_nothing_lost_nothing_stuck_through_worker_web_and_redis_kills(
     spurious = {delivery for (_, delivery) in runs} - every
     assert not spurious, f"handled deliveries that are no event of any task: {sorted(spurious)}"
     assert stuck(redis_conn, stack.queue) == dict.fromkeys(
-        ("queued", "intermediate", "started", "scheduled", "deferred", "failed"), 0)
+        ("queued", "intermediate", "started", "scheduled", "deferred", "failed"), 0
+    )
     assert Quarantine(redis_conn).count() == 0
     # The ledger maps every expected delivery to its task.
     book = {e.delivery_id: e.task_id for e in Ledger(redis_conn, ttl=3 * 86400).recent(limit=10 * len(must))}

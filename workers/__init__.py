@@ -1,11 +1,11 @@
 """Processing queued Scale callbacks: plug in a handler with ``@handles("annotation")``.
 
-    from workers import handles
-    from workers.payloads import AnnotationTask
+from workers import handles
+from workers.payloads import AnnotationTask
 
-    @handles("annotation")
-    def store_boxes(task: AnnotationTask) -> None:
-        ...
+@handles("annotation")
+def store_boxes(task: AnnotationTask) -> None:
+    ...
 """
 
 from workers.registry import registry

@@ -73,8 +73,13 @@ def process_delivery(delivery: dict[str, Any]) -> dict[str, list[str]]:
     skipped: list[str] = []
     failed: dict[str, str] = {}
     counts: list[stats.Increments] = []
-    fields = {"task_id": task.task_id, "type": task.type, "event": task.event, "delivery_id": task.delivery_id,
-              "attempt": attempt}
+    fields = {
+        "task_id": task.task_id,
+        "type": task.type,
+        "event": task.event,
+        "delivery_id": task.delivery_id,
+        "attempt": attempt,
+    }
     if delivery.get("request_id"):
         fields["request_id"] = delivery["request_id"]
     for registration in registry.handlers_for(task.type, Event(task.event, task.review_status)):
@@ -145,12 +150,23 @@ def _record_attempt(
         kind, outcome = ledger.FAILED, "failed"
     try:
         pipe = connection.pipeline(transaction=False)
-        ledger.record_outcome(pipe, dispatch_settings.get().ledger_ttl, task.delivery_id, kind, attempt,
-                              (time.perf_counter() - started) * 1000, ran, failed)
+        ledger.record_outcome(
+            pipe,
+            dispatch_settings.get().ledger_ttl,
+            task.delivery_id,
+            kind,
+            attempt,
+            (time.perf_counter() - started) * 1000,
+            ran,
+            failed,
+        )
         stats.apply_now(pipe, stats.merge(*counts, stats.job_outcome(outcome)))
         if not failed:
             pipe.expire(effects_key(task.delivery_id), defaults.EFFECTS_TTL_DONE)
         pipe.execute()
     except redis.RedisError as exc:
-        log.warning("could not record the attempt in the ledger: %s", type(exc).__name__,
-                    extra={"delivery_id": task.delivery_id, "outcome": "unrecorded"})
+        log.warning(
+            "could not record the attempt in the ledger: %s",
+            type(exc).__name__,
+            extra={"delivery_id": task.delivery_id, "outcome": "unrecorded"},
+        )

@@ -150,4 +150,3 @@ def import_handler_modules(names: Iterable[str]) -> list[str]:
 
 registry = HandlerRegistry(fallback=record_unhandled)
 """The registry ``@handles`` adds to and the worker reads; what no handler asked for is recorded."""
-

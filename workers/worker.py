@@ -147,9 +147,7 @@ def worker_connection(settings: Settings) -> redis.Redis:
     return connection
 
 
-def build_worker(
-    settings: Settings, connection: redis.Redis | None = None, name: str | None = None
-) -> CallbackWorker:
+def build_worker(settings: Settings, connection: redis.Redis | None = None, name: str | None = None) -> CallbackWorker:
     """A worker on the callback queue, with handler modules imported and the crash-recovery intervals set.
 
     Talks to Redis (RQ names its client connection), so it raises a Redis error while Redis is away.
@@ -265,9 +263,7 @@ class CallbackWorkerPool(WorkerPool):
     settings: Settings
     with_scheduler: bool = True
 
-    def get_worker_process(
-        self, name: str, burst: bool, _sleep: float = 0, logging_level: str = "INFO"
-    ) -> BaseProcess:
+    def get_worker_process(self, name: str, burst: bool, _sleep: float = 0, logging_level: str = "INFO") -> BaseProcess:
         """A forked process running one supervised worker (RQ's pool would build a plain, unconfigured one)."""
         return get_context("fork").Process(
             target=run_supervised,
@@ -296,8 +292,11 @@ def work(burst: bool, name: str | None, no_scheduler: bool) -> None:
         run_supervised(settings, name=name, burst=burst, with_scheduler=not no_scheduler)
         return
     pool = CallbackWorkerPool(
-        [settings.callback_queue], connection=worker_connection(settings), num_workers=settings.worker_processes,
-        worker_class=CallbackWorker, serializer=JSONSerializer,
+        [settings.callback_queue],
+        connection=worker_connection(settings),
+        num_workers=settings.worker_processes,
+        worker_class=CallbackWorker,
+        serializer=JSONSerializer,
     )
     pool.settings = settings
     pool.with_scheduler = not no_scheduler

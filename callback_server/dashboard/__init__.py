@@ -31,8 +31,7 @@ __all__ = ["DASHBOARD_USER", "SECURITY_HEADERS", "bp", "init_app"]
 
 log = logging.getLogger(__name__)
 
-bp = Blueprint("dashboard", __name__, url_prefix="/dashboard", template_folder="templates",
-               static_folder="static")
+bp = Blueprint("dashboard", __name__, url_prefix="/dashboard", template_folder="templates", static_folder="static")
 
 SECURITY_HEADERS = {
     # Script and style only from our own files (no inline script, no inline style), nothing
@@ -80,8 +79,7 @@ def _authenticate() -> Response | None:
     if wait:
         return Response(f"too many failed logins: try again in {wait} s", 429, {"Retry-After": str(wait)})
     auth = request.authorization
-    if auth is not None and auth.type == "basic" and guard.credentials_match(auth.username, auth.password,
-                                                                               _password()):
+    if auth is not None and auth.type == "basic" and guard.credentials_match(auth.username, auth.password, _password()):
         g.csrf = guard.csrf_token(_password())
         if failed_before:
             throttle.succeeded(client)
@@ -123,8 +121,13 @@ def _ago(moment: datetime | float | None) -> str:
 
 
 def _page(template: str, refresh: str | None, **context: Any) -> str:
-    return render_template(f"dashboard/{template}", refresh=REFRESH.get(refresh or "", 0), csrf=g.csrf,
-                           here=request.full_path.rstrip("?"), **context)
+    return render_template(
+        f"dashboard/{template}",
+        refresh=REFRESH.get(refresh or "", 0),
+        csrf=g.csrf,
+        here=request.full_path.rstrip("?"),
+        **context,
+    )
 
 
 # --- pages --------------------------------------------------------------------------------------
@@ -142,20 +145,28 @@ def overview() -> str:
     spans = (("last hour, per minute", series.hour, 1), ("last day, per 15 minutes", series.day, 15))
     for label, buckets, size in spans:
         chart_list += [
-            (f"Callbacks by outcome, {label}",
-             charts.stacked_bars(f"Callbacks by outcome, {label}", buckets, "out", outcomes, size)),
-            (f"Handler runs by outcome, {label}",
-             charts.stacked_bars(f"Handler runs by outcome, {label}", buckets, "run", ("done", "failed"), size)),
+            (
+                f"Callbacks by outcome, {label}",
+                charts.stacked_bars(f"Callbacks by outcome, {label}", buckets, "out", outcomes, size),
+            ),
+            (
+                f"Handler runs by outcome, {label}",
+                charts.stacked_bars(f"Handler runs by outcome, {label}", buckets, "run", ("done", "failed"), size),
+            ),
             (f"Ack latency, {label}", charts.latency_lines(f"Ack latency, {label}", buckets)),
         ]
     workers = data.workers(conn)
     runs = data.reconciliation(conn, 1)["runs"]
     return _page(
-        "overview.html", "overview",
+        "overview.html",
+        "overview",
         counts=data.counts(conn, settings.callback_queue, state.quarantine),
         oldest=data.oldest_queued_age(conn, settings.callback_queue),
-        workers_alive=sum(1 for w in workers if not w.lapsed), workers_lapsed=sum(1 for w in workers if w.lapsed),
-        memory=data.redis_memory(conn), last_run=runs[0] if runs else None, charts=chart_list,
+        workers_alive=sum(1 for w in workers if not w.lapsed),
+        workers_lapsed=sum(1 for w in workers if w.lapsed),
+        memory=data.redis_memory(conn),
+        last_run=runs[0] if runs else None,
+        charts=chart_list,
     )
 
 
@@ -180,9 +191,17 @@ def deliveries() -> str:
         if filters["state"]:
             rows = [(entry, shown) for entry, shown in rows if shown == filters["state"]]
         rows = rows[:100]
-    return _page("deliveries.html", "list", query=query, can_fetch=state.settings.scale_api_key is not None,
-                 filters=filters, rows=rows, states=data.STATES,
-                 sources=data.SOURCES, ledger_days=f"{state.settings.ledger_ttl / 86400:g}")
+    return _page(
+        "deliveries.html",
+        "list",
+        query=query,
+        can_fetch=state.settings.scale_api_key is not None,
+        filters=filters,
+        rows=rows,
+        states=data.STATES,
+        sources=data.SOURCES,
+        ledger_days=f"{state.settings.ledger_ttl / 86400:g}",
+    )
 
 
 def _with_attempts(ledger: Ledger, entries: list[Entry], limit: int = 25) -> list[Entry]:
@@ -198,19 +217,32 @@ def delivery(delivery_id: str) -> tuple[str, int] | str:
     ledger = data.ledger_for(conn, state.settings.ledger_ttl)
     entry = ledger.delivery(delivery_id) if _DELIVERY_ID.match(delivery_id) else None
     if entry is None:
-        return _page("missing.html", None, what="delivery", ident=delivery_id,
-                     why=f"the ledger keeps deliveries for {state.settings.ledger_ttl / 86400:g} days"), 404
+        return _page(
+            "missing.html",
+            None,
+            what="delivery",
+            ident=delivery_id,
+            why=f"the ledger keeps deliveries for {state.settings.ledger_ttl / 86400:g} days",
+        ), 404
     registries = data.Registries.read(conn, state.settings.callback_queue)
     shown = registries.state(entry)
     body = data.job_body(conn, entry.delivery_id)
     started = None
     if shown == "running":
         started = data._when(conn.hget(f"rq:job:{entry.delivery_id}", "started_at"))
-    others = _with_attempts(ledger, [e for e in ledger.deliveries_of_task(entry.task_id)
-                                     if e.delivery_id != entry.delivery_id])
-    return _page("delivery.html", "detail", entry=entry, state=shown, body=body,
-                 timeline=data.timeline(entry, shown, registries, started), handlers=data.handler_states(entry),
-                 others=[(o, registries.state(o)) for o in others])
+    others = _with_attempts(
+        ledger, [e for e in ledger.deliveries_of_task(entry.task_id) if e.delivery_id != entry.delivery_id]
+    )
+    return _page(
+        "delivery.html",
+        "detail",
+        entry=entry,
+        state=shown,
+        body=body,
+        timeline=data.timeline(entry, shown, registries, started),
+        handlers=data.handler_states(entry),
+        others=[(o, registries.state(o)) for o in others],
+    )
 
 
 @bp.get("/failed")
@@ -218,9 +250,13 @@ def failed() -> str:
     """Failed jobs and jobs waiting to retry, filtered by text in their description."""
     state = _state()
     text = request.args.get("q", "").strip()[:200]
-    return _page("failed.html", "list", query=text,
-                 failed=data.failed_jobs(state.connection, state.settings.callback_queue, text),
-                 scheduled=data.scheduled_jobs(state.connection, state.settings.callback_queue, text))
+    return _page(
+        "failed.html",
+        "list",
+        query=text,
+        failed=data.failed_jobs(state.connection, state.settings.callback_queue, text),
+        scheduled=data.scheduled_jobs(state.connection, state.settings.callback_queue, text),
+    )
 
 
 def _quarantined(text: str) -> list[Any]:
@@ -244,8 +280,13 @@ def quarantined(quarantine_id: str) -> tuple[str, int] | str:
     try:
         item = _state().quarantine.get(quarantine_id[:100])
     except NotFoundError:
-        return _page("missing.html", None, what="quarantined body", ident=quarantine_id,
-                     why="it was replayed, deleted, or expired"), 404
+        return _page(
+            "missing.html",
+            None,
+            what="quarantined body",
+            ident=quarantine_id,
+            why="it was replayed, deleted, or expired",
+        ), 404
     text = item.body.decode("utf-8", errors="backslashreplace")
     return _page("quarantined.html", "detail", item=item, body=text, large=len(text) > data.LARGE_BODY)
 
@@ -254,8 +295,12 @@ def quarantined(quarantine_id: str) -> tuple[str, int] | str:
 def unhandled() -> str:
     """Deliveries no handler asked for, filtered by type and event."""
     type_, event = request.args.get("type", "").strip()[:100], request.args.get("event", "").strip()[:100]
-    return _page("unhandled.html", "list", notes=data.unhandled(_state().connection, type_, event),
-                 filters={"type": type_, "event": event})
+    return _page(
+        "unhandled.html",
+        "list",
+        notes=data.unhandled(_state().connection, type_, event),
+        filters={"type": type_, "event": event},
+    )
 
 
 @bp.get("/workers")
@@ -268,8 +313,13 @@ def workers() -> str:
 def reconciliation() -> str:
     """Recent runs with their summaries, and 'run now'."""
     state = _state()
-    return _page("reconciliation.html", "list", configured=state.settings.scale_api_key is not None,
-                 interval=state.settings.reconcile_interval, **data.reconciliation(state.connection))
+    return _page(
+        "reconciliation.html",
+        "list",
+        configured=state.settings.scale_api_key is not None,
+        interval=state.settings.reconcile_interval,
+        **data.reconciliation(state.connection),
+    )
 
 
 @bp.get("/audit")
@@ -287,18 +337,28 @@ def _targets(action: actions.Action) -> tuple[list[str], bool]:
     if action.target == "none":
         return [""], False
     if form.get("scope") != "all" or action.target == "task":
-        ids = [i for i in form.getlist("ids") if i][:MAX_TARGETS + 1]
+        ids = [i for i in form.getlist("ids") if i][: MAX_TARGETS + 1]
     elif action.target == "failed":
-        ids = [j.id for j in data.failed_jobs(_state().connection, _state().settings.callback_queue, form.get("q", ""),
-                                              MAX_TARGETS + 1)]
+        ids = [
+            j.id
+            for j in data.failed_jobs(
+                _state().connection, _state().settings.callback_queue, form.get("q", ""), MAX_TARGETS + 1
+            )
+        ]
     elif action.target == "scheduled":
-        ids = [j.id for j in data.scheduled_jobs(_state().connection, _state().settings.callback_queue,
-                                                 form.get("q", ""), MAX_TARGETS + 1)]
+        ids = [
+            j.id
+            for j in data.scheduled_jobs(
+                _state().connection, _state().settings.callback_queue, form.get("q", ""), MAX_TARGETS + 1
+            )
+        ]
     elif action.target == "quarantine":
         ids = [i.quarantine_id for i in _quarantined(form.get("q", ""))]
     else:
-        ids = [n["raw"] for n in data.unhandled(_state().connection, form.get("type", ""), form.get("event", ""),
-                                                MAX_TARGETS + 1)]
+        ids = [
+            n["raw"]
+            for n in data.unhandled(_state().connection, form.get("type", ""), form.get("event", ""), MAX_TARGETS + 1)
+        ]
     return ids[:MAX_TARGETS], len(ids) > MAX_TARGETS
 
 
@@ -340,8 +400,16 @@ def act(name: str) -> tuple[str, int] | str:
         return _page("result.html", None, action=action, outcomes=[], back=_back(), nothing=True), 400
     labels = targets if action.target != "unhandled" else [_note_label(raw) for raw in targets]
     if request.form.get("confirm") != "yes":
-        return _page("confirm.html", None, action=action, targets=targets, labels=labels, cut=cut, back=_back(),
-                     form=request.form)
+        return _page(
+            "confirm.html",
+            None,
+            action=action,
+            targets=targets,
+            labels=labels,
+            cut=cut,
+            back=_back(),
+            form=request.form,
+        )
     state = _state()
     outcomes = [action.run(state, target) for target in targets]
     entry = actions.audit(state.connection, action.name, outcomes, request.remote_addr or "")
@@ -360,4 +428,3 @@ def init_app(app: Flask) -> None:
     """Mount the console only when a password is configured; otherwise it does not exist."""
     if receiver_state(app).settings.dashboard_password is not None:
         app.register_blueprint(bp)
-

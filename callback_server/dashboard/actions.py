@@ -116,8 +116,10 @@ def replay_quarantined(state: ReceiverState, quarantine_id: str) -> Outcome:
     delivery = Delivery.from_body(body, mode=item.mode, source=REPLAY)
     queued = state.deliveries.accept(delivery)
     store.delete(quarantine_id)
-    return Outcome(quarantine_id, f"{'queued' if queued else 'duplicate'}: task {delivery.task_id}, "
-                                  f"delivery {delivery.delivery_id}")
+    return Outcome(
+        quarantine_id,
+        f"{'queued' if queued else 'duplicate'}: task {delivery.task_id}, delivery {delivery.delivery_id}",
+    )
 
 
 def delete_quarantined(state: ReceiverState, quarantine_id: str) -> Outcome:
@@ -175,28 +177,65 @@ class Action:
     run: Callable[[ReceiverState, str], Outcome]
 
 
-ACTIONS = {a.name: a for a in (
-    Action("failed-replay", "Replay failed jobs",
-           "Puts each job back on the queue with all its retries; handlers that completed are skipped.",
-           "failed", replay_failed),
-    Action("failed-delete", "Delete failed jobs",
-           "Deletes each job and its body for good; the ledger keeps what happened.", "failed", delete_failed),
-    Action("retry-now", "Retry now", "Puts each job waiting for its next try on the queue now.", "scheduled",
-           retry_now),
-    Action("quarantine-replay", "Replay quarantined bodies",
-           "Validates each body again and queues it through the callback dedup; an invalid one stays.",
-           "quarantine", replay_quarantined),
-    Action("quarantine-delete", "Delete quarantined bodies", "Forgets each body for good.", "quarantine",
-           delete_quarantined),
-    Action("unhandled-delete", "Dismiss unhandled notes",
-           "Removes each note from the unhandled list; the ledger keeps the delivery.", "unhandled", delete_unhandled),
-    Action("fetch", "Fetch from Scale",
-           "Asks Scale's API for each task and queues its current state through the callback path (same "
-           "validation and dedup); nothing is queued twice.", "task", fetch_from_scale),
-    Action("reconcile-run", "Run reconciliation now",
-           "Asks the clock process to run a scheduled reconciliation at once; its result shows on the "
-           "reconciliation page.", "none", request_reconciliation),
-)}
+ACTIONS = {
+    a.name: a
+    for a in (
+        Action(
+            "failed-replay",
+            "Replay failed jobs",
+            "Puts each job back on the queue with all its retries; handlers that completed are skipped.",
+            "failed",
+            replay_failed,
+        ),
+        Action(
+            "failed-delete",
+            "Delete failed jobs",
+            "Deletes each job and its body for good; the ledger keeps what happened.",
+            "failed",
+            delete_failed,
+        ),
+        Action(
+            "retry-now", "Retry now", "Puts each job waiting for its next try on the queue now.", "scheduled", retry_now
+        ),
+        Action(
+            "quarantine-replay",
+            "Replay quarantined bodies",
+            "Validates each body again and queues it through the callback dedup; an invalid one stays.",
+            "quarantine",
+            replay_quarantined,
+        ),
+        Action(
+            "quarantine-delete",
+            "Delete quarantined bodies",
+            "Forgets each body for good.",
+            "quarantine",
+            delete_quarantined,
+        ),
+        Action(
+            "unhandled-delete",
+            "Dismiss unhandled notes",
+            "Removes each note from the unhandled list; the ledger keeps the delivery.",
+            "unhandled",
+            delete_unhandled,
+        ),
+        Action(
+            "fetch",
+            "Fetch from Scale",
+            "Asks Scale's API for each task and queues its current state through the callback path (same "
+            "validation and dedup); nothing is queued twice.",
+            "task",
+            fetch_from_scale,
+        ),
+        Action(
+            "reconcile-run",
+            "Run reconciliation now",
+            "Asks the clock process to run a scheduled reconciliation at once; its result shows on the "
+            "reconciliation page.",
+            "none",
+            request_reconciliation,
+        ),
+    )
+}
 """Every action, by the name its form posts to."""
 
 
@@ -210,7 +249,7 @@ def audit(connection: redis.Redis, action: str, outcomes: list[Outcome], client:
         "action": action,
         "target": targets[:TARGET_CHARS] + ("..." if len(targets) > TARGET_CHARS else ""),
         "result": (f"{len(outcomes) - failed} ok, {failed} failed: " if len(outcomes) > 1 else "")
-        + result[:TARGET_CHARS * 3],
+        + result[: TARGET_CHARS * 3],
         "ok": failed == 0,
         "client": client,
     }
@@ -218,8 +257,13 @@ def audit(connection: redis.Redis, action: str, outcomes: list[Outcome], client:
     pipe.lpush(AUDIT_KEY, json.dumps(entry))
     pipe.ltrim(AUDIT_KEY, 0, AUDIT_KEPT - 1)
     pipe.execute()
-    log.info("dashboard action %s on %s: %s", action, entry["target"], entry["result"],
-             extra={"outcome": "ok" if failed == 0 else "failed", "count": len(outcomes)})
+    log.info(
+        "dashboard action %s on %s: %s",
+        action,
+        entry["target"],
+        entry["result"],
+        extra={"outcome": "ok" if failed == 0 else "failed", "count": len(outcomes)},
+    )
     return entry
 
 

@@ -19,8 +19,14 @@ WIDTH, HEIGHT = 720, 170
 LEFT, RIGHT, TOP, BOTTOM = 46, 8, 8, 22
 
 COLORS = {
-    "queued": "#2f7ed8", "duplicate": "#8bbc21", "quarantined": "#f28f43", "unavailable": "#c42525",
-    "done": "#2f7ed8", "failed": "#c42525", "p50": "#2f7ed8", "p99": "#c42525",
+    "queued": "#2f7ed8",
+    "duplicate": "#8bbc21",
+    "quarantined": "#f28f43",
+    "unavailable": "#c42525",
+    "done": "#2f7ed8",
+    "failed": "#c42525",
+    "p50": "#2f7ed8",
+    "p99": "#c42525",
 }
 
 
@@ -36,7 +42,7 @@ def buckets(minutes: Sequence[tuple[int, dict[str, float]]], size: int) -> list[
     """Minutes summed into buckets of ``size`` minutes (the last day in 15-minute bars, say)."""
     out: list[Bucket] = []
     for index in range(0, len(minutes), size):
-        chunk = minutes[index:index + size]
+        chunk = minutes[index : index + size]
         summed: dict[str, float] = {}
         for _, counts in chunk:
             for name, value in counts.items():
@@ -62,8 +68,9 @@ def _nice_max(value: float) -> float:
     return step * 10
 
 
-def _frame(title: str, top: float, unit: str, series: Sequence[str], first: int, last: int, kind: str,
-           total: float) -> list[str]:
+def _frame(
+    title: str, top: float, unit: str, series: Sequence[str], first: int, last: int, kind: str, total: float
+) -> list[str]:
     plot_h = HEIGHT - TOP - BOTTOM
     parts = [
         f'<svg class="chart" role="img" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" '
@@ -90,8 +97,16 @@ def stacked_bars(title: str, data: Sequence[Bucket], prefix: str, series: Sequen
     totals = [sum(b.counts.get(stats.field(prefix, s), 0.0) for s in series) for b in data]
     top = _nice_max(max(totals, default=0.0))
     slot = plot_w / max(len(data), 1)
-    parts = _frame(title, top, "", series, data[0].start if data else 0,
-                   (data[-1].start + minutes_each - 1) if data else 0, "bars", sum(totals))
+    parts = _frame(
+        title,
+        top,
+        "",
+        series,
+        data[0].start if data else 0,
+        (data[-1].start + minutes_each - 1) if data else 0,
+        "bars",
+        sum(totals),
+    )
     for index, bucket in enumerate(data):
         base = float(TOP + plot_h)
         for name in series:
@@ -120,8 +135,9 @@ def latency_lines(title: str, data: Sequence[Bucket]) -> Markup:
     top = _nice_max(max(finite, default=0.0))
     slot = plot_w / max(len(data), 1)
     seen = sum(1 for v in quantiles["p50"] if v is not None)
-    parts = _frame(title, top, " ms", list(quantiles), data[0].start if data else 0,
-                   data[-1].start if data else 0, "lines", seen)
+    parts = _frame(
+        title, top, " ms", list(quantiles), data[0].start if data else 0, data[-1].start if data else 0, "lines", seen
+    )
     for name, values in quantiles.items():
         segment: list[str] = []
         segments: list[list[str]] = []
@@ -142,7 +158,9 @@ def latency_lines(title: str, data: Sequence[Bucket]) -> Markup:
                 cx, cy = points[0].split(",")
                 parts.append(f'<circle class="point" cx="{cx}" cy="{cy}" r="2" fill="{COLORS[name]}"/>')
             else:
-                parts.append(f'<polyline class="line" points="{" ".join(points)}" fill="none" '
-                             f'stroke="{COLORS[name]}" stroke-width="1.5"/>')
+                parts.append(
+                    f'<polyline class="line" points="{" ".join(points)}" fill="none" '
+                    f'stroke="{COLORS[name]}" stroke-width="1.5"/>'
+                )
     parts.append("</svg>")
     return Markup("".join(parts))

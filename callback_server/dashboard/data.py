@@ -80,8 +80,10 @@ class Registries:
         return cls(
             queue=queue,
             running=set(started.get_job_ids(cleanup=False)),
-            scheduled={_text(job_id): datetime.fromtimestamp(score, UTC)
-                       for job_id, score in connection.zrange(scheduled.key, 0, -1, withscores=True)},
+            scheduled={
+                _text(job_id): datetime.fromtimestamp(score, UTC)
+                for job_id, score in connection.zrange(scheduled.key, 0, -1, withscores=True)
+            },
             failed=set(failed.get_job_ids(cleanup=False)),
         )
 
@@ -160,7 +162,7 @@ def workers(connection: redis.Redis) -> list[WorkerView]:
     prefix = Worker.redis_worker_namespace_prefix
     moment = now()
     for key, row in zip(names, rows, strict=True):
-        view = WorkerView(name=key[len(prefix):] if key.startswith(prefix) else key)
+        view = WorkerView(name=key[len(prefix) :] if key.startswith(prefix) else key)
         if row:
             data = {_text(k): _text(v) for k, v in row.items()}
             view.host = data.get("hostname", "")
@@ -209,8 +211,9 @@ def _job_rows(connection: redis.Redis, ids: list[str], scheduled: dict[str, date
     for job in Job.fetch_many(ids, connection=connection, serializer=JSONSerializer):
         if job is None:
             continue
-        rows.append(FailedJob(job.id, job.description or "", failure_line(job), job.ended_at,
-                              (scheduled or {}).get(job.id)))
+        rows.append(
+            FailedJob(job.id, job.description or "", failure_line(job), job.ended_at, (scheduled or {}).get(job.id))
+        )
     return rows
 
 
@@ -257,8 +260,14 @@ def job_body(connection: redis.Redis, job_id: str) -> Body:
     argument = dict(args[0])
     body = argument.pop("body", None)
     text = json.dumps(body, indent=2, ensure_ascii=False, sort_keys=False)
-    return Body(kept=True, text=text, large=len(text) > LARGE_BODY, envelope=argument,
-                traceback=failure_text(job), request_id=str(argument.get("request_id") or ""))
+    return Body(
+        kept=True,
+        text=text,
+        large=len(text) > LARGE_BODY,
+        envelope=argument,
+        traceback=failure_text(job),
+        request_id=str(argument.get("request_id") or ""),
+    )
 
 
 @dataclass
@@ -273,19 +282,33 @@ class TimelineItem:
 
 def timeline(entry: Entry, state: str, registries: Registries, job_started: datetime | None) -> list[TimelineItem]:
     """Received, queued, each attempt started and finished, retries scheduled, failed or done."""
-    items = [TimelineItem(entry.received_at, "received", f"from {entry.source} ({entry.mode} key)"),
-             TimelineItem(entry.received_at, "queued", "job written in the same round trip")]
+    items = [
+        TimelineItem(entry.received_at, "received", f"from {entry.source} ({entry.mode} key)"),
+        TimelineItem(entry.received_at, "queued", "job written in the same round trip"),
+    ]
     for attempt in entry.attempts:
         started = datetime.fromtimestamp(attempt.finished_at.timestamp() - attempt.duration_ms / 1000, UTC)
         items.append(TimelineItem(started, f"attempt {attempt.number} started"))
         names = ", ".join(attempt.handlers) or "none"
         if attempt.outcome == "d":
-            items.append(TimelineItem(attempt.finished_at, f"attempt {attempt.number} done",
-                                      f"{attempt.duration_ms:g} ms; ran {names}", "ok"))
+            items.append(
+                TimelineItem(
+                    attempt.finished_at,
+                    f"attempt {attempt.number} done",
+                    f"{attempt.duration_ms:g} ms; ran {names}",
+                    "ok",
+                )
+            )
         else:
             failing = ", ".join(attempt.failures) or "?"
-            items.append(TimelineItem(attempt.finished_at, f"attempt {attempt.number} failed",
-                                      f"{attempt.duration_ms:g} ms; failing: {failing}; ran {names}", "bad"))
+            items.append(
+                TimelineItem(
+                    attempt.finished_at,
+                    f"attempt {attempt.number} failed",
+                    f"{attempt.duration_ms:g} ms; failing: {failing}; ran {names}",
+                    "bad",
+                )
+            )
             if attempt.outcome == "r":
                 items.append(TimelineItem(attempt.finished_at, "retry scheduled", "", "warn"))
             else:
@@ -293,8 +316,7 @@ def timeline(entry: Entry, state: str, registries: Registries, job_started: date
     if state == "running":
         items.append(TimelineItem(job_started, "running now", "a worker has it", "warn"))
     elif state == "waiting to retry":
-        items.append(TimelineItem(registries.scheduled.get(entry.delivery_id), "next try", "waiting to retry",
-                                  "warn"))
+        items.append(TimelineItem(registries.scheduled.get(entry.delivery_id), "next try", "waiting to retry", "warn"))
     return items
 
 

@@ -70,17 +70,28 @@ def stack(redis_server: RedisProcess, tmp_path_factory: pytest.TempPathFactory) 
     logs = tmp_path_factory.mktemp("console")
     port = free_port()
     sim_settings = SimSettings(
-        callback_auth_key=Secret(LIVE_KEY), completion_delay=0.0, time_scale=0.0001,
-        default_callback_url=f"http://127.0.0.1:{port}/callback", data_path=str(logs / "sim.sqlite3"),
+        callback_auth_key=Secret(LIVE_KEY),
+        completion_delay=0.0,
+        time_scale=0.0001,
+        default_callback_url=f"http://127.0.0.1:{port}/callback",
+        data_path=str(logs / "sim.sqlite3"),
         callback_timeout=2.0,
     )
     with SimServer(sim_settings) as sim:
-        env = stack_env(redis_server.url, DASHBOARD_PASSWORD=PASSWORD, HANDLER_RETRY_INTERVALS="0",
-                        WEB_CONCURRENCY="1", SCALE_API_URL=sim.api_url, SCALE_API_KEY=API_KEY,
-                        RECONCILE_INTERVAL="3600")
-        with gunicorn(env, port, logs / "gunicorn.log") as base, \
-                process(worker_args("--no-scheduler"), env, logs / "worker.log"), \
-                process([*worker_args()[:2], "callback_server", "reconcile", "--schedule"], env, logs / "clock.log"):
+        env = stack_env(
+            redis_server.url,
+            DASHBOARD_PASSWORD=PASSWORD,
+            HANDLER_RETRY_INTERVALS="0",
+            WEB_CONCURRENCY="1",
+            SCALE_API_URL=sim.api_url,
+            SCALE_API_KEY=API_KEY,
+            RECONCILE_INTERVAL="3600",
+        )
+        with (
+            gunicorn(env, port, logs / "gunicorn.log") as base,
+            process(worker_args("--no-scheduler"), env, logs / "worker.log"),
+            process([*worker_args()[:2], "callback_server", "reconcile", "--schedule"], env, logs / "clock.log"),
+        ):
             yield Stack(base, sim, conn)
     conn.close()
 
@@ -96,14 +107,21 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture(scope="module")
 def page(browser: Browser, stack: Stack) -> Iterator[Page]:
-    context = browser.new_context(http_credentials={"username": "ops", "password": PASSWORD},
-                                  viewport={"width": 1440, "height": 1000})
+    context = browser.new_context(
+        http_credentials={"username": "ops", "password": PASSWORD}, viewport={"width": 1440, "height": 1000}
+    )
     context.set_default_timeout(TIMEOUT_MS)
     tab = context.new_page()
     errors: list[str] = []
     # A script error or a CSP refusal shows in the console (a missing favicon does too: not counted).
-    tab.on("console", lambda message: errors.append(message.text)
-           if message.type == "error" and "Failed to load resource" not in message.text else None)
+    tab.on(
+        "console",
+        lambda message: (
+            errors.append(message.text)
+            if message.type == "error" and "Failed to load resource" not in message.text
+            else None
+        ),
+    )
     yield tab
     # No CSP violation or script error in any page the tests opened.
     assert errors == []
@@ -165,8 +183,12 @@ def test_replay_a_quarantined_body(page: Page, stack: Stack) -> None:
     body = load_fixture("categorization")
     body["task_id"] = body["task"]["task_id"] = "quarantined-then-fixed"
     broken = json.dumps(body).replace('"completed"', '"kompleted"', 1)
-    answer = requests.post(f"{stack.base}/callback", data=broken, timeout=10,
-                           headers={"scale-callback-auth": LIVE_KEY, "Content-Type": "application/json"})
+    answer = requests.post(
+        f"{stack.base}/callback",
+        data=broken,
+        timeout=10,
+        headers={"scale-callback-auth": LIVE_KEY, "Content-Type": "application/json"},
+    )
     assert answer.json() == {"status": "quarantined"}
     quarantine_id = stack.conn.zrange("scb:quarantine", 0, 0)[0].decode()
     stack.conn.hset(f"scb:quarantine:{quarantine_id}", "body", json.dumps(body))  # as after a schema fix
@@ -183,8 +205,10 @@ def test_replay_a_quarantined_body(page: Page, stack: Stack) -> None:
 
 def test_fetch_a_task_whose_callback_was_lost(page: Page, stack: Stack) -> None:
     task_id = stack.create(faults=["drop"])
-    wait_for(lambda: ScaleClient(API_KEY, api_instance_url=stack.sim.api_url).get_task(task_id).status
-             == "completed", what="the task to complete")
+    wait_for(
+        lambda: ScaleClient(API_KEY, api_instance_url=stack.sim.api_url).get_task(task_id).status == "completed",
+        what="the task to complete",
+    )
     page.goto(f"{stack.base}/dashboard/deliveries?q={task_id}")
     expect(page.locator("#not-found")).to_be_visible()
     page.locator('button[data-action="fetch"]').click()

@@ -41,8 +41,9 @@ def test_list_and_show(runner: CliRunner, client: FlaskClient, redis_conn: redis
     assert LIVE_KEY not in shown.output
 
 
-def test_replay_after_a_fix_queues_once_and_clears(runner: CliRunner, client: FlaskClient,
-                                                      redis_conn: redis.Redis) -> None:
+def test_replay_after_a_fix_queues_once_and_clears(
+    runner: CliRunner, client: FlaskClient, redis_conn: redis.Redis
+) -> None:
     body = load_fixture("phonecall")
     body["response"]["outcome"] = "voicemail"  # not an outcome we accept today
     post(client, body)
@@ -87,8 +88,9 @@ def test_replay_all_and_delete(runner: CliRunner, client: FlaskClient, redis_con
         (["quarantine", "list", "--limit", "0"], "0 is not in the range"),
     ],
 )
-def test_bad_commands_say_what_is_wrong(runner: CliRunner, redis_conn: redis.Redis, args: list[str],
-                                        message: str) -> None:
+def test_bad_commands_say_what_is_wrong(
+    runner: CliRunner, redis_conn: redis.Redis, args: list[str], message: str
+) -> None:
     result = runner.invoke(cli, args)
     assert result.exit_code != 0
     assert message in result.output
@@ -106,8 +108,9 @@ OSC_TITLE = "\x1b]0;pwned\x07"
 """An OSC sequence that retitles a terminal: it must reach the screen as text, never as an escape."""
 
 
-def test_show_escapes_control_characters_of_the_body(runner: CliRunner, client: FlaskClient,
-                                                     redis_conn: redis.Redis) -> None:
+def test_show_escapes_control_characters_of_the_body(
+    runner: CliRunner, client: FlaskClient, redis_conn: redis.Redis
+) -> None:
     # Raw control characters make the JSON invalid, so the body is quarantined as sent.
     post(client, f'{{"task_id": "{OSC_TITLE}", "note": "a\rb\u202ec\x9b"}}'.encode())
     qid = quarantined_id(redis_conn)
@@ -121,8 +124,9 @@ def test_show_escapes_control_characters_of_the_body(runner: CliRunner, client: 
     assert "\x1b" not in listed.output
 
 
-def test_list_and_show_say_when_an_entry_expires(runner: CliRunner, client: FlaskClient,
-                                                  redis_conn: redis.Redis) -> None:
+def test_list_and_show_say_when_an_entry_expires(
+    runner: CliRunner, client: FlaskClient, redis_conn: redis.Redis
+) -> None:
     post(client, b"[1]")
     qid = quarantined_id(redis_conn)
     listed = runner.invoke(cli, ["quarantine", "list"])
@@ -132,8 +136,9 @@ def test_list_and_show_say_when_an_entry_expires(runner: CliRunner, client: Flas
     assert "expires in " in shown.output and "(at 20" in shown.output
 
 
-def test_quarantine_ttl_comes_from_the_environment(runner: CliRunner, client: FlaskClient, redis_conn: redis.Redis,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_quarantine_ttl_comes_from_the_environment(
+    runner: CliRunner, client: FlaskClient, redis_conn: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("QUARANTINE_TTL", "7200")
     post(client, b"[1]")  # stored by the app with the default retention
     qid = quarantined_id(redis_conn)
@@ -142,8 +147,9 @@ def test_quarantine_ttl_comes_from_the_environment(runner: CliRunner, client: Fl
     assert "expires in 1h" in listed.output  # what Redis holds, not a recomputation
 
 
-def test_failed_list_escapes_sender_controlled_fields(runner: CliRunner, settings: Settings,
-                                                      redis_conn: redis.Redis) -> None:
+def test_failed_list_escapes_sender_controlled_fields(
+    runner: CliRunner, settings: Settings, redis_conn: redis.Redis
+) -> None:
     from rq import Queue
     from rq.registry import FailedJobRegistry
     from rq.serializers import JSONSerializer
@@ -161,10 +167,17 @@ def test_failed_list_escapes_sender_controlled_fields(runner: CliRunner, setting
 def test_reconcile_runs_escape_what_scale_answered(runner: CliRunner, redis_conn: redis.Redis) -> None:
     from callback_server.reconcile import RunLog, RunSummary
 
-    RunLog(redis_conn).add(RunSummary(
-        run_id="r1", started_at="2026-11-29T00:00:00+00:00", window_start="a", window_end="b",
-        errors=[f"task {OSC_TITLE}: HTTP 500"], notes=["note \r\x1b[2J"], queued_task_ids=[f"t{OSC_TITLE}"],
-    ))
+    RunLog(redis_conn).add(
+        RunSummary(
+            run_id="r1",
+            started_at="2026-11-29T00:00:00+00:00",
+            window_start="a",
+            window_end="b",
+            errors=[f"task {OSC_TITLE}: HTTP 500"],
+            notes=["note \r\x1b[2J"],
+            queued_task_ids=[f"t{OSC_TITLE}"],
+        )
+    )
     shown = runner.invoke(cli, ["reconcile", "runs"])
     assert shown.exit_code == 0, shown.output
     assert "\x1b" not in shown.output and "\r" not in shown.output

@@ -24,8 +24,9 @@ def test_defaults() -> None:
 
 
 def test_keys_rotate_and_never_print() -> None:
-    settings = Settings.from_env({**BASE, "SCALE_CALLBACK_AUTH_KEY": f" {NEW} , {OLD} ",
-                                  "SCALE_TEST_CALLBACK_AUTH_KEY": TEST})
+    settings = Settings.from_env(
+        {**BASE, "SCALE_CALLBACK_AUTH_KEY": f" {NEW} , {OLD} ", "SCALE_TEST_CALLBACK_AUTH_KEY": TEST}
+    )
     assert [k.reveal() for k in settings.live_keys] == [NEW, OLD]
     assert NEW not in repr(settings) and OLD not in str(settings)
     assert repr(Secret("x")) == "'**********'"

@@ -14,8 +14,9 @@ from tests.callback_server.test_ingest import post
 from tests.conftest import LIVE_KEY, OLD_LIVE_KEY, load_fixture, make_settings
 
 
-def test_warns_loudly_when_redis_may_evict(settings: Settings, redis_conn: redis.Redis,
-                                            caplog: pytest.LogCaptureFixture) -> None:
+def test_warns_loudly_when_redis_may_evict(
+    settings: Settings, redis_conn: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
     assert eviction_policy(redis_conn) == "noeviction"
     with caplog.at_level(logging.WARNING):
         warn_if_evicting(connect(settings))

@@ -71,8 +71,15 @@ def csrf_of(html: str) -> str:
     return found.group(1)
 
 
-def act(client: FlaskClient, name: str, *, confirm: bool = True, token: str | None = None,
-        headers: dict[str, str] | None = None, **fields: Any) -> Any:
+def act(
+    client: FlaskClient,
+    name: str,
+    *,
+    confirm: bool = True,
+    token: str | None = None,
+    headers: dict[str, str] | None = None,
+    **fields: Any,
+) -> Any:
     token = token if token is not None else csrf_of(page(client, "/dashboard/reconciliation"))
     form: dict[str, Any] = {"csrf": token, "next": "/dashboard/", **fields}
     if confirm:
@@ -115,10 +122,21 @@ def accepted_ids(conn: redis.Redis) -> list[str]:
     return [e.delivery_id for e in ledger.Ledger(conn, 3600).recent(100)]
 
 
-PAGES = ["/dashboard", "/dashboard/", "/dashboard/deliveries", "/dashboard/deliveries?q=t1&type=x&state=failed",
-         "/dashboard/failed", "/dashboard/failed?q=categorization", "/dashboard/quarantine", "/dashboard/unhandled",
-         "/dashboard/workers", "/dashboard/reconciliation", "/dashboard/audit", "/dashboard/static/console.js",
-         "/dashboard/static/console.css"]
+PAGES = [
+    "/dashboard",
+    "/dashboard/",
+    "/dashboard/deliveries",
+    "/dashboard/deliveries?q=t1&type=x&state=failed",
+    "/dashboard/failed",
+    "/dashboard/failed?q=categorization",
+    "/dashboard/quarantine",
+    "/dashboard/unhandled",
+    "/dashboard/workers",
+    "/dashboard/reconciliation",
+    "/dashboard/audit",
+    "/dashboard/static/console.js",
+    "/dashboard/static/console.css",
+]
 
 
 def populate(client: FlaskClient, conn: redis.Redis, settings: Settings) -> dict[str, str]:
@@ -130,8 +148,19 @@ def populate(client: FlaskClient, conn: redis.Redis, settings: Settings) -> dict
     conn.lrem(queue.key, 0, waiting.id)
     ScheduledJobRegistry(queue=queue).schedule(waiting, datetime_in(3600))
     assert post(client, b'{"task_id": 1}').get_json() == {"status": "quarantined"}
-    conn.lpush("scb:unhandled", json.dumps({"delivery_id": "b" * 32, "task_id": "t-unhandled", "type": "lidar",
-                                            "event": "recalled", "review_status": None, "recorded_at": "now"}))
+    conn.lpush(
+        "scb:unhandled",
+        json.dumps(
+            {
+                "delivery_id": "b" * 32,
+                "task_id": "t-unhandled",
+                "type": "lidar",
+                "event": "recalled",
+                "review_status": None,
+                "recorded_at": "now",
+            }
+        ),
+    )
     return {"failed": job.id, "waiting": waiting.id, "quarantined": conn.zrange("scb:quarantine", 0, 0)[0].decode()}
 
 
@@ -143,9 +172,14 @@ def datetime_in(seconds: float) -> Any:
 
 def everything(conn: redis.Redis) -> dict[bytes, Any]:
     """Every key's content (not DUMP: a read may step a hash table's rehash and reorder it)."""
-    readers = {b"string": conn.get, b"hash": conn.hgetall, b"list": lambda k: conn.lrange(k, 0, -1),
-               b"set": conn.smembers, b"zset": lambda k: conn.zrange(k, 0, -1, withscores=True),
-               b"stream": lambda k: conn.xrange(k)}
+    readers = {
+        b"string": conn.get,
+        b"hash": conn.hgetall,
+        b"list": lambda k: conn.lrange(k, 0, -1),
+        b"set": conn.smembers,
+        b"zset": lambda k: conn.zrange(k, 0, -1, withscores=True),
+        b"stream": lambda k: conn.xrange(k),
+    }
     return {key: readers[conn.type(key)](key) for key in sorted(conn.keys("*"))}
 
 
@@ -192,8 +226,7 @@ def test_failed_logins_make_the_client_wait_without_sleeping(console: FlaskClien
     assert refused.status_code == 429
     assert 1 <= int(refused.headers["Retry-After"]) <= 2
     assert refused.headers["Cache-Control"] == "no-store"
-    wait_for(lambda: console.get("/dashboard/", headers=auth()).status_code == 200, timeout=5,
-             what="the delay to pass")
+    wait_for(lambda: console.get("/dashboard/", headers=auth()).status_code == 200, timeout=5, what="the delay to pass")
     # Another client is not held up by this one.
     other = console.get("/dashboard/", headers={**auth(), "X-Forwarded-For": "203.0.113.9"})
     assert other.status_code == 200
@@ -221,8 +254,9 @@ def test_throttle_delays(redis_conn: redis.Redis) -> None:
     assert throttle.wait("someone-else") == 0
 
 
-def test_every_answer_forbids_framing_inline_script_and_caching(console: FlaskClient, settings: Settings,
-                                                                redis_conn: redis.Redis) -> None:
+def test_every_answer_forbids_framing_inline_script_and_caching(
+    console: FlaskClient, settings: Settings, redis_conn: redis.Redis
+) -> None:
     populate(console, redis_conn, settings)
     for path in PAGES:
         for answer in (fetch(console, path, auth()), fetch(console, path)):
@@ -248,20 +282,32 @@ def test_no_page_changes_anything(console: FlaskClient, settings: Settings, redi
     redis_conn.sadd("rq:workers", "rq:worker:gone")  # a worker whose key expired
     settle(console)
     before = everything(redis_conn)
-    for path in [*PAGES, f"/dashboard/deliveries/{ids['failed']}", f"/dashboard/quarantine/{ids['quarantined']}",
-                 f"/dashboard/deliveries?q={ids['failed']}", "/dashboard/deliveries?q=t-failed"]:
+    for path in [
+        *PAGES,
+        f"/dashboard/deliveries/{ids['failed']}",
+        f"/dashboard/quarantine/{ids['quarantined']}",
+        f"/dashboard/deliveries?q={ids['failed']}",
+        "/dashboard/deliveries?q=t-failed",
+    ]:
         page(console, path)
     assert everything(redis_conn) == before
 
 
-def test_overview_counts_and_charts_with_data(console: FlaskClient, settings: Settings,
-                                              redis_conn: redis.Redis) -> None:
+def test_overview_counts_and_charts_with_data(
+    console: FlaskClient, settings: Settings, redis_conn: redis.Redis
+) -> None:
     populate(console, redis_conn, settings)
     settle(console)
     html = page(console, "/dashboard/")
     counts = dict(re.findall(r'data-count="([^"]+)"[^>]*><span class="num">(\d+)</span>', html.replace("\n", " ")))
-    assert counts == {"queued": "1", "running": "0", "waiting to retry": "1", "failed": "1", "quarantined": "1",
-                      "unhandled": "1"}
+    assert counts == {
+        "queued": "1",
+        "running": "0",
+        "waiting to retry": "1",
+        "failed": "1",
+        "quarantined": "1",
+        "unhandled": "1",
+    }
     assert "waiting " in html and "noeviction" in html and "none yet" in html
     charts = re.findall(r'<svg class="chart"[^>]*data-kind="(\w+)" data-total="([\d.]+)"', html)
     assert len(charts) == 6
@@ -270,8 +316,7 @@ def test_overview_counts_and_charts_with_data(console: FlaskClient, settings: Se
     assert html.count('class="bar"') >= 2
 
 
-def test_deliveries_search_filters_and_page(console: FlaskClient, settings: Settings,
-                                            redis_conn: redis.Redis) -> None:
+def test_deliveries_search_filters_and_page(console: FlaskClient, settings: Settings, redis_conn: redis.Redis) -> None:
     ids = populate(console, redis_conn, settings)
     by_task = page(console, "/dashboard/deliveries?q=t-failed")
     assert ids["failed"] in by_task and "1 deliveries of" in by_task
@@ -315,15 +360,21 @@ def test_workers_page_shows_live_and_lapsed(console: FlaskClient, redis_conn: re
 # --- actions -----------------------------------------------------------------------------------------
 
 
-def test_actions_want_a_valid_token_and_a_confirmation(console: FlaskClient, settings: Settings,
-                                                        redis_conn: redis.Redis) -> None:
+def test_actions_want_a_valid_token_and_a_confirmation(
+    console: FlaskClient, settings: Settings, redis_conn: redis.Redis
+) -> None:
     ids = populate(console, redis_conn, settings)
     settle(console)
     before = everything(redis_conn)
     other_app_token = guard.csrf_token(b"another-password")
-    for token, headers in (("", {}), ("garbage", {}), (other_app_token, {}),
-                           (None, {"Origin": "https://evil.example"}), (None, {"Sec-Fetch-Site": "cross-site"}),
-                           ("", {"Origin": "null"})):
+    for token, headers in (
+        ("", {}),
+        ("garbage", {}),
+        (other_app_token, {}),
+        (None, {"Origin": "https://evil.example"}),
+        (None, {"Sec-Fetch-Site": "cross-site"}),
+        ("", {"Origin": "null"}),
+    ):
         refused = act(console, "failed-replay", token=token, headers=headers, ids=ids["failed"])
         assert refused.status_code == 403, (token, headers)
         assert "nothing was done" in refused.get_data(as_text=True)
@@ -336,8 +387,9 @@ def test_actions_want_a_valid_token_and_a_confirmation(console: FlaskClient, set
     assert act(console, "failed-replay", scope="selected").status_code == 400  # nothing ticked
 
 
-def test_replay_failed_gives_all_retries_back_and_is_audited(console: FlaskClient, settings: Settings,
-                                                             redis_conn: redis.Redis) -> None:
+def test_replay_failed_gives_all_retries_back_and_is_audited(
+    console: FlaskClient, settings: Settings, redis_conn: redis.Redis
+) -> None:
     ids = populate(console, redis_conn, settings)
     done = act(console, "failed-replay", ids=ids["failed"])
     assert done.status_code == 200 and "requeued (6 tries)" in done.get_data(as_text=True)
@@ -365,8 +417,9 @@ def test_replay_and_delete_all_on_a_filter(console: FlaskClient, settings: Setti
     assert not redis_conn.exists(Job.key_for(ids["failed"]))
 
 
-def test_retry_now_quarantine_unhandled_and_reconcile_actions(console: FlaskClient, settings: Settings,
-                                                              redis_conn: redis.Redis) -> None:
+def test_retry_now_quarantine_unhandled_and_reconcile_actions(
+    console: FlaskClient, settings: Settings, redis_conn: redis.Redis
+) -> None:
     ids = populate(console, redis_conn, settings)
     queue = Queue(settings.callback_queue, connection=redis_conn, serializer=JSONSerializer)
 
@@ -379,7 +432,8 @@ def test_retry_now_quarantine_unhandled_and_reconcile_actions(console: FlaskClie
     body = load_fixture("categorization")
     body["task_id"] = body["task"]["task_id"] = "t-from-quarantine"
     assert post(console, json.dumps(body).replace('"completed"', '"kompleted"', 1)).get_json() == {
-        "status": "quarantined"}
+        "status": "quarantined"
+    }
     fixable = [i.decode() for i in redis_conn.zrange("scb:quarantine", 0, -1) if i.decode() != ids["quarantined"]][0]
     redis_conn.hset(f"scb:quarantine:{fixable}", "body", json.dumps(body))  # as after a schema fix
     replayed = act(console, "quarantine-replay", ids=fixable).get_data(as_text=True)
@@ -397,8 +451,14 @@ def test_retry_now_quarantine_unhandled_and_reconcile_actions(console: FlaskClie
     assert "Waiting for the clock process" in page(console, "/dashboard/reconciliation")
 
     assert [e["action"] for e in reversed(actions.audit_log(redis_conn))] == [
-        "retry-now", "quarantine-replay", "quarantine-replay", "quarantine-delete", "unhandled-delete",
-        "reconcile-run", "reconcile-run"]
+        "retry-now",
+        "quarantine-replay",
+        "quarantine-replay",
+        "quarantine-delete",
+        "unhandled-delete",
+        "reconcile-run",
+        "reconcile-run",
+    ]
 
 
 def test_run_requests_are_taken_once_and_report_back(redis_conn: redis.Redis) -> None:
@@ -410,14 +470,21 @@ def test_run_requests_are_taken_once_and_report_back(redis_conn: redis.Redis) ->
     assert requests.status()["state"] == "running" and not requests.take()
     requests.finished("run-1", "complete: seen 3")
     assert requests.status() | {"finished_at": ""} == {
-        "state": "done", "requested_at": requests.status()["requested_at"], "started_at":
-        requests.status()["started_at"], "finished_at": "", "run_id": "run-1", "result": "complete: seen 3"}
+        "state": "done",
+        "requested_at": requests.status()["requested_at"],
+        "started_at": requests.status()["started_at"],
+        "finished_at": "",
+        "run_id": "run-1",
+        "result": "complete: seen 3",
+    }
 
 
 def test_the_audit_log_is_capped(console: FlaskClient, redis_conn: redis.Redis) -> None:
     for index in range(actions.AUDIT_KEPT + 5):
-        redis_conn.lpush(actions.AUDIT_KEY, json.dumps({"at": str(index), "action": "x", "target": "t",
-                                                        "result": "r", "ok": True, "client": ""}))
+        redis_conn.lpush(
+            actions.AUDIT_KEY,
+            json.dumps({"at": str(index), "action": "x", "target": "t", "result": "r", "ok": True, "client": ""}),
+        )
     act(console, "reconcile-run")
     assert redis_conn.llen(actions.AUDIT_KEY) == actions.AUDIT_KEPT
     assert actions.audit_log(redis_conn, 1)[0]["action"] == "reconcile-run"
@@ -426,23 +493,39 @@ def test_the_audit_log_is_capped(console: FlaskClient, redis_conn: redis.Redis) 
 # --- hostile content ---------------------------------------------------------------------------------
 
 
-def test_hostile_text_is_rendered_inert_everywhere(console: FlaskClient, settings: Settings,
-                                                   redis_conn: redis.Redis) -> None:
+def test_hostile_text_is_rendered_inert_everywhere(
+    console: FlaskClient, settings: Settings, redis_conn: redis.Redis
+) -> None:
     body = load_fixture("categorization")
     body["task_id"] = body["task"]["task_id"] = HOSTILE
     body["task"]["metadata"] = {"note": HOSTILE}
     assert post(console, body).get_json() == {"status": "queued"}
-    assert post(console, b'{"task_id": "<script>alert(1)</script>", "x": "\'\\"\\n"}').get_json()["status"] == \
-        "quarantined"
+    assert (
+        post(console, b'{"task_id": "<script>alert(1)</script>", "x": "\'\\"\\n"}').get_json()["status"]
+        == "quarantined"
+    )
     job = failed_job(redis_conn, settings, task_id=HOSTILE, category="blue")
-    redis_conn.lpush("scb:unhandled", json.dumps({"delivery_id": "b" * 32, "task_id": HOSTILE, "type": HOSTILE,
-                                                  "event": HOSTILE, "recorded_at": HOSTILE}))
+    redis_conn.lpush(
+        "scb:unhandled",
+        json.dumps(
+            {"delivery_id": "b" * 32, "task_id": HOSTILE, "type": HOSTILE, "event": HOSTILE, "recorded_at": HOSTILE}
+        ),
+    )
     quarantined = redis_conn.zrange("scb:quarantine", 0, 0)[0].decode()
     act(console, "quarantine-delete", confirm=False, ids=quarantined)
     act(console, "unhandled-delete", scope="all")
-    paths = ["/dashboard/", "/dashboard/deliveries", f"/dashboard/deliveries?q={HOSTILE}", f"/dashboard/deliveries/"
-             f"{job.id}", "/dashboard/failed", f"/dashboard/failed?q={HOSTILE}", "/dashboard/quarantine",
-             f"/dashboard/quarantine/{quarantined}", "/dashboard/unhandled", "/dashboard/audit"]
+    paths = [
+        "/dashboard/",
+        "/dashboard/deliveries",
+        f"/dashboard/deliveries?q={HOSTILE}",
+        f"/dashboard/deliveries/{job.id}",
+        "/dashboard/failed",
+        f"/dashboard/failed?q={HOSTILE}",
+        "/dashboard/quarantine",
+        f"/dashboard/quarantine/{quarantined}",
+        "/dashboard/unhandled",
+        "/dashboard/audit",
+    ]
     for path in paths:
         html = page(console, path)
         assert "<script>alert" not in html, path

@@ -30,17 +30,25 @@ STARTED, EFFECTS, SEEN = "test:started", "test:effects", "test:events"
 
 @pytest.fixture
 def sim(tmp_path: Path) -> Iterator[SimServer]:
-    settings = SimSettings(callback_auth_key=SimSecret(LIVE_KEY), completion_delay=10**6,
-                           default_callback_url="http://127.0.0.1:9/callback", data_path=str(tmp_path / "sim.db"))
+    settings = SimSettings(
+        callback_auth_key=SimSecret(LIVE_KEY),
+        completion_delay=10**6,
+        default_callback_url="http://127.0.0.1:9/callback",
+        data_path=str(tmp_path / "sim.db"),
+    )
     with SimServer(settings, start_scheduler=False) as server:
         yield server
 
 
 def doctor_env(redis_url: str, sim: SimServer, **overrides: str) -> dict[str, str]:
-    return stack_env(redis_url, SCALE_API_URL=sim.api_url, SCALE_API_KEY=API_KEY,
-                     SCALE_TEST_CALLBACK_AUTH_KEY=TEST_KEY,
-                     CALLBACK_HANDLERS="tests.workers.recording_handlers,tests.workers.event_handlers",
-                     **overrides)
+    return stack_env(
+        redis_url,
+        SCALE_API_URL=sim.api_url,
+        SCALE_API_KEY=API_KEY,
+        SCALE_TEST_CALLBACK_AUTH_KEY=TEST_KEY,
+        CALLBACK_HANDLERS="tests.workers.recording_handlers,tests.workers.event_handlers",
+        **overrides,
+    )
 
 
 def by_name(checks: list[Check]) -> dict[str, Check]:
@@ -59,9 +67,26 @@ def scheduled_run(env: dict[str, str], conn: redis.Redis) -> None:
 
 def leftovers(conn: redis.Redis) -> list[bytes]:
     """Every key but the ones a running stack keeps for itself (RQ's workers and queues, counters, the run log)."""
-    ignored = (b"rq:worker", b"rq:workers", b"rq:queues", b"rq:queue:", b"rq:scheduler", b"rq:wip:", b"rq:finished:",
-               b"rq:started:", b"rq:deferred:", b"rq:scheduled:", b"rq:failed:", b"rq:canceled:", b"rq:executions",
-               b"scb:stats:", b"scb:reconcile:", b"scb:handler_names", b"rq:clean_registries", b"rq:intermediate")
+    ignored = (
+        b"rq:worker",
+        b"rq:workers",
+        b"rq:queues",
+        b"rq:queue:",
+        b"rq:scheduler",
+        b"rq:wip:",
+        b"rq:finished:",
+        b"rq:started:",
+        b"rq:deferred:",
+        b"rq:scheduled:",
+        b"rq:failed:",
+        b"rq:canceled:",
+        b"rq:executions",
+        b"scb:stats:",
+        b"scb:reconcile:",
+        b"scb:handler_names",
+        b"rq:clean_registries",
+        b"rq:intermediate",
+    )
     return sorted(key for key in conn.keys("*") if not key.startswith(ignored))
 
 
@@ -76,13 +101,30 @@ def test_a_healthy_stack_passes_the_probe_reaches_no_handler_and_leaves_nothing(
         wait_for(lambda: check_workers(settings, redis_conn).status == OK, timeout=30, what="the worker to register")
         scheduled_run(env, redis_conn)
         before = leftovers(redis_conn)
-        done = subprocess.run([sys.executable, "-m", "callback_server", "doctor", "--url", f"{base}/callback"],
-                              env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-m", "callback_server", "doctor", "--url", f"{base}/callback"],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode == 0, done.stdout + done.stderr
         lines = done.stdout.splitlines()
         assert [line.split()[0] for line in lines] == [OK] * len(lines), done.stdout
-        for name in ("configuration", "callback keys", "redis", "redis eviction", "redis memory",
-                     "redis persistence", "redis tls", "scale api", "workers", "clock", "probe"):
+        for name in (
+            "configuration",
+            "callback keys",
+            "redis",
+            "redis eviction",
+            "redis memory",
+            "redis persistence",
+            "redis tls",
+            "scale api",
+            "workers",
+            "clock",
+            "probe",
+        ):
             assert any(line[6:].startswith(f"{name}:") for line in lines), (name, done.stdout)
         assert f"all {len(lines)} checks passed" in done.stderr
         for secret in (LIVE_KEY, TEST_KEY, API_KEY):
@@ -142,8 +184,10 @@ def test_each_redis_misconfiguration_fails_its_own_line(
     env = doctor_env(redis_server.url, sim)
     scheduled_run(env, redis_conn)
     healthy = by_name(run_doctor(env))
-    assert all(healthy[name].status == OK for name in ("redis", "redis eviction", "redis memory",
-                                                       "redis persistence", "redis tls", "scale api", "clock"))
+    assert all(
+        healthy[name].status == OK
+        for name in ("redis", "redis eviction", "redis memory", "redis persistence", "redis tls", "scale api", "clock")
+    )
     assert healthy["workers"].status == FAIL  # none runs in this test
     assert "probe" not in healthy  # only with --url
     try:
@@ -183,8 +227,12 @@ def test_a_clock_that_never_ran_and_a_redis_that_is_down_each_say_so(
     env = doctor_env(redis_server.url, sim)
     clock = by_name(run_doctor(env))["clock"]
     assert clock.status == FAIL and "no scheduled reconciliation" in clock.found and "clock=1" in clock.advice
-    down = by_name(run_doctor({**env, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0", "REDIS_TIMEOUT": "0.2"},
-                              url="http://127.0.0.1:9/callback"))
+    down = by_name(
+        run_doctor(
+            {**env, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0", "REDIS_TIMEOUT": "0.2"},
+            url="http://127.0.0.1:9/callback",
+        )
+    )
     assert down["redis"].status == FAIL and "REDIS_URL" in down["redis"].advice
     assert down["probe"].status == FAIL and "Redis is unreachable" in down["probe"].found
     assert "workers" not in down

@@ -61,8 +61,12 @@ def test_an_audit_before_the_completion_is_no_audit_event() -> None:
 
 
 def test_an_audit_without_a_result_takes_the_review_status() -> None:
-    task = {"status": "completed", "completed_at": "2020-01-01T00:00:00Z",
-            "audits": [{"audited_at": "2020-01-02T00:00:00Z"}], "customer_review_status": "commented"}
+    task = {
+        "status": "completed",
+        "completed_at": "2020-01-01T00:00:00Z",
+        "audits": [{"audited_at": "2020-01-02T00:00:00Z"}],
+        "customer_review_status": "commented",
+    }
     assert derive_event(task) == Event(AUDIT, "commented")
 
 

@@ -36,15 +36,22 @@ class Sim:
         self.server = server
 
     def call(self, method: str, path: str, **body: Any) -> dict[str, Any]:
-        answer = requests.request(method, f"{self.server.api_url}/{path}", json=body or None,
-                                  auth=(API_KEY, ""), timeout=10)
+        answer = requests.request(
+            method, f"{self.server.api_url}/{path}", json=body or None, auth=(API_KEY, ""), timeout=10
+        )
         assert answer.status_code == 200, answer.text
         result: dict[str, Any] = answer.json()
         return result
 
     def create(self) -> str:
-        task = self.call("POST", "task/categorization", instruction="Red or blue?", attachment_type="text",
-                         attachment="tomato", categories=["red", "blue"])
+        task = self.call(
+            "POST",
+            "task/categorization",
+            instruction="Red or blue?",
+            attachment_type="text",
+            attachment="tomato",
+            categories=["red", "blue"],
+        )
         return str(task["task_id"])
 
     def complete(self, task_id: str) -> dict[str, Any]:
@@ -53,9 +60,13 @@ class Sim:
 
 @pytest.fixture
 def sim(tmp_path: Path) -> Iterator[Sim]:
-    settings = SimSettings(callback_auth_key=SimSecret(LIVE_KEY), completion_delay=10**6, faults=("drop",),
-                           default_callback_url="http://127.0.0.1:9/callback",
-                           data_path=str(tmp_path / "sim.sqlite3"))
+    settings = SimSettings(
+        callback_auth_key=SimSecret(LIVE_KEY),
+        completion_delay=10**6,
+        faults=("drop",),
+        default_callback_url="http://127.0.0.1:9/callback",
+        data_path=str(tmp_path / "sim.sqlite3"),
+    )
     with SimServer(settings, start_scheduler=False) as server:
         yield Sim(server)
 
@@ -113,8 +124,14 @@ def test_without_an_api_key_fetch_names_the_variable(settings: Settings, redis_c
 
 
 def fetch_cli(env: dict[str, str], *task_ids: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "callback_server", "fetch", *task_ids], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "callback_server", "fetch", *task_ids],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 @pytest.mark.slow
@@ -143,4 +160,3 @@ def test_the_command_prints_each_outcome_and_never_the_api_key(
     for run in (first, again, refused):
         assert API_KEY not in run.stdout + run.stderr
         assert bad_key not in run.stdout + run.stderr
-

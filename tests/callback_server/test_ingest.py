@@ -103,9 +103,7 @@ def test_a_lone_surrogate_in_a_response_is_queued_not_a_500(client: FlaskClient,
     assert post(client, raw).get_json() == {"status": "duplicate"}
 
 
-def test_audit_callback_with_different_content_is_a_new_delivery(
-    client: FlaskClient, redis_conn: redis.Redis
-) -> None:
+def test_audit_callback_with_different_content_is_a_new_delivery(client: FlaskClient, redis_conn: redis.Redis) -> None:
     body = load_fixture("categorization")
     assert post(client, body).get_json() == {"status": "queued"}
     audited = copy.deepcopy(body)
@@ -157,9 +155,7 @@ def test_an_identity_accepted_before_buckets_is_still_a_duplicate(client: FlaskC
 # --- authentication ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("key", "expected_mode"), [(LIVE_KEY, "live"), (OLD_LIVE_KEY, "live"), (TEST_KEY, "test")]
-)
+@pytest.mark.parametrize(("key", "expected_mode"), [(LIVE_KEY, "live"), (OLD_LIVE_KEY, "live"), (TEST_KEY, "test")])
 def test_every_configured_key_is_accepted_and_its_mode_recorded(
     client: FlaskClient, redis_conn: redis.Redis, key: str, expected_mode: str
 ) -> None:
@@ -186,7 +182,9 @@ def test_bad_keys_get_401_and_store_nothing(
     client: FlaskClient, redis_conn: redis.Redis, headers: dict[str, str]
 ) -> None:
     response = client.post(
-        "/callback", data=json.dumps(load_fixture("categorization")), headers=headers,
+        "/callback",
+        data=json.dumps(load_fixture("categorization")),
+        headers=headers,
         content_type="application/json",
     )
     assert response.status_code == 401
@@ -204,9 +202,7 @@ def test_401_comes_before_the_body_is_looked_at(client: FlaskClient, redis_conn:
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "", "text/json"])
-def test_non_json_content_types_get_415(
-    client: FlaskClient, redis_conn: redis.Redis, content_type: str
-) -> None:
+def test_non_json_content_types_get_415(client: FlaskClient, redis_conn: redis.Redis, content_type: str) -> None:
     response = post(client, load_fixture("categorization"), content_type=content_type)
     assert response.status_code == 415
     assert response.get_json()["error"] == "unsupported_media_type"

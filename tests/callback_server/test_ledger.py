@@ -56,14 +56,23 @@ def test_filters_search_and_a_delivery_with_its_attempts(
     target = book.deliveries_of_task(task_id)[0]
     ledger.register_handlers(redis_conn, ["app.handlers.one", "app.handlers.two"])
     pipe = redis_conn.pipeline()
-    ledger.record_outcome(pipe, 86400, target.delivery_id, ledger.RETRYING, 1, 12.5, ["app.handlers.one"],
-                          {"app.handlers.two": "Traceback ...\nValueError: boom"})
+    ledger.record_outcome(
+        pipe,
+        86400,
+        target.delivery_id,
+        ledger.RETRYING,
+        1,
+        12.5,
+        ["app.handlers.one"],
+        {"app.handlers.two": "Traceback ...\nValueError: boom"},
+    )
     ledger.record_outcome(pipe, 86400, target.delivery_id, ledger.DONE, 2, 3.0, ["app.handlers.two"])
     pipe.execute()
     found = book.delivery(target.delivery_id)
     assert found is not None and found.task_id == task_id and found.state == "done"
     assert [(a.number, a.outcome, a.handlers) for a in found.attempts] == [
-        (1, "r", ["app.handlers.one"]), (2, "d", ["app.handlers.two"])
+        (1, "r", ["app.handlers.one"]),
+        (2, "d", ["app.handlers.two"]),
     ]
     assert found.attempts[0].failures == {"app.handlers.two": "Traceback ...\nValueError: boom"}
     assert [e.state for e in book.recent(limit=10) if e.delivery_id == target.delivery_id] == ["done"]
@@ -89,8 +98,15 @@ def test_types_and_events_are_coded_and_read_back(client: FlaskClient, redis_con
     ((_, fields),) = redis_conn.xrange(redis_conn.keys("scb:ledger:*")[0], count=1)
     assert fields[b"y"] == b"=hologramannotation" and fields[b"e"] == b"c"
     assert [e.type for e in Ledger(redis_conn, ttl=86400).recent()] == ["annotation", "hologramannotation"]
-    assert ledger.TYPE_CODES[:7] == ("categorization", "transcription", "phonecall", "comparison", "annotation",
-                                     "datacollection", "audiotranscription")  # append only: never reorder
+    assert ledger.TYPE_CODES[:7] == (
+        "categorization",
+        "transcription",
+        "phonecall",
+        "comparison",
+        "annotation",
+        "datacollection",
+        "audiotranscription",
+    )  # append only: never reorder
 
 
 def test_a_long_failure_keeps_only_the_end_of_its_traceback(redis_conn: redis.Redis) -> None:

@@ -52,9 +52,29 @@ def _emit(formatter: logging.Formatter, record: logging.LogRecord) -> str:
     return stream.getvalue().decode("utf-8")
 
 
-@pytest.mark.parametrize("value", ["plain", "", " ", "a b", 'say "hi"', "a=b", "back\\slash", "new\nline", "\r\n",
-                                   "tab\there", "\x00\x07\x1b\x7f\x85", "\u2028\u2029\u202e", "\ud800", "\U0001f600",
-                                   "caf\u00e9", "=", '"', "\\"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "plain",
+        "",
+        " ",
+        "a b",
+        'say "hi"',
+        "a=b",
+        "back\\slash",
+        "new\nline",
+        "\r\n",
+        "tab\there",
+        "\x00\x07\x1b\x7f\x85",
+        "\u2028\u2029\u202e",
+        "\ud800",
+        "\U0001f600",
+        "caf\u00e9",
+        "=",
+        '"',
+        "\\",
+    ],
+)
 def test_every_value_reads_back_exactly_from_one_line(value: str) -> None:
     line = f"k={logfmt_value(value)}"
     assert "\n" not in line and "\r" not in line
@@ -62,10 +82,19 @@ def test_every_value_reads_back_exactly_from_one_line(value: str) -> None:
     assert parse(line) == {"k": value}
 
 
-@pytest.mark.parametrize("line", [
-    "2026-01-01T00:00:00.000Z INFO callback_server.ingest callback queued task_id=t1",  # the old format
-    'k="unterminated', "k=a=b", 'k="bad \\q escape"', "k=v  j=w", "k=", "=v", 'k="raw\x01control"',
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "2026-01-01T00:00:00.000Z INFO callback_server.ingest callback queued task_id=t1",  # the old format
+        'k="unterminated',
+        "k=a=b",
+        'k="bad \\q escape"',
+        "k=v  j=w",
+        "k=",
+        "=v",
+        'k="raw\x01control"',
+    ],
+)
 def test_the_reader_is_strict(line: str) -> None:
     with pytest.raises(LogfmtError):
         parse(line)
@@ -128,8 +157,9 @@ def test_a_traceback_is_one_escaped_field_of_the_same_line() -> None:
 
 
 def test_json_lines_carry_the_same_fields_and_survive_a_lone_surrogate() -> None:
-    written = _emit(JsonFormatter(), _record("callback %s", "queued", task_id=NASTY, latency_ms=1.5, attempt=2,
-                                             exc=True))
+    written = _emit(
+        JsonFormatter(), _record("callback %s", "queued", task_id=NASTY, latency_ms=1.5, attempt=2, exc=True)
+    )
     assert written.count("\n") == 1
     line = json.loads(written)
     assert line["task_id"] == NASTY
@@ -217,8 +247,12 @@ def test_the_router_s_request_id_is_in_the_ack_line_and_the_job(
     if header is not None:
         headers["X-Request-ID"] = header
     with caplog.at_level(logging.INFO, logger="callback_server.ingest"):
-        answer = client.post("/callback", data=json.dumps(load_fixture("categorization")),
-                             content_type="application/json", headers=headers)
+        answer = client.post(
+            "/callback",
+            data=json.dumps(load_fixture("categorization")),
+            content_type="application/json",
+            headers=headers,
+        )
     assert answer.get_json() == {"status": "queued"}
     [ack] = [r for r in caplog.records if getattr(r, "outcome", None) == "queued"]
     if kept:

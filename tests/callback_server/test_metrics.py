@@ -53,8 +53,7 @@ def scrape(client: FlaskClient) -> dict[tuple[str, tuple[tuple[str, str], ...]],
 
 def post(client: FlaskClient, body: object, key: str = LIVE_KEY) -> str:
     data = body if isinstance(body, str) else json.dumps(body)
-    answer = client.post("/callback", data=data, content_type="application/json",
-                         headers={"scale-callback-auth": key})
+    answer = client.post("/callback", data=data, content_type="application/json", headers={"scale-callback-auth": key})
     assert answer.status_code == 200, answer.get_data(as_text=True)
     return answer.get_json()["status"]
 
@@ -65,8 +64,21 @@ def test_without_a_token_the_route_does_not_exist(client: FlaskClient) -> None:
     assert answer.get_json()["error"] == "not_found"
 
 
-@pytest.mark.parametrize("header", [None, "", "Bearer", "Bearer ", f"Basic {TOKEN}", f"Bearer {TOKEN}x",
-                                    f"Bearer {TOKEN[:-1]}", "Bearer wrong", f"{TOKEN}", "Bearer t\u00f6ken"])
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "",
+        "Bearer",
+        "Bearer ",
+        f"Basic {TOKEN}",
+        f"Bearer {TOKEN}x",
+        f"Bearer {TOKEN[:-1]}",
+        "Bearer wrong",
+        f"{TOKEN}",
+        "Bearer t\u00f6ken",
+    ],
+)
 def test_the_token_is_required(metrics_client: FlaskClient, header: str | None) -> None:
     headers = {} if header is None else {"Authorization": header}
     answer = metrics_client.get("/metrics", headers=headers)
@@ -89,19 +101,32 @@ def test_counts_and_latency_after_a_known_sequence(metrics_client: FlaskClient) 
     assert post(metrics_client, "{not json") == "quarantined"
     samples = scrape(metrics_client)
     delivery = "scb_deliveries_total"
-    assert samples[(delivery, (("event", "completed"), ("mode", "live"), ("outcome", "queued"),
-                               ("type", "categorization")))] == 1
-    assert samples[(delivery, (("event", "completed"), ("mode", "live"), ("outcome", "duplicate"),
-                               ("type", "categorization")))] == 2
-    assert samples[(delivery, (("event", "completed"), ("mode", "test"), ("outcome", "queued"),
-                               ("type", "annotation")))] == 1
+    assert (
+        samples[
+            (delivery, (("event", "completed"), ("mode", "live"), ("outcome", "queued"), ("type", "categorization")))
+        ]
+        == 1
+    )
+    assert (
+        samples[
+            (delivery, (("event", "completed"), ("mode", "live"), ("outcome", "duplicate"), ("type", "categorization")))
+        ]
+        == 2
+    )
+    assert (
+        samples[(delivery, (("event", "completed"), ("mode", "test"), ("outcome", "queued"), ("type", "annotation")))]
+        == 1
+    )
     assert samples[(delivery, (("event", "-"), ("mode", "live"), ("outcome", "quarantined"), ("type", "-")))] == 1
     assert sum(v for (name, _), v in samples.items() if name == delivery) == 5
     assert samples[("scb_ack_latency_seconds_count", ())] == 5
     assert samples[("scb_ack_latency_seconds_bucket", (("le", "+Inf"),))] == 5
     assert 0 < samples[("scb_ack_latency_seconds_sum", ())] < 5
-    buckets = sorted((float(dict(labels)["le"]), v) for (name, labels), v in samples.items()
-                     if name == "scb_ack_latency_seconds_bucket")
+    buckets = sorted(
+        (float(dict(labels)["le"]), v)
+        for (name, labels), v in samples.items()
+        if name == "scb_ack_latency_seconds_bucket"
+    )
     assert [v for _, v in buckets] == sorted(v for _, v in buckets)  # cumulative
     assert buckets[0][0] == 0.001
     assert samples[("scb_queue_depth", (("queue", "callbacks"),))] == 2
@@ -114,9 +139,15 @@ def test_histograms_become_cumulative_buckets_in_seconds(metrics_client: FlaskCl
     pipe = redis_conn.pipeline()
     for latency_ms in (0.5, 0.9, 4, 4000, 9000):
         stats.apply_now(pipe, stats.ack_latency(latency_ms))
-    stats.apply_now(pipe, stats.merge(stats.handler_run("h1", "categorization", "done", 0.002),
-                                      stats.handler_run("h1", "categorization", "failed", 0.3),
-                                      stats.job_outcome("retry"), stats.unhandled("novel", "completed")))
+    stats.apply_now(
+        pipe,
+        stats.merge(
+            stats.handler_run("h1", "categorization", "done", 0.002),
+            stats.handler_run("h1", "categorization", "failed", 0.3),
+            stats.job_outcome("retry"),
+            stats.unhandled("novel", "completed"),
+        ),
+    )
     pipe.hincrbyfloat(stats.TOTAL_KEY, "brand_new|a|b", 3)
     pipe.execute()
     samples = scrape(metrics_client)
@@ -128,8 +159,9 @@ def test_histograms_become_cumulative_buckets_in_seconds(metrics_client: FlaskCl
     assert samples[("scb_handler_duration_seconds_bucket", (("handler", "h1"), ("le", "0.5")))] == 2
     assert samples[("scb_handler_duration_seconds_count", (("handler", "h1"),))] == 2
     assert samples[("scb_handler_duration_seconds_sum", (("handler", "h1"),))] == pytest.approx(0.302)
-    assert samples[("scb_handler_runs_total", (("handler", "h1"), ("outcome", "failed"),
-                                               ("type", "categorization")))] == 1
+    assert (
+        samples[("scb_handler_runs_total", (("handler", "h1"), ("outcome", "failed"), ("type", "categorization")))] == 1
+    )
     assert samples[("scb_jobs_total", (("outcome", "retry"),))] == 1
     assert samples[("scb_unhandled_total", (("event", "completed"), ("type", "novel")))] == 1
     assert samples[("scb_counter_total", (("labels", "a|b"), ("name", "brand_new")))] == 3
@@ -148,10 +180,14 @@ def test_gauges_of_the_queue_registries_workers_and_reconciliation(
     redis_conn.zadd(f"rq:wip:{settings.callback_queue}", {"j4": 1})
     redis_conn.sadd(f"rq:workers:{settings.callback_queue}", "rq:worker:alive", "rq:worker:dead")
     redis_conn.hset("rq:worker:alive", "state", "idle")
-    redis_conn.lpush(RUNS_KEY, json.dumps({"scope": "p1", "finished_at": "2026-01-01T00:00:00Z", "complete": False,
-                                           "seen": 9, "queued": 2}))
-    redis_conn.lpush(RUNS_KEY, json.dumps({"scope": "p1", "finished_at": "2026-01-02T00:00:00Z", "complete": True,
-                                           "seen": 5, "queued": 1}))
+    redis_conn.lpush(
+        RUNS_KEY,
+        json.dumps({"scope": "p1", "finished_at": "2026-01-01T00:00:00Z", "complete": False, "seen": 9, "queued": 2}),
+    )
+    redis_conn.lpush(
+        RUNS_KEY,
+        json.dumps({"scope": "p1", "finished_at": "2026-01-02T00:00:00Z", "complete": True, "seen": 5, "queued": 1}),
+    )
     redis_conn.lpush(RUNS_KEY, "not json")
     samples = scrape(metrics_client)
     on_queue = (("queue", "callbacks"),)
@@ -162,8 +198,10 @@ def test_gauges_of_the_queue_registries_workers_and_reconciliation(
     assert samples[("scb_workers_alive", on_queue)] == 1
     assert samples[("scb_reconcile_last_run_complete", (("scope", "p1"),))] == 1
     assert samples[("scb_reconcile_last_run_tasks", (("outcome", "queued"), ("scope", "p1")))] == 1
-    assert samples[("scb_reconcile_last_run_timestamp_seconds", (("scope", "p1"),))] == datetime(
-        2026, 1, 2, tzinfo=UTC).timestamp()
+    assert (
+        samples[("scb_reconcile_last_run_timestamp_seconds", (("scope", "p1"),))]
+        == datetime(2026, 1, 2, tzinfo=UTC).timestamp()
+    )
     # A scrape writes nothing: the dead worker's name is still registered, nothing was cleaned.
     assert redis_conn.sismember(f"rq:workers:{settings.callback_queue}", "rq:worker:dead")
     assert redis_conn.zcard(f"rq:wip:{settings.callback_queue}") == 1
@@ -188,8 +226,15 @@ def test_a_reconciliation_run_is_counted(redis_conn: redis.Redis) -> None:
     from callback_server import stats
     from callback_server.reconcile import RunLog, RunSummary, run_counts
 
-    summary = RunSummary(run_id="r", started_at="a", window_start="b", window_end="c", scope="kitchen",
-                         complete=True, events={"completed": {"queued": 2, "already_had": 3}, "audit": {"queued": 1}})
+    summary = RunSummary(
+        run_id="r",
+        started_at="a",
+        window_start="b",
+        window_end="c",
+        scope="kitchen",
+        complete=True,
+        events={"completed": {"queued": 2, "already_had": 3}, "audit": {"queued": 1}},
+    )
     pipe = redis_conn.pipeline()
     RunLog(redis_conn).add(summary, pipe)
     stats.apply_now(pipe, run_counts(summary))

@@ -28,8 +28,16 @@ EXAMPLES = 40
 MODERN = {
     "imageannotation": {
         "annotations": [
-            {"type": "box", "label": "car", "uuid": "u", "attributes": {}, "left": 1, "top": 2, "width": 3,
-             "height": 4},
+            {
+                "type": "box",
+                "label": "car",
+                "uuid": "u",
+                "attributes": {},
+                "left": 1,
+                "top": 2,
+                "width": 3,
+                "height": 4,
+            },
             {"type": "polygon", "label": "road", "vertices": [{"x": 0, "y": 0}, {"x": 1, "y": 1}]},
             {"type": "point", "label": "eye", "x": 1, "y": 2},
         ],
@@ -115,8 +123,9 @@ def test_any_value_in_any_field_is_answered_200_and_queued_jobs_run_cleanly(
     @given(path=st.sampled_from(_paths(body)), value=JSON_VALUES)
     def post_one(path: tuple[Any, ...], value: Any) -> None:
         data = json.dumps(_put(body, path, value))  # ensure_ascii: a lone surrogate travels as \ud800
-        response = client.post("/callback", data=data, headers={"scale-callback-auth": LIVE_KEY},
-                               content_type="application/json")
+        response = client.post(
+            "/callback", data=data, headers={"scale-callback-auth": LIVE_KEY}, content_type="application/json"
+        )
         assert response.status_code == 200, (path, value, response.get_data())
         status = response.get_json()["status"]
         assert status in ("queued", "duplicate", "quarantined")

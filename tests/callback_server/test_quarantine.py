@@ -24,8 +24,13 @@ from tests.processes import wait_for
 
 def box_errors(n: int) -> dict[str, object]:
     """The shape marshmallow gives for ``n`` bad boxes of an annotation response."""
-    return {"response": {"annotations": {i: {"left": ["Missing data for required field."],
-                                             "label": ["Not a valid string."]} for i in range(n)}}}
+    return {
+        "response": {
+            "annotations": {
+                i: {"left": ["Missing data for required field."], "label": ["Not a valid string."]} for i in range(n)
+            }
+        }
+    }
 
 
 def test_small_details_are_stored_as_they_are() -> None:
@@ -44,8 +49,10 @@ def test_many_errors_are_capped_in_count_with_a_note_of_how_many_were_dropped() 
     assert len(messages) == MAX_DETAIL_ENTRIES
     assert capped[TRUNCATED_KEY].startswith(f"{20_000 - MAX_DETAIL_ENTRIES} more validation messages dropped")
     # What is kept reads like the original: the first boxes, with their paths.
-    assert capped["response"]["annotations"]["0"] == {"left": ["Missing data for required field."],
-                                                      "label": ["Not a valid string."]}
+    assert capped["response"]["annotations"]["0"] == {
+        "left": ["Missing data for required field."],
+        "label": ["Not a valid string."],
+    }
 
 
 def test_long_messages_are_capped_in_size() -> None:

@@ -52,8 +52,9 @@ def stamp(moment: datetime) -> str:
 # --- tasks in each state, as the list API returns them ----------------------------------------------
 
 
-def completed_task(index: int, *, updated: datetime = NOW - HOUR, created: datetime | None = None,
-                   project: str | None = None) -> dict[str, Any]:
+def completed_task(
+    index: int, *, updated: datetime = NOW - HOUR, created: datetime | None = None, project: str | None = None
+) -> dict[str, Any]:
     task = load_fixture("categorization")["task"]
     task.update(
         task_id=f"task{index:05d}",
@@ -69,17 +70,28 @@ def completed_task(index: int, *, updated: datetime = NOW - HOUR, created: datet
 
 def error_task(index: int, updated: datetime) -> dict[str, Any]:
     task = completed_task(index, updated=updated)
-    task.update(status="error", completed_at=None, response={
-        "error": "One or more attachments could not be downloaded.",
-        "attachments": [{"statusCode": 403, "url": "https://example.com/private.png"}],
-    })
+    task.update(
+        status="error",
+        completed_at=None,
+        response={
+            "error": "One or more attachments could not be downloaded.",
+            "attachments": [{"statusCode": 403, "url": "https://example.com/private.png"}],
+        },
+    )
     return task
 
 
 def audited_task(index: int, completed: datetime, audited: datetime, result: str = "accepted") -> dict[str, Any]:
     task = completed_task(index, updated=completed)
-    task["audits"] = [{"audited_by": "reviewer@example.com", "audited_at": stamp(audited), "audit_time_secs": 12,
-                       "audit_result": result, "audit_source": "customer"}]
+    task["audits"] = [
+        {
+            "audited_by": "reviewer@example.com",
+            "audited_at": stamp(audited),
+            "audit_time_secs": 12,
+            "audit_result": result,
+            "audit_source": "customer",
+        }
+    ]
     task.update(customer_review_status=result, updated_at=stamp(audited))
     return task
 
@@ -158,11 +170,14 @@ class FakeScale:
             if self.fail_after_pages is not None and self.pages_served >= self.fail_after_pages:
                 return jsonify(status_code=503, error="scripted outage"), 503, {}
             self.pages_served += 1
-            found = sorted((t for t in self.tasks if _matches(t, args)),
-                           key=lambda t: (t["created_at"], t["task_id"]), reverse=True)
+            found = sorted(
+                (t for t in self.tasks if _matches(t, args)),
+                key=lambda t: (t["created_at"], t["task_id"]),
+                reverse=True,
+            )
             limit = min(int(args.get("limit", 100)), self.page_size)
             start = int(args.get("next_token") or args.get("offset") or 0)
-            docs = found[start:start + limit]
+            docs = found[start : start + limit]
             more = start + limit < len(found)
             answer: dict[str, Any] = {"docs": docs, "total": len(found), "limit": limit, "has_more": more}
             if self.tokens and more:
@@ -211,14 +226,26 @@ class Clock:
 
 
 def reconciler_for(
-    fake: FakeScale, settings: Settings, conn: redis.Redis, sleeps: list[float] | None = None, *,
-    deliveries: DeliveryQueue | None = None, quarantine: Quarantine | None = None, clock: Clock | None = None,
+    fake: FakeScale,
+    settings: Settings,
+    conn: redis.Redis,
+    sleeps: list[float] | None = None,
+    *,
+    deliveries: DeliveryQueue | None = None,
+    quarantine: Quarantine | None = None,
+    clock: Clock | None = None,
     **options: Any,
 ) -> Reconciler:
-    api = ScaleAPI(fake.url, Secret(API_KEY), backoff=0.01, sleep=(sleeps if sleeps is not None else []).append,
-                   jitter=lambda: 1.0)
-    reconciler = Reconciler(api, deliveries or DeliveryQueue.from_settings(settings, conn),
-                            quarantine or Quarantine(conn), clock=clock or Clock(), **options)
+    api = ScaleAPI(
+        fake.url, Secret(API_KEY), backoff=0.01, sleep=(sleeps if sleeps is not None else []).append, jitter=lambda: 1.0
+    )
+    reconciler = Reconciler(
+        api,
+        deliveries or DeliveryQueue.from_settings(settings, conn),
+        quarantine or Quarantine(conn),
+        clock=clock or Clock(),
+        **options,
+    )
     _OPEN.append(reconciler)
     return reconciler
 
@@ -295,8 +322,13 @@ def test_every_event_whose_callback_was_lost_is_recovered_once_by_one_run(
     assert summary.events == {e: {"queued": 1} for e in ("completed", "error", "audit", "recalled", "canceled")}
     assert (summary.seen, summary.queued, summary.skipped) == (6, 5, 1)
     jobs = jobs_by_task(redis_conn)
-    assert jobs == {"task00001": ["completed"], "task00002": ["error"], "task00003": ["completed", "audit"],
-                    "task00004": ["recalled"], "task00005": ["canceled"]}
+    assert jobs == {
+        "task00001": ["completed"],
+        "task00002": ["error"],
+        "task00003": ["completed", "audit"],
+        "task00004": ["recalled"],
+        "task00005": ["canceled"],
+    }
     (audit_job,) = [j for j in queued_jobs(redis_conn) if j.args[0]["event"] == "audit"]
     assert audit_job.args[0]["review_status"] == "accepted"
     clock.now += HOUR
@@ -364,8 +396,10 @@ def test_a_run_interrupted_after_two_pages_resumes_from_its_mark_and_misses_noth
     # Updated over the last four hours, created in the reverse order of their updates, so the API's
     # newest-created-first pages say nothing about how far in update time a run got.
     minutes_ago = [230, 200, 170, 160, 140, 130, 110, 90, 50, 10]
-    fake.tasks = [completed_task(i, updated=NOW - timedelta(minutes=m),
-                                 created=NOW - timedelta(days=30, minutes=-i)) for i, m in enumerate(minutes_ago)]
+    fake.tasks = [
+        completed_task(i, updated=NOW - timedelta(minutes=m), created=NOW - timedelta(days=30, minutes=-i))
+        for i, m in enumerate(minutes_ago)
+    ]
     fake.page_size = 2
     fake.fail_after_pages = 2
     clock = Clock()
@@ -397,8 +431,9 @@ def test_a_manual_sweep_leaves_the_mark_alone(fake: FakeScale, settings: Setting
     assert redis_conn.hgetall(MARKS_KEY) == {}
 
 
-@pytest.mark.parametrize(("by", "low", "high"), [("completed", "completed_after", "completed_before"),
-                                                  ("created", "start_time", "end_time")])
+@pytest.mark.parametrize(
+    ("by", "low", "high"), [("completed", "completed_after", "completed_before"), ("created", "start_time", "end_time")]
+)
 def test_manual_sweeps_by_completion_and_creation_time(
     fake: FakeScale, settings: Settings, redis_conn: redis.Redis, by: str, low: str, high: str
 ) -> None:
@@ -414,8 +449,11 @@ def test_manual_sweeps_by_completion_and_creation_time(
 def test_each_project_is_swept_on_its_own_and_others_are_untouched(
     fake: FakeScale, settings: Settings, redis_conn: redis.Redis
 ) -> None:
-    fake.tasks = [completed_task(1, project="kitchen"), completed_task(2, project="garden"),
-                  completed_task(3, project="attic")]
+    fake.tasks = [
+        completed_task(1, project="kitchen"),
+        completed_task(2, project="garden"),
+        completed_task(3, project="attic"),
+    ]
     summary = reconciler_for(fake, settings, redis_conn, projects=("kitchen", "garden")).run_scheduled()
     assert summary.complete and summary.scope == "projects kitchen, garden"
     assert list(dict.fromkeys(r["project"] for r in fake.requests)) == ["kitchen", "garden"]
@@ -463,8 +501,12 @@ def test_transient_answers_are_retried_with_exponential_backoff(
 
 def test_retry_after_is_honoured_within_a_bound(fake: FakeScale, settings: Settings, redis_conn: redis.Redis) -> None:
     later = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
-    fake.failures = [(429, {"Retry-After": "2"}, ""), (503, {"Retry-After": "3600"}, ""),
-                     (429, {"Retry-After": later}, ""), (429, {"Retry-After": "soon"}, "")]
+    fake.failures = [
+        (429, {"Retry-After": "2"}, ""),
+        (503, {"Retry-After": "3600"}, ""),
+        (429, {"Retry-After": later}, ""),
+        (429, {"Retry-After": "soon"}, ""),
+    ]
     sleeps: list[float] = []
     api = ScaleAPI(fake.url, Secret(API_KEY), backoff=0.01, max_backoff=60, sleep=sleeps.append, jitter=lambda: 1.0)
     reconciler = Reconciler(api, DeliveryQueue.from_settings(settings, redis_conn), Quarantine(redis_conn))
@@ -585,11 +627,14 @@ def test_a_task_that_cannot_even_be_quarantined_is_counted_and_named(
     fake: FakeScale, settings: Settings, redis_conn: redis.Redis
 ) -> None:
     fake.tasks[2]["task_id"] = "task\ud800"
-    summary = reconciler_for(fake, settings, redis_conn, deliveries=ExplodingQueue(redis_conn),
-                             quarantine=BrokenQuarantine(redis_conn)).run(*WINDOW)
+    summary = reconciler_for(
+        fake, settings, redis_conn, deliveries=ExplodingQueue(redis_conn), quarantine=BrokenQuarantine(redis_conn)
+    ).run(*WINDOW)
     assert summary.complete and summary.queued == 6 and summary.task_errors == 2
-    assert sorted(summary.errors) == ["task task00001: RuntimeError, and not kept: ValueError",
-                                      "task task\\ud800: ValueError, and not kept: ValueError"]
+    assert sorted(summary.errors) == [
+        "task task00001: RuntimeError, and not kept: ValueError",
+        "task task\\ud800: ValueError, and not kept: ValueError",
+    ]
     assert summary.events["completed"] == {"queued": 6, "errors": 2}
 
 
@@ -626,9 +671,21 @@ def test_redis_down_mid_run_is_an_incomplete_run(
 
 def test_the_run_log_reads_summaries_written_before_fields_changed(redis_conn: redis.Redis) -> None:
     old: dict[str, Any] = {
-           "run_id": "abc", "started_at": "2026-01-01T00:00:00+00:00", "window_start": "a", "window_end": "b",
-           "finished_at": "c", "seen": 3, "already_had": 1, "queued": 2, "quarantined": 0, "skipped": 0,
-           "errors": [], "complete": True, "queued_task_ids": ["t"], "a_field_from_the_future": 1}
+        "run_id": "abc",
+        "started_at": "2026-01-01T00:00:00+00:00",
+        "window_start": "a",
+        "window_end": "b",
+        "finished_at": "c",
+        "seen": 3,
+        "already_had": 1,
+        "queued": 2,
+        "quarantined": 0,
+        "skipped": 0,
+        "errors": [],
+        "complete": True,
+        "queued_task_ids": ["t"],
+        "a_field_from_the_future": 1,
+    }
     redis_conn.lpush(RUNS_KEY, json.dumps(old))
     (summary,) = RunLog(redis_conn).recent()
     assert summary == RunSummary(**{k: v for k, v in old.items() if k != "a_field_from_the_future"})
@@ -654,8 +711,10 @@ def test_reconciler_settings() -> None:
     [
         ({"RECONCILE_LOOKBACK": "999999999"}, "RECONCILE_LOOKBACK (999999999) must not exceed DEDUP_TTL (172800)"),
         ({"RECONCILE_WINDOW": "999999999"}, "RECONCILE_WINDOW (999999999) must not exceed DEDUP_TTL"),
-        ({"RECONCILE_LOOKBACK": "7200", "RECONCILE_OVERLAP": "7201"},
-         "RECONCILE_OVERLAP (7201) must not exceed RECONCILE_LOOKBACK (7200)"),
+        (
+            {"RECONCILE_LOOKBACK": "7200", "RECONCILE_OVERLAP": "7201"},
+            "RECONCILE_OVERLAP (7201) must not exceed RECONCILE_LOOKBACK (7200)",
+        ),
         ({"RECONCILE_OVERLAP": "-1"}, "RECONCILE_OVERLAP must be at least 0"),
         ({"RECONCILE_LOOKBACK": "1d"}, "RECONCILE_LOOKBACK must be a whole number"),
         ({"RECONCILE_LOOKBACK": "7200", "RECONCILE_WINDOW": "3600"}, "RECONCILE_WINDOW is replaced by"),
@@ -674,8 +733,12 @@ def test_bad_reconciler_settings_name_the_variable(env: dict[str, str], message:
 
 @pytest.fixture
 def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    env = {"REDIS_URL": settings.redis_url, "SCALE_CALLBACK_AUTH_KEY": BASE["SCALE_CALLBACK_AUTH_KEY"],
-           "SCALE_API_URL": "http://127.0.0.1:9/v1", "SCALE_API_KEY": API_KEY}
+    env = {
+        "REDIS_URL": settings.redis_url,
+        "SCALE_CALLBACK_AUTH_KEY": BASE["SCALE_CALLBACK_AUTH_KEY"],
+        "SCALE_API_URL": "http://127.0.0.1:9/v1",
+        "SCALE_API_KEY": API_KEY,
+    }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     for name in ("SCALE_PROJECTS", "RECONCILE_LOOKBACK", "RECONCILE_WINDOW", "RECONCILE_OVERLAP"):
@@ -727,8 +790,11 @@ def test_reconcile_command_runs_the_scheduled_window_and_prints_counts_by_event(
     fake: FakeScale, cli_env: dict[str, str], redis_conn: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     now = datetime.now(UTC)
-    fake.tasks = [completed_task(1, updated=now - HOUR, project="kitchen"), error_task(2, now - HOUR),
-                  completed_task(3, updated=now - HOUR, project="attic")]
+    fake.tasks = [
+        completed_task(1, updated=now - HOUR, project="kitchen"),
+        error_task(2, now - HOUR),
+        completed_task(3, updated=now - HOUR, project="attic"),
+    ]
     fake.tasks[1]["project"] = "garden"
     monkeypatch.setenv("SCALE_API_URL", fake.url)
     monkeypatch.setenv("SCALE_PROJECTS", "kitchen,garden")
@@ -758,7 +824,10 @@ def test_reconcile_command_sweeps_by_completion_time(
 
 
 def test_reconcile_command_reports_an_incomplete_run_and_exits_1_without_the_key(
-    fake: FakeScale, cli_env: dict[str, str], redis_conn: redis.Redis, monkeypatch: pytest.MonkeyPatch,
+    fake: FakeScale,
+    cli_env: dict[str, str],
+    redis_conn: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     fake.failures = [(401, {}, f"bad key {API_KEY}")]

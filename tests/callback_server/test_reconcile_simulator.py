@@ -46,16 +46,24 @@ class Sim:
     server: SimServer
 
     def call(self, method: str, path: str, **body: Any) -> dict[str, Any]:
-        answer = requests.request(method, f"{self.server.api_url}/{path}", json=body or None,
-                                  auth=(API_KEY, ""), timeout=10)
+        answer = requests.request(
+            method, f"{self.server.api_url}/{path}", json=body or None, auth=(API_KEY, ""), timeout=10
+        )
         assert answer.status_code == 200, answer.text
         result: dict[str, Any] = answer.json()
         return result
 
     def create(self, project: str | None = None) -> str:
         extra = {"project": project} if project else {}
-        task = self.call("POST", "task/categorization", instruction="Red or blue?", attachment_type="text",
-                         attachment="tomato", categories=["red", "blue"], **extra)
+        task = self.call(
+            "POST",
+            "task/categorization",
+            instruction="Red or blue?",
+            attachment_type="text",
+            attachment="tomato",
+            categories=["red", "blue"],
+            **extra,
+        )
         return str(task["task_id"])
 
     def complete(self, task_id: str, category: str = "red") -> dict[str, Any]:
@@ -76,8 +84,14 @@ def sim(tmp_path: Path) -> Iterator[Sim]:
 
 
 def reconcile(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "callback_server", "reconcile", *args], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "callback_server", "reconcile", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def seen(conn: redis.Redis) -> list[tuple[str, ...]]:
@@ -103,14 +117,23 @@ def test_one_run_recovers_a_late_completion_an_error_an_audit_and_a_recall_each_
     sim.call("POST", f"task/{audited}/audit", result="accepted")
     sim.call("POST", f"task/{recalled}/recall", complete_in=None)
 
-    env = stack_env(redis_server.url, CALLBACK_HANDLERS="tests.workers.event_handlers",
-                    SCALE_API_URL=sim.server.api_url, SCALE_API_KEY=API_KEY)
+    env = stack_env(
+        redis_server.url,
+        CALLBACK_HANDLERS="tests.workers.event_handlers",
+        SCALE_API_URL=sim.server.api_url,
+        SCALE_API_KEY=API_KEY,
+    )
     with process(worker_args(), env, tmp_path / "worker.log"):
         first = reconcile(env)
         assert first.returncode == 0, first.stdout + first.stderr
         assert "seen 4, already had 0, queued 4, quarantined 0" in first.stdout
-        for line in ("completed: queued 1", "error: queued 1", "audit: queued 1", "recalled: queued 1",
-                     "scope: the whole account (SCALE_PROJECTS is unset)"):
+        for line in (
+            "completed: queued 1",
+            "error: queued 1",
+            "audit: queued 1",
+            "recalled: queued 1",
+            "scope: the whole account (SCALE_PROJECTS is unset)",
+        ):
             assert line in first.stdout, first.stdout
         wait_for(lambda: len(seen(redis_conn)) >= 11, timeout=60, what="every handler run")
         wait_for(lambda: redis_conn.llen("rq:queue:callbacks") == 0, what="the queue to drain")
@@ -122,12 +145,17 @@ def test_one_run_recovers_a_late_completion_an_error_an_audit_and_a_recall_each_
 
     runs = seen(redis_conn)
     assert max(Counter((handler, delivery) for handler, _, _, delivery in runs).values()) == 1
-    assert Counter((handler, event, review) for handler, event, review, _ in runs) == Counter({
-        ("results", "completed", "-"): 3, ("everything", "completed", "-"): 3,  # late + the two delivered
-        ("everything", "error", "-"): 1,
-        ("everything", "audit", "accepted"): 1, ("reviews", "audit", "accepted"): 1,
-        ("everything", "recalled", "-"): 1, ("reviews", "recalled", "-"): 1,
-    })
+    assert Counter((handler, event, review) for handler, event, review, _ in runs) == Counter(
+        {
+            ("results", "completed", "-"): 3,
+            ("everything", "completed", "-"): 3,  # late + the two delivered
+            ("everything", "error", "-"): 1,
+            ("everything", "audit", "accepted"): 1,
+            ("reviews", "audit", "accepted"): 1,
+            ("everything", "recalled", "-"): 1,
+            ("reviews", "recalled", "-"): 1,
+        }
+    )
     assert API_KEY not in first.stdout + first.stderr + second.stdout + second.stderr
 
 
@@ -137,8 +165,12 @@ def test_each_named_project_is_swept_and_a_third_is_not_touched(
     tasks = {project: sim.create(project) for project in ("kitchen", "garden", "attic")}
     for task_id in tasks.values():
         sim.complete(task_id)
-    settings = replace(make_settings(redis_server.url), scale_api_key=Secret(API_KEY),
-                       scale_api_url=sim.server.api_url, scale_projects=("kitchen", "garden"))
+    settings = replace(
+        make_settings(redis_server.url),
+        scale_api_key=Secret(API_KEY),
+        scale_api_url=sim.server.api_url,
+        scale_projects=("kitchen", "garden"),
+    )
     reconciler = build_reconciler(settings, redis_conn)
     try:
         summary = reconciler.run_scheduled()

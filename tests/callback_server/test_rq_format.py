@@ -19,9 +19,25 @@ from tests.conftest import load_fixture
 ROOT = Path(__file__).resolve().parents[2]
 
 JOB_HASH_FIELDS_RQ_3_0 = {
-    "created_at", "data", "description", "ended_at", "enqueued_at", "failure_callback_name", "failure_ttl",
-    "group_id", "last_heartbeat", "origin", "result_ttl", "retries_left", "retry_intervals", "started_at",
-    "status", "stopped_callback_name", "success_callback_name", "timeout", "worker_name",
+    "created_at",
+    "data",
+    "description",
+    "ended_at",
+    "enqueued_at",
+    "failure_callback_name",
+    "failure_ttl",
+    "group_id",
+    "last_heartbeat",
+    "origin",
+    "result_ttl",
+    "retries_left",
+    "retry_intervals",
+    "started_at",
+    "status",
+    "stopped_callback_name",
+    "success_callback_name",
+    "timeout",
+    "worker_name",
 }
 """What rq 3.0.0's Job.to_dict writes for one of our jobs (the accept script copies it)."""
 

@@ -116,9 +116,21 @@ def test_end_to_end_all_types_each_handler_once_duplicates_run_nothing(
 def test_gunicorn_refuses_to_boot_without_a_key(redis_server: RedisProcess, tmp_path: Path) -> None:
     env = child_env(REDIS_URL=redis_server.url)
     result = subprocess.run(
-        [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "--bind", f"127.0.0.1:{free_port()}",
-         "callback_server:create_app()"],
-        env=env, cwd=ROOT, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--config",
+            "gunicorn.conf.py",
+            "--bind",
+            f"127.0.0.1:{free_port()}",
+            "callback_server:create_app()",
+        ],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode != 0
     assert "SCALE_CALLBACK_AUTH_KEY is not set" in result.stderr
@@ -161,8 +173,10 @@ def test_malformed_chunked_framing_is_a_400_and_no_body_text_is_logged(
 ) -> None:
     log = tmp_path / "gunicorn.log"
     with gunicorn(server_env, free_port(), log) as base:
-        head = (b"POST /callback HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                b"scale-callback-auth: " + LIVE_KEY.encode() + b"\r\nTransfer-Encoding: chunked\r\n\r\n")
+        head = (
+            b"POST /callback HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"scale-callback-auth: " + LIVE_KEY.encode() + b"\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
         answer = raw_exchange(base, head + chunks)
         status_line, _, rest = answer.partition(b"\r\n")
         assert status_line.startswith(b"HTTP/1.1 400"), answer[:300]
@@ -215,8 +229,11 @@ def test_slow_clients_stall_neither_callbacks_nor_health_checks(server: str, red
             assert requests.get(f"{server}/healthz", timeout=5).status_code == 200
             assert time.monotonic() - started < 5
         # A trickling connection is not held for ever: the server closes it by itself.
-        wait_for(lambda: all(closed_by_server(sock) for sock in slow), timeout=15,
-                 what="the server to close the slow connections")
+        wait_for(
+            lambda: all(closed_by_server(sock) for sock in slow),
+            timeout=15,
+            what="the server to close the slow connections",
+        )
     finally:
         for sock in slow:
             sock.close()

@@ -110,9 +110,7 @@ class Receiver:
             time.sleep(self.slow_seconds)
             status = 200
         with self._lock:
-            self.received.append(
-                Received(request.path, dict(request.headers), body, size, time.time(), status)
-            )
+            self.received.append(Received(request.path, dict(request.headers), body, size, time.time(), status))
         return Response(b"ok" if status == 200 else b"no", status=status)(environ, start_response)
 
     def bodies(self) -> list[dict[str, Any]]:
@@ -128,9 +126,7 @@ class Receiver:
 
         def arrived() -> list[Received]:
             with self._lock:
-                got = [
-                    r for r in self.received if task_id is None or (r.body or {}).get("task_id") == task_id
-                ]
+                got = [r for r in self.received if task_id is None or (r.body or {}).get("task_id") == task_id]
             return got if len(got) >= count else []
 
         return wait_for(arrived, timeout, what=f"{count} callbacks")
@@ -293,8 +289,12 @@ MODERN_BODIES: dict[str, dict[str, Any]] = {
         "fields": [
             {"type": "text", "field_id": "ceo", "title": "Who is the CEO?"},
             {"type": "number", "field_id": "employees", "title": "How many employees?"},
-            {"type": "category", "field_id": "sector", "title": "Sector", "choices": [
-                {"label": "Tech", "value": "tech"}, {"label": "Retail", "value": "retail"}]},
+            {
+                "type": "category",
+                "field_id": "sector",
+                "title": "Sector",
+                "choices": [{"label": "Tech", "value": "tech"}, {"label": "Retail", "value": "retail"}],
+            },
         ],
     },
     "namedentityrecognition": {
@@ -322,8 +322,6 @@ MODERN_BODIES: dict[str, dict[str, Any]] = {
     },
 }
 """A documented request per modern type (JSON), as the official client's create_task would send it."""
-
-
 
 
 ISO_MS = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"

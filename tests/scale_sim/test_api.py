@@ -30,12 +30,8 @@ TASK_ID = re.compile(r"^[0-9a-f]{24}$")
 CREATED_AT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 
 
-def create(
-    client: FlaskClient, task_type: str = "categorization", key: str = TEST_KEY, **extra: Any
-) -> TestResponse:
-    return client.post(
-        f"/v1/task/{task_type}", json={**json_body(CB, task_type), **extra}, headers=basic_auth(key)
-    )
+def create(client: FlaskClient, task_type: str = "categorization", key: str = TEST_KEY, **extra: Any) -> TestResponse:
+    return client.post(f"/v1/task/{task_type}", json={**json_body(CB, task_type), **extra}, headers=basic_auth(key))
 
 
 def assert_error(answer: TestResponse, status: int, contains: str = "") -> None:
@@ -157,9 +153,7 @@ def test_a_missing_parameter_is_400_naming_it(client: FlaskClient) -> None:
 
 
 def test_an_unknown_task_type_is_400(client: FlaskClient) -> None:
-    answer = client.post(
-        "/v1/task/chatlite", json=json_body(CB, "annotation"), headers=basic_auth(TEST_KEY)
-    )
+    answer = client.post("/v1/task/chatlite", json=json_body(CB, "annotation"), headers=basic_auth(TEST_KEY))
     assert_error(answer, 400, "not supported")
 
 
@@ -182,9 +176,7 @@ def test_an_unknown_fault_is_400_at_create(client: FlaskClient) -> None:
 def test_callback_url_is_required_without_a_default(client: FlaskClient) -> None:
     body = json_body(CB, "categorization")
     del body["callback_url"]
-    assert_error(
-        client.post("/v1/task/categorization", json=body, headers=basic_auth(TEST_KEY)), 400, "callback_url"
-    )
+    assert_error(client.post("/v1/task/categorization", json=body, headers=basic_auth(TEST_KEY)), 400, "callback_url")
 
 
 def test_the_default_callback_url_fills_in(make_settings: Callable[..., SimSettings]) -> None:
@@ -266,21 +258,15 @@ def test_complete_by_hand(client: FlaskClient) -> None:
 @pytest.mark.parametrize("body", [{}, {"response": "private"}, {"response": ["a"]}])
 def test_complete_needs_a_response_object(client: FlaskClient, body: dict[str, Any]) -> None:
     task_id = create(client).get_json()["task_id"]
-    assert_error(
-        client.post(f"/v1/task/{task_id}/complete", json=body, headers=basic_auth(TEST_KEY)), 400, "response"
-    )
+    assert_error(client.post(f"/v1/task/{task_id}/complete", json=body, headers=basic_auth(TEST_KEY)), 400, "response")
 
 
 def test_complete_only_pending_and_only_own_tasks(client: FlaskClient) -> None:
     task_id = create(client).get_json()["task_id"]
     done = {"response": {"category": "public"}}
-    assert_error(
-        client.post(f"/v1/task/{task_id}/complete", json=done, headers=basic_auth(OTHER_TEST_KEY)), 404
-    )
+    assert_error(client.post(f"/v1/task/{task_id}/complete", json=done, headers=basic_auth(OTHER_TEST_KEY)), 404)
     client.post(f"/v1/task/{task_id}/complete", json=done, headers=basic_auth(TEST_KEY))
-    assert_error(
-        client.post(f"/v1/task/{task_id}/complete", json=done, headers=basic_auth(TEST_KEY)), 400, "completed"
-    )
+    assert_error(client.post(f"/v1/task/{task_id}/complete", json=done, headers=basic_auth(TEST_KEY)), 400, "completed")
 
 
 def test_delivery_log_shape_and_auth(client: FlaskClient) -> None:

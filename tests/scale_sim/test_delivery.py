@@ -28,9 +28,7 @@ from tests.scale_sim.support import (
 StartSim = Callable[..., SimServer]
 
 
-def create(
-    sim: SimServer, url: str, task_type: str = "categorization", key: str = TEST_KEY, **extra: Any
-) -> str:
+def create(sim: SimServer, url: str, task_type: str = "categorization", key: str = TEST_KEY, **extra: Any) -> str:
     answer = requests.post(
         f"{sim.api_url}/task/{task_type}",
         json={**json_body(url, task_type), **extra},
@@ -243,17 +241,13 @@ def test_oversize_makes_a_receiver_answer_413(start_sim: StartSim) -> None:
         receiver.stop()
 
 
-def test_env_faults_apply_to_every_task_and_tasks_can_override(
-    start_sim: StartSim, receiver: Receiver
-) -> None:
+def test_env_faults_apply_to_every_task_and_tasks_can_override(start_sim: StartSim, receiver: Receiver) -> None:
     sim = start_sim(faults=("duplicate=2",))
     doubled = create(sim, receiver.url)
     single = create(sim, receiver.url, **faults("duplicate=1"))
     receiver.wait_for(2, doubled)
     receiver.wait_for(1, single)
-    wait_for(
-        lambda: log_of(sim, single)["callback_succeeded"] and log_of(sim, doubled)["callback_succeeded"]
-    )
+    wait_for(lambda: log_of(sim, single)["callback_succeeded"] and log_of(sim, doubled)["callback_succeeded"])
     assert len(receiver.for_task(single)) == 1
 
 

@@ -9,9 +9,7 @@ from scale_sim.forms import parse_form, split_key
 
 
 def test_repeated_keys_become_a_list() -> None:
-    assert parse_form([("categories", "public"), ("categories", "private")]) == {
-        "categories": ["public", "private"]
-    }
+    assert parse_form([("categories", "public"), ("categories", "private")]) == {"categories": ["public", "private"]}
 
 
 def test_a_single_key_stays_a_string() -> None:
@@ -20,9 +18,7 @@ def test_a_single_key_stays_a_string() -> None:
 
 def test_brackets_nest_objects() -> None:
     form = [("fields[title]", "Title of Webpage"), ("fields[top_result]", "Title of the top result")]
-    assert parse_form(form) == {
-        "fields": {"title": "Title of Webpage", "top_result": "Title of the top result"}
-    }
+    assert parse_form(form) == {"fields": {"title": "Title of Webpage", "top_result": "Title of the top result"}}
 
 
 def test_indexed_brackets_nest_with_string_indexes() -> None:
@@ -31,9 +27,7 @@ def test_indexed_brackets_nest_with_string_indexes() -> None:
         ("examples[0][image]", "a.jpg"),
         ("examples[1][correct]", "false"),
     ]
-    assert parse_form(form) == {
-        "examples": {"0": {"correct": "true", "image": "a.jpg"}, "1": {"correct": "false"}}
-    }
+    assert parse_form(form) == {"examples": {"0": {"correct": "true", "image": "a.jpg"}, "1": {"correct": "false"}}}
 
 
 def test_empty_brackets_append() -> None:

@@ -15,9 +15,7 @@ CB = "http://www.example.com/callback"
 
 
 def create(client: FlaskClient, task_type: str = "categorization", key: str = TEST_KEY, **extra: Any) -> str:
-    answer = client.post(
-        f"/v1/task/{task_type}", json={**json_body(CB, task_type), **extra}, headers=basic_auth(key)
-    )
+    answer = client.post(f"/v1/task/{task_type}", json={**json_body(CB, task_type), **extra}, headers=basic_auth(key))
     task_id: str = answer.get_json()["task_id"]
     return task_id
 
@@ -76,9 +74,7 @@ def test_complete_an_annotation_and_an_audio_error(client: FlaskClient, sim: Sim
     client.post(f"/sim/task/{annotation}/complete", data={"annotations": json.dumps(boxes)})
     assert task_of(sim, annotation)["response"] == {"annotations": boxes}
     audio = create(client, "audiotranscription")
-    client.post(
-        f"/sim/task/{audio}/complete", data={"error": "The audio file cannot be loaded.", "transcript": ""}
-    )
+    client.post(f"/sim/task/{audio}/complete", data={"error": "The audio file cannot be loaded.", "transcript": ""})
     assert task_of(sim, audio)["response"] == {"error": "The audio file cannot be loaded."}
 
 

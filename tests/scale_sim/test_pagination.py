@@ -160,9 +160,7 @@ def test_unknown_query_parameters_are_ignored(client: FlaskClient) -> None:
         ({"next_token": Cursor(5, "x" * 24).encode()}, "next_token"),
     ],
 )
-def test_bad_queries_are_400_naming_the_parameter(
-    client: FlaskClient, query: dict[str, Any], name: str
-) -> None:
+def test_bad_queries_are_400_naming_the_parameter(client: FlaskClient, query: dict[str, Any], name: str) -> None:
     answer = client.get("/v1/tasks", query_string=query, headers=basic_auth(TEST_KEY))
     assert answer.status_code == 400
     assert answer.get_json()["status_code"] == 400

@@ -35,9 +35,7 @@ def test_categorization_with_ids_and_multiple() -> None:
 
 
 def test_categorization_single_with_id() -> None:
-    response = generate_response(
-        task("categorization", category_ids={"123": "public", "124": "private"}), seed=3
-    )
+    response = generate_response(task("categorization", category_ids={"123": "public", "124": "private"}), seed=3)
     assert response["category_id"] == {"public": "123", "private": "124"}[response["category"]]
 
 

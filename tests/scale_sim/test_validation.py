@@ -124,9 +124,7 @@ def test_json_bodies_of_every_type(task_type: str) -> None:
 
 
 def test_optional_defaults_of_annotation_and_audiotranscription() -> None:
-    annotation = from_json(
-        "annotation", {"callback_url": CB, "attachment": "a.jpg", "objects_to_annotate": ["cat"]}
-    )
+    annotation = from_json("annotation", {"callback_url": CB, "attachment": "a.jpg", "objects_to_annotate": ["cat"]})
     assert annotation.params == {
         "attachment_type": "image",
         "attachment": "a.jpg",

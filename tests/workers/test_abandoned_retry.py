@@ -40,8 +40,11 @@ def test_a_retry_after_the_worker_died_finishes_the_delivery(
     env = stack_env(settings.redis_url)
     log = tmp_path / "worker.log"
     with process(worker_args(), env, log) as proc:
-        wait_for(lambda: f"second:{delivery}" in effects(redis_conn, "test:started"), timeout=30,
-                 what="the hanging handler to start")
+        wait_for(
+            lambda: f"second:{delivery}" in effects(redis_conn, "test:started"),
+            timeout=30,
+            what="the hanging handler to start",
+        )
         kill_tree(proc)
     # The dead try's record expires 61 s after its last heartbeat; the job's list of tries keeps it
     # 60 s longer. A worker that comes back after the record expired (no other worker was running)
@@ -49,8 +52,12 @@ def test_a_retry_after_the_worker_died_finishes_the_delivery(
     tries = ExecutionRegistry(delivery, connection=redis_conn)
     dead = tries.get_execution_ids()
     assert len(dead) == 1
-    wait_for(lambda: not redis_conn.exists(Execution(dead[0], delivery, connection=redis_conn).key), timeout=90,
-             interval=0.5, what="the dead try's record to expire")
+    wait_for(
+        lambda: not redis_conn.exists(Execution(dead[0], delivery, connection=redis_conn).key),
+        timeout=90,
+        interval=0.5,
+        what="the dead try's record to expire",
+    )
     assert tries.get_execution_ids() == dead
     with process(worker_args(), env, log) as proc:
         wait_for(lambda: f"second:{delivery}" in effects(redis_conn), timeout=60, what="the retry to run `second`")

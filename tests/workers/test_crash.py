@@ -100,20 +100,29 @@ def test_sigkill_of_the_worker_tree_at_any_moment_leaves_every_job_done_or_faile
     rng = random.Random()
     for progress in (40, 120):
         with process(worker_args(), env, log) as proc:
-            wait_for(lambda n=progress: len(effects(redis_conn, "test:started")) >= n, timeout=30,
-                     what="the pool to get going")
+            wait_for(
+                lambda n=progress: len(effects(redis_conn, "test:started")) >= n,
+                timeout=30,
+                what="the pool to get going",
+            )
             time.sleep(rng.uniform(0, 0.2))  # a random moment: mid-dequeue, mid-handler, mid-record
             kill_tree(proc)
     with process(worker_args(), env, log) as proc:
-        wait_for(lambda: f"second:{hung}" in effects(redis_conn, "test:started"), timeout=30,
-                 what="the hanging handler to start")
+        wait_for(
+            lambda: f"second:{hung}" in effects(redis_conn, "test:started"),
+            timeout=30,
+            what="the hanging handler to start",
+        )
         kill_tree(proc)
     killed_at = time.monotonic()
     with process(worker_args(), env, log) as proc:
         wait_for(lambda: f"second:{hung}" in effects(redis_conn), timeout=150, what="the killed delivery's retry")
         retried_after = time.monotonic() - killed_at
-        wait_for(lambda: set(statuses(settings, redis_conn, ids).values()) <= {"finished", "failed"}, timeout=150,
-                 what="every job to end")
+        wait_for(
+            lambda: set(statuses(settings, redis_conn, ids).values()) <= {"finished", "failed"},
+            timeout=150,
+            what="every job to end",
+        )
         assert proc.poll() is None
     assert retried_after < 120, retried_after
     assert effects(redis_conn, "test:started").count(f"record:{hung}") == 1
@@ -148,8 +157,11 @@ def test_a_handler_that_ignores_its_timeout_is_killed_and_retried_never_run_twic
         first_start = time.monotonic()
         # The other worker keeps running maintenance meanwhile; nobody starts the delivery again
         # until the horse is killed.
-        wait_for(lambda: effects(redis_conn, "test:started").count(f"record:{d}") == 2, timeout=30,
-                 what="the retry after the kill")
+        wait_for(
+            lambda: effects(redis_conn, "test:started").count(f"record:{d}") == 2,
+            timeout=30,
+            what="the retry after the kill",
+        )
         second_start = time.monotonic() - first_start
         wait_for(lambda: len(effects(redis_conn)) == 2, what="the retry to complete")
         assert proc.poll() is None
@@ -239,8 +251,10 @@ def test_workers_ride_out_a_full_redis_and_process_the_backlog_once_it_has_room(
             gate.touch()  # the handler returns: its completion waits for room
             with process(worker_args(), worker_env(settings), new_log) as new:
                 wait_for(lambda: "OutOfMemoryError" in new_log.read_text(), what="the new worker to meet it")
-                wait_for(lambda: "OutOfMemoryError" in running_log.read_text(),
-                         what="the running worker to meet the full Redis")
+                wait_for(
+                    lambda: "OutOfMemoryError" in running_log.read_text(),
+                    what="the running worker to meet the full Redis",
+                )
                 # Both stay up well past the ~10 s after which RQ's worker used to exit on its own.
                 deadline = time.monotonic() + 12
                 while time.monotonic() < deadline:
@@ -248,8 +262,11 @@ def test_workers_ride_out_a_full_redis_and_process_the_backlog_once_it_has_room(
                     time.sleep(0.5)
                 redis_conn.config_set("maxmemory", 0)
                 ids = [first, *backlog]
-                wait_for(lambda: set(statuses(settings, redis_conn, ids).values()) == {"finished"}, timeout=60,
-                         what="the backlog to be processed")
+                wait_for(
+                    lambda: set(statuses(settings, redis_conn, ids).values()) == {"finished"},
+                    timeout=60,
+                    what="the backlog to be processed",
+                )
                 assert running.poll() is None and new.poll() is None
     finally:
         redis_conn.config_set("maxmemory", 0)
@@ -260,9 +277,7 @@ def test_workers_ride_out_a_full_redis_and_process_the_backlog_once_it_has_room(
     assert_nothing_stuck(settings, redis_conn)
 
 
-def test_sigterm_lets_the_running_handler_finish(
-    settings: Settings, redis_conn: redis.Redis, tmp_path: Path
-) -> None:
+def test_sigterm_lets_the_running_handler_finish(settings: Settings, redis_conn: redis.Redis, tmp_path: Path) -> None:
     redis_conn.set("test:sleep:record", 1.0)
     delivery = enqueue(settings, redis_conn, "categorization")
     d = delivery.delivery_id

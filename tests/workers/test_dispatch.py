@@ -145,9 +145,7 @@ def test_hung_handler_is_stopped_at_the_timeout_and_retried(
     assert effects(redis_conn).count(f"second:{d}") == 1
 
 
-def test_unknown_type_goes_to_the_fallback_and_is_recorded(
-    fast_settings: Settings, redis_conn: redis.Redis
-) -> None:
+def test_unknown_type_goes_to_the_fallback_and_is_recorded(fast_settings: Settings, redis_conn: redis.Redis) -> None:
     delivery = enqueue(fast_settings, redis_conn, "unknown_type")
     run_burst(fast_settings)
     (note,) = redis_conn.lrange("scb:unhandled", 0, -1)

@@ -61,6 +61,7 @@ def run_and_read_log(name: str, task: Task, caplog: pytest.LogCaptureFixture) ->
 def set_params(key: str, value: Any) -> Callable[[dict[str, Any]], None]:
     def change(body: dict[str, Any]) -> None:
         body["task"]["params"][key] = value
+
     return change
 
 
@@ -69,6 +70,7 @@ def set_response(key: str, value: Any) -> Callable[[dict[str, Any]], None]:
         body["response"][key] = value
         if isinstance(body["task"].get("response"), dict):
             body["task"]["response"][key] = value
+
     return change
 
 
@@ -92,8 +94,13 @@ def test_each_example_logs_an_event_without_a_response(name: str, caplog: pytest
 
 @pytest.mark.parametrize(
     ("value", "shown"),
-    [("one.jpg", "of 1 attachments"), ({"a": "x.jpg", "b": "y.jpg"}, "of 2 attachments"), (7, "of 1 attachments"),
-     (None, "of 0 attachments"), ([["nested"]], "of 1 attachments")],
+    [
+        ("one.jpg", "of 1 attachments"),
+        ({"a": "x.jpg", "b": "y.jpg"}, "of 2 attachments"),
+        (7, "of 1 attachments"),
+        (None, "of 0 attachments"),
+        ([["nested"]], "of 1 attachments"),
+    ],
 )
 def test_comparison_takes_any_attachments_value(value: Any, shown: str, caplog: pytest.LogCaptureFixture) -> None:
     assert shown in run_and_read_log("comparison", task_of("comparison", set_params("attachments", value)), caplog)
@@ -103,8 +110,9 @@ def test_comparison_takes_any_attachments_value(value: Any, shown: str, caplog: 
     ("duration", "shown"),
     [(10**400, "an overlong length"), (1e308, "words over 1"), (0, "0.0 s"), (None, "unknown length")],
 )
-def test_audiotranscription_keeps_its_line_for_any_duration(duration: Any, shown: str,
-                                                            caplog: pytest.LogCaptureFixture) -> None:
+def test_audiotranscription_keeps_its_line_for_any_duration(
+    duration: Any, shown: str, caplog: pytest.LogCaptureFixture
+) -> None:
     task = task_of("audiotranscription", set_response("duration", duration))
     assert shown in run_and_read_log("audiotranscription", task, caplog)
 
@@ -114,7 +122,8 @@ def test_many_or_odd_names_are_listed_briefly(caplog: pytest.LogCaptureFixture) 
     message = run_and_read_log("datacollection", task_of("datacollection", set_response("fields", fields)), caplog)
     assert "500 of 1000 fields found" in message and "+980 more" in message
     boxes = [{"left": 1, "top": 1, "width": 1, "height": 1, "label": f"z{i}"} for i in range(300)] + [
-        {"left": 1, "top": 1, "width": 1, "height": 1}]
+        {"left": 1, "top": 1, "width": 1, "height": 1}
+    ]
     message = run_and_read_log("annotation", task_of("annotation", set_response("annotations", boxes)), caplog)
     assert "301 boxes" in message and "unlabelled=1" in message and "+281 more" in message
     message = run_and_read_log("phonecall", task_of("phonecall", set_response("fields", None)), caplog)

@@ -144,26 +144,47 @@ def _modern(task_type: str, response: dict[str, Any]) -> payloads.Task:
 
 
 def test_imageannotation_shapes() -> None:
-    task = _modern("imageannotation", {
-        "annotations": [
-            {"type": "box", "label": "car", "uuid": "u1", "attributes": {"occluded": "no"},
-             "left": 1, "top": 2, "width": 3, "height": 4},
-            {"type": "polygon", "label": "road", "uuid": "u2", "vertices": [{"x": 0, "y": 0}, {"x": 5, "y": 1}]},
-            {"type": "line", "label": "lane", "vertices": [{"x": 1, "y": 1}]},
-            {"type": "point", "label": "eye", "x": 7, "y": 8},
-            {"type": "cuboid", "label": "truck", "vertices": [{"x": 1, "y": 2, "type": "vertex"}]},
-            {"type": "ellipse", "label": "ball", "x": 1, "y": 2, "rx": 3, "ry": 4, "angle": 0.5},
-            {"type": "hologram", "label": "future", "depth": 3},
-        ],
-        "global_attributes": {"weather": "rain"},
-    })
+    task = _modern(
+        "imageannotation",
+        {
+            "annotations": [
+                {
+                    "type": "box",
+                    "label": "car",
+                    "uuid": "u1",
+                    "attributes": {"occluded": "no"},
+                    "left": 1,
+                    "top": 2,
+                    "width": 3,
+                    "height": 4,
+                },
+                {"type": "polygon", "label": "road", "uuid": "u2", "vertices": [{"x": 0, "y": 0}, {"x": 5, "y": 1}]},
+                {"type": "line", "label": "lane", "vertices": [{"x": 1, "y": 1}]},
+                {"type": "point", "label": "eye", "x": 7, "y": 8},
+                {"type": "cuboid", "label": "truck", "vertices": [{"x": 1, "y": 2, "type": "vertex"}]},
+                {"type": "ellipse", "label": "ball", "x": 1, "y": 2, "rx": 3, "ry": 4, "angle": 0.5},
+                {"type": "hologram", "label": "future", "depth": 3},
+            ],
+            "global_attributes": {"weather": "rain"},
+        },
+    )
     assert isinstance(task, payloads.ImageannotationTask)
     shapes = task.response.annotations
-    assert shapes[0] == payloads.BoxShape(type="box", label="car", uuid="u1", attributes={"occluded": "no"},
-                                          raw=shapes[0].raw, left=1, top=2, width=3, height=4)
+    assert shapes[0] == payloads.BoxShape(
+        type="box",
+        label="car",
+        uuid="u1",
+        attributes={"occluded": "no"},
+        raw=shapes[0].raw,
+        left=1,
+        top=2,
+        width=3,
+        height=4,
+    )
     assert task.response.boxes == [shapes[0]]
     assert [p.vertices for p in task.response.polygons] == [
-        [payloads.Point(0, 0), payloads.Point(5, 1)], [payloads.Point(1, 1)]
+        [payloads.Point(0, 0), payloads.Point(5, 1)],
+        [payloads.Point(1, 1)],
     ]
     assert isinstance(shapes[3], payloads.PointShape) and (shapes[3].x, shapes[3].y) == (7, 8)
     assert isinstance(shapes[4], payloads.CuboidShape) and shapes[4].vertices[0]["type"] == "vertex"
@@ -175,18 +196,34 @@ def test_imageannotation_shapes() -> None:
 def test_textcollection_ner_document_and_file_results() -> None:
     text = _modern("textcollection", {"annotations": {"title": "A", "tags": [{"name": "x"}]}})
     assert text.response == payloads.TextcollectionResponse({"title": "A", "tags": [{"name": "x"}]})
-    ner = _modern("namedentityrecognition", {
-        "annotations": [{"id": "e1", "start": 0, "end": 4, "text": "Paris", "label": "city"}],
-        "relationships": [{"id": "r1", "source_ref": "e1", "target_ref": "e1", "name": "self"}],
-    })
+    ner = _modern(
+        "namedentityrecognition",
+        {
+            "annotations": [{"id": "e1", "start": 0, "end": 4, "text": "Paris", "label": "city"}],
+            "relationships": [{"id": "r1", "source_ref": "e1", "target_ref": "e1", "name": "self"}],
+        },
+    )
     assert ner.response.annotations == [payloads.Entity("e1", 0, 4, "Paris", "city")]
     assert ner.response.relationships == [payloads.Relationship("r1", "e1", "e1", "self")]
-    doc = _modern("documenttranscription", {"annotations": [
-        {"uuid": "d1", "page": 1, "label": "total", "text": "42", "location": {"type": "box", "top": 1}, "refs": []}
-    ]})
+    doc = _modern(
+        "documenttranscription",
+        {
+            "annotations": [
+                {
+                    "uuid": "d1",
+                    "page": 1,
+                    "label": "total",
+                    "text": "42",
+                    "location": {"type": "box", "top": 1},
+                    "refs": [],
+                }
+            ]
+        },
+    )
     assert doc.response.annotations[0].text == "42" and doc.response.annotations[0].raw["refs"] == []
-    video = _modern("videoplaybackannotation", {"annotations": {"url": "https://x/a.json"},
-                                                "events": {"url": "https://x/e.json"}})
+    video = _modern(
+        "videoplaybackannotation", {"annotations": {"url": "https://x/a.json"}, "events": {"url": "https://x/e.json"}}
+    )
     assert isinstance(video, payloads.FileResultTask)
     assert (video.response.result_url, video.response.events_url) == ("https://x/a.json", "https://x/e.json")
 

@@ -19,8 +19,9 @@ def log_audiotranscription(task: AudiotranscriptionTask) -> None:
         return
     if not response.ok:
         partial = len((response.transcript or "").split())
-        log.warning("audiotranscription %s failed: %s (%d words partial)", task.task_id, response.error, partial,
-                    extra=extra)
+        log.warning(
+            "audiotranscription %s failed: %s (%d words partial)", task.task_id, response.error, partial, extra=extra
+        )
         return
     words = len((response.transcript or "").split())
     # A valid number can still be too big for %f (an int past float's range): format it ourselves.

@@ -19,5 +19,11 @@ def log_comparison(task: ComparisonTask) -> None:
         log.info("comparison %s of %d attachments: %s", task.task_id, attachments, task.event, extra=extra)
         return
     fields = task.response.fields
-    log.info("comparison %s of %d attachments: choice=%s fields=%s", task.task_id, attachments,
-             task.response.choice, names(fields if isinstance(fields, dict) else ()), extra=extra)
+    log.info(
+        "comparison %s of %d attachments: choice=%s fields=%s",
+        task.task_id,
+        attachments,
+        task.response.choice,
+        names(fields if isinstance(fields, dict) else ()),
+        extra=extra,
+    )

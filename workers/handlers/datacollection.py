@@ -18,5 +18,6 @@ def log_datacollection(task: DatacollectionTask) -> None:
         return
     fields = task.response.fields
     found = sum(1 for value in fields.values() if value not in ("", None))
-    log.info("datacollection %s: %d of %d fields found (%s)", task.task_id, found, len(fields), names(fields),
-             extra=extra)
+    log.info(
+        "datacollection %s: %d of %d fields found (%s)", task.task_id, found, len(fields), names(fields), extra=extra
+    )

@@ -18,5 +18,11 @@ def log_phonecall(task: PhonecallTask) -> None:
         log.info("phonecall %s: %s", task.task_id, task.event, extra=extra)
         return
     fields = names(response.fields if isinstance(response.fields, dict) else ())
-    log.info("phonecall %s: outcome=%s choice=%s fields=%s", task.task_id, response.outcome, response.choice, fields,
-             extra=extra)
+    log.info(
+        "phonecall %s: outcome=%s choice=%s fields=%s",
+        task.task_id,
+        response.outcome,
+        response.choice,
+        fields,
+        extra=extra,
+    )

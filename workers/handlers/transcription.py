@@ -18,5 +18,4 @@ def log_transcription(task: TranscriptionTask) -> None:
         return
     fields = task.response.fields
     empty = sum(1 for value in fields.values() if value in ("", None))
-    log.info("transcription %s: %d fields (%s), %d empty", task.task_id, len(fields), names(fields), empty,
-             extra=extra)
+    log.info("transcription %s: %d fields (%s), %d empty", task.task_id, len(fields), names(fields), empty, extra=extra)
