@@ -22,8 +22,8 @@ test: $(VENV)/.installed  ## the whole suite, on a private redis-server it start
 soak: $(VENV)/.installed  ## minutes of simulator traffic while worker, web and Redis are killed (not in make test)
 	$(PY) -m pytest -m soak -p no:cacheprovider tests/test_soak.py
 
-lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check . && $(VENV)/bin/mypy callback_server workers scale_sim
+lint: $(VENV)/.installed  ## what the test suite checks too: ruff lint and format, mypy
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy callback_server workers scale_sim
 
 bench: $(VENV)/.installed
 	$(PY) -m bench.ingest && $(PY) -m bench.workers
