@@ -26,6 +26,7 @@ from bench.ingest import callback_body
 from callback_server import defaults, ledger
 from callback_server.config import Settings
 from callback_server.deliveries import SEEN_BUCKET
+from callback_server.devserver import web_command
 from callback_server.embedded import RedisProcess, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -146,16 +147,7 @@ def main() -> None:
         conn = redis.Redis.from_url(server.url)
         port = free_port()
         web = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "--config",
-                "gunicorn.conf.py",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "callback_server:create_app()",
-            ],
+            web_command(f"127.0.0.1:{port}"),
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,

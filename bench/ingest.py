@@ -23,6 +23,7 @@ import psutil
 import redis
 import requests
 
+from callback_server.devserver import web_command
 from callback_server.embedded import RedisProcess, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -152,17 +153,7 @@ def main() -> None:
                 if args.web_concurrency:
                     env["WEB_CONCURRENCY"] = args.web_concurrency
                 proc = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "gunicorn",
-                        "--config",
-                        "gunicorn.conf.py",
-                        "--bind",
-                        f"127.0.0.1:{port}",
-                        *args.gunicorn_args.split(),
-                        target,
-                    ],
+                    web_command(f"127.0.0.1:{port}", *args.gunicorn_args.split(), app=target),
                     cwd=ROOT,
                     env=env,
                     stdout=subprocess.DEVNULL,

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import requests
 
+from callback_server.devserver import web_command
 from callback_server.embedded import RedisProcess, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -175,17 +176,7 @@ def main() -> None:
         if args.web_concurrency:
             env["WEB_CONCURRENCY"] = args.web_concurrency
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "--config",
-                "gunicorn.conf.py",
-                "--bind",
-                f"127.0.0.1:{port}",
-                *args.gunicorn_args.split(),
-                "callback_server:create_app()",
-            ],
+            web_command(f"127.0.0.1:{port}", *args.gunicorn_args.split()),
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,

@@ -35,6 +35,7 @@ from bench.handlers import LATENCY_KEY
 from bench.ingest import callback_body
 from callback_server.config import Settings
 from callback_server.deliveries import Delivery, DeliveryQueue
+from callback_server.devserver import web_command
 from callback_server.embedded import RedisProcess, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,16 +115,7 @@ def latency(url: str, processes: int, rate: float, seconds: float) -> tuple[floa
     port = free_port()
     env = env_for(url)
     web = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--config",
-            "gunicorn.conf.py",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "callback_server:create_app()",
-        ],
+        web_command(f"127.0.0.1:{port}"),
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

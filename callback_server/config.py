@@ -7,6 +7,7 @@ cannot authenticate or store.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -67,29 +68,46 @@ def _long_enough(env: Mapping[str, str], name: str, secret: str, what: str) -> N
         )
 
 
-def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+def read_int(
+    env: Mapping[str, str],
+    name: str,
+    default: int,
+    *,
+    minimum: int = 0,
+    maximum: int | None = None,
+    error: type[Exception] = ConfigError,
+) -> int:
+    """A whole number from the environment (``default`` when unset); ``error`` names the variable.
+
+    Shared with the simulator, which passes its own error class.
+    """
     raw = env.get(name, "").strip()
     if not raw:
         return default
     try:
         value = int(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+        raise error(f"{name} must be a whole number, got {raw!r}") from None
+    if maximum is not None and not minimum <= value <= maximum:
+        raise error(f"{name} must be between {minimum} and {maximum}, got {value}")
     if value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+        raise error(f"{name} must be at least {minimum}, got {value}")
     return value
 
 
-def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0.0) -> float:
+def read_float(
+    env: Mapping[str, str], name: str, default: float, *, minimum: float = 0.0, error: type[Exception] = ConfigError
+) -> float:
+    """A finite number from the environment (``default`` when unset); ``error`` names the variable."""
     raw = env.get(name, "").strip()
     if not raw:
         return default
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-    if not value >= minimum:  # also rejects nan
-        raise ConfigError(f"{name} must be at least {minimum}, got {raw}")
+        raise error(f"{name} must be a number, got {raw!r}") from None
+    if not (math.isfinite(value) and value >= minimum):  # nan compares false
+        raise error(f"{name} must be a finite number, at least {minimum}, got {raw}")
     return value
 
 
@@ -214,20 +232,20 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read and check every variable; raise :class:`ConfigError` naming the first bad one."""
         env = os.environ if env is None else env
-        dedup_ttl = _int(env, "DEDUP_TTL", defaults.DEDUP_TTL, minimum=defaults.MIN_DEDUP_TTL)
+        dedup_ttl = read_int(env, "DEDUP_TTL", defaults.DEDUP_TTL, minimum=defaults.MIN_DEDUP_TTL)
         lookback_name = _lookback_variable(env)
-        reconcile_lookback = _int(env, lookback_name, defaults.RECONCILE_LOOKBACK, minimum=60)
+        reconcile_lookback = read_int(env, lookback_name, defaults.RECONCILE_LOOKBACK, minimum=60)
         if reconcile_lookback > dedup_ttl:
             # Older deliveries are forgotten, so the reconciler would queue them a second time.
             raise ConfigError(f"{lookback_name} ({reconcile_lookback}) must not exceed DEDUP_TTL ({dedup_ttl})")
-        reconcile_overlap = _int(env, "RECONCILE_OVERLAP", defaults.RECONCILE_OVERLAP, minimum=0)
+        reconcile_overlap = read_int(env, "RECONCILE_OVERLAP", defaults.RECONCILE_OVERLAP, minimum=0)
         if reconcile_overlap > reconcile_lookback:
             # A scheduled run would reach back further than a first run, and past what DEDUP_TTL covers.
             raise ConfigError(
                 f"RECONCILE_OVERLAP ({reconcile_overlap}) must not exceed {lookback_name} ({reconcile_lookback})"
             )
         retry_intervals = _intervals(env, "HANDLER_RETRY_INTERVALS", defaults.HANDLER_RETRY_INTERVALS)
-        effects_ttl = _int(env, "EFFECTS_TTL", defaults.EFFECTS_TTL, minimum=defaults.MIN_DEDUP_TTL)
+        effects_ttl = read_int(env, "EFFECTS_TTL", defaults.EFFECTS_TTL, minimum=defaults.MIN_DEDUP_TTL)
         if effects_ttl < defaults.FAILURE_TTL + sum(retry_intervals):
             # A failed job can be replayed until FAILURE_TTL; its completed handlers must still be known.
             raise ConfigError(
@@ -242,21 +260,21 @@ class Settings:
             redis_url=_redis_url(env),
             live_keys=_keys(env, "SCALE_CALLBACK_AUTH_KEY", required=True),
             test_keys=_keys(env, "SCALE_TEST_CALLBACK_AUTH_KEY", required=False),
-            max_content_length=_int(env, "MAX_CONTENT_LENGTH", defaults.MAX_CONTENT_LENGTH, minimum=1024),
+            max_content_length=read_int(env, "MAX_CONTENT_LENGTH", defaults.MAX_CONTENT_LENGTH, minimum=1024),
             dedup_ttl=dedup_ttl,
-            redis_timeout=_float(env, "REDIS_TIMEOUT", defaults.REDIS_TIMEOUT, minimum=0.05),
+            redis_timeout=read_float(env, "REDIS_TIMEOUT", defaults.REDIS_TIMEOUT, minimum=0.05),
             callback_queue=env.get("CALLBACK_QUEUE", "").strip() or defaults.CALLBACK_QUEUE,
-            handler_timeout=_int(env, "HANDLER_TIMEOUT", defaults.HANDLER_TIMEOUT, minimum=1),
+            handler_timeout=read_int(env, "HANDLER_TIMEOUT", defaults.HANDLER_TIMEOUT, minimum=1),
             handler_retry_intervals=retry_intervals,
             effects_ttl=effects_ttl,
-            quarantine_ttl=_int(env, "QUARANTINE_TTL", defaults.QUARANTINE_TTL, minimum=3600),
-            ledger_ttl=_int(env, "LEDGER_TTL", defaults.LEDGER_TTL, minimum=3600),
+            quarantine_ttl=read_int(env, "QUARANTINE_TTL", defaults.QUARANTINE_TTL, minimum=3600),
+            ledger_ttl=read_int(env, "LEDGER_TTL", defaults.LEDGER_TTL, minimum=3600),
             # Whole seconds: RQ arms these with signal.alarm().
-            worker_heartbeat=_int(env, "WORKER_HEARTBEAT", defaults.WORKER_HEARTBEAT, minimum=1),
-            worker_maintenance_interval=_int(
+            worker_heartbeat=read_int(env, "WORKER_HEARTBEAT", defaults.WORKER_HEARTBEAT, minimum=1),
+            worker_maintenance_interval=read_int(
                 env, "WORKER_MAINTENANCE_INTERVAL", defaults.WORKER_MAINTENANCE_INTERVAL, minimum=1
             ),
-            worker_processes=_int(env, "WORKER_PROCESSES", defaults.WORKER_PROCESSES, minimum=1),
+            worker_processes=read_int(env, "WORKER_PROCESSES", defaults.WORKER_PROCESSES, minimum=1),
             callback_handlers=_names(env, "CALLBACK_HANDLERS") or defaults.CALLBACK_HANDLERS,
             dashboard_password=Secret(dashboard) if dashboard else None,
             scale_api_key=Secret(api_key) if api_key else None,
@@ -264,7 +282,7 @@ class Settings:
             scale_projects=_projects(env),
             reconcile_lookback=reconcile_lookback,
             reconcile_overlap=reconcile_overlap,
-            reconcile_interval=_int(env, "RECONCILE_INTERVAL", defaults.RECONCILE_INTERVAL, minimum=60),
+            reconcile_interval=read_int(env, "RECONCILE_INTERVAL", defaults.RECONCILE_INTERVAL, minimum=60),
             metrics_token=_metrics_token(env),
             sentry_dsn=_sentry_dsn(env),
             log_format=log_format_from_env(env),
@@ -284,11 +302,11 @@ class ServerSettings:
         """PORT (Heroku sets it) and WEB_CONCURRENCY (default: two per core, plus one)."""
         env = os.environ if env is None else env
         cores = cpu_count if cpu_count is not None else (os.cpu_count() or 1)
-        port = _int(env, "PORT", defaults.PORT, minimum=1)
+        port = read_int(env, "PORT", defaults.PORT, minimum=1)
         if port > 65535:
             raise ConfigError(f"PORT must be at most 65535, got {port}")
         return cls(
             port=port,
-            web_concurrency=_int(env, "WEB_CONCURRENCY", 2 * cores + 1, minimum=1),
+            web_concurrency=read_int(env, "WEB_CONCURRENCY", 2 * cores + 1, minimum=1),
             log_format=log_format_from_env(env),
         )

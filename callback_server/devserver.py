@@ -90,6 +90,15 @@ def local_stack_env(env: Mapping[str, str], data_dir: Path | None = None) -> tup
     return merged, redis_file
 
 
+WEB_APP = "callback_server:create_app()"
+"""The WSGI app gunicorn serves (the Procfile's web line names it too)."""
+
+
+def web_command(bind: str, *extra: str, app: str = WEB_APP) -> list[str]:
+    """The web process's command line: gunicorn with the shipped config (the dev stack, tests, benchmarks)."""
+    return [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "--bind", bind, *extra, app]
+
+
 @click.command("dev")
 @click.option("--port", default=lambda: int(os.environ.get("PORT", "5000")), show_default="PORT or 5000")
 @click.option("--sim-port", default=8090, show_default=True, help="the Scale simulator's port")
@@ -130,16 +139,7 @@ def dev(port: int, sim_port: int, no_sim: bool, data: str) -> None:
     env.setdefault("SCALE_SIM_DATA", str(data_dir / "scale_sim.sqlite3"))
     python = sys.executable
     commands = {
-        "web": [
-            python,
-            "-m",
-            "gunicorn",
-            "--config",
-            "gunicorn.conf.py",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "callback_server:create_app()",
-        ],
+        "web": web_command(f"127.0.0.1:{port}"),
         "worker": [python, "-m", "workers"],
     }
     if not no_sim:

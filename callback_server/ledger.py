@@ -31,6 +31,7 @@ import redis
 
 from callback_server import scripts
 from callback_server.auth import LIVE, TEST
+from callback_server.schemas import TASK_TYPES
 
 PREFIX = "scb:ledger"
 """Key prefix of the daily ledger streams."""
@@ -44,13 +45,7 @@ BUCKET = 6 * 3600
 """Seconds of entries one stream holds: it outlives its last entry by LEDGER_TTL, its first by 6 h more."""
 
 TYPE_CODES = (
-    "categorization",
-    "transcription",
-    "phonecall",
-    "comparison",
-    "annotation",
-    "datacollection",
-    "audiotranscription",
+    *TASK_TYPES,  # the 2016 seven, a frozen list
     "imageannotation",
     "textcollection",
     "namedentityrecognition",

@@ -6,13 +6,12 @@ or a port stops the simulator at boot rather than quietly simulating something e
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from callback_server.config import Secret
+from callback_server.config import Secret, read_float, read_int
 from scale_sim import defaults
 from scale_sim.exceptions import FaultSpecError, SimConfigError
 from scale_sim.faults import FaultValues, parse_faults
@@ -25,29 +24,11 @@ def is_http_url(value: str) -> bool:
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SimConfigError(f"{name} must be a number, got {raw!r}") from None
-    if not (math.isfinite(value) and value >= 0):
-        raise SimConfigError(f"{name} must be a finite number >= 0, got {raw!r}")
-    return value
+    return read_float(env, name, default, error=SimConfigError)
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, low: int, high: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SimConfigError(f"{name} must be a whole number, got {raw!r}") from None
-    if not low <= value <= high:
-        raise SimConfigError(f"{name} must be between {low} and {high}, got {value}")
-    return value
+    return read_int(env, name, default, minimum=low, maximum=high, error=SimConfigError)
 
 
 def _faults(env: Mapping[str, str], name: str) -> tuple[str, ...]:

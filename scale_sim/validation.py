@@ -14,21 +14,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from callback_server.schemas import TASK_TYPES
 from scale_sim import defaults
 from scale_sim.config import is_http_url
 from scale_sim.exceptions import FaultSpecError, InvalidRequestError
 from scale_sim.faults import FaultValues, parse_fault_list
 
-LEGACY_TYPES = (
-    "categorization",
-    "transcription",
-    "phonecall",
-    "comparison",
-    "annotation",
-    "datacollection",
-    "audiotranscription",
-)
-"""The seven types of the 2016 reference (a test checks the receiver has a schema for each)."""
+LEGACY_TYPES = TASK_TYPES
+"""The seven types of the 2016 reference: the receiver's own list (it has a schema for each)."""
 
 MODERN_TYPES = (
     "imageannotation",
@@ -570,9 +563,6 @@ _CHECKERS: dict[str, Callable[[_Reader, dict[str, Any]], dict[str, Any]]] = {
 
 SIM_TYPES = LEGACY_TYPES + MODERN_TYPES
 """Every type `POST /v1/task/{type}` creates."""
-
-TASK_TYPES = LEGACY_TYPES
-"""The 2016 types (the name earlier versions exported)."""
 
 
 def _metadata_and_faults(read: _Reader) -> tuple[dict[str, Any], FaultValues]:

@@ -15,6 +15,8 @@ from typing import TypeVar
 import psutil
 import requests
 
+from callback_server.devserver import web_command
+
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 
@@ -95,17 +97,7 @@ def worker_args(*extra: str) -> list[str]:
 @contextmanager
 def gunicorn(env: dict[str, str], port: int, log: Path, *extra: str) -> Iterator[str]:
     """The real receiver under gunicorn with the shipped config; yields its base URL once it answers."""
-    args = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "--config",
-        "gunicorn.conf.py",
-        "--bind",
-        f"127.0.0.1:{port}",
-        *extra,
-        "callback_server:create_app()",
-    ]
+    args = web_command(f"127.0.0.1:{port}", *extra)
     base = f"http://127.0.0.1:{port}"
     with process(args, env, log) as proc:
 

@@ -44,6 +44,7 @@ from rq.serializers import JSONSerializer
 
 from callback_server.config import Settings
 from callback_server.deliveries import Delivery
+from callback_server.devserver import web_command
 from callback_server.embedded import RedisProcess, free_port
 from callback_server.jobs import failure_line
 from callback_server.ledger import Ledger
@@ -148,16 +149,7 @@ class Stack:
     def start_web(self) -> None:
         """A gunicorn master with the shipped config on the fixed port; returns once it answers /healthz."""
         self.web = web = self._spawn(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "--config",
-                "gunicorn.conf.py",
-                "--bind",
-                f"127.0.0.1:{self.port}",
-                "callback_server:create_app()",
-            ],
+            web_command(f"127.0.0.1:{self.port}"),
             "gunicorn.log",
         )
 

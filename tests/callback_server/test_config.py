@@ -51,7 +51,7 @@ def test_keys_rotate_and_never_print() -> None:
         ({**BASE, "MAX_CONTENT_LENGTH": "ten"}, "MAX_CONTENT_LENGTH must be a whole number"),
         ({**BASE, "MAX_CONTENT_LENGTH": "10"}, "MAX_CONTENT_LENGTH must be at least 1024"),
         ({**BASE, "DEDUP_TTL": "60"}, "DEDUP_TTL must be at least 86400"),
-        ({**BASE, "REDIS_TIMEOUT": "nan"}, "REDIS_TIMEOUT must be at least"),
+        ({**BASE, "REDIS_TIMEOUT": "nan"}, "REDIS_TIMEOUT must be a finite number, at least"),
         ({**BASE, "HANDLER_RETRY_INTERVALS": "60,soon"}, "HANDLER_RETRY_INTERVALS must be comma-separated"),
         ({**BASE, "HANDLER_RETRY_INTERVALS": "60,-1"}, "HANDLER_RETRY_INTERVALS must not hold negative"),
         ({**BASE, "RECONCILE_WINDOW": "999999999"}, "RECONCILE_WINDOW (999999999) must not exceed DEDUP_TTL"),

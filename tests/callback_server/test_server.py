@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ import pytest
 import redis
 import requests
 
+from callback_server.devserver import web_command
 from callback_server.embedded import RedisProcess, free_port
 from tests.conftest import LIVE_KEY, TASK_TYPES, load_fixture
 from tests.processes import ROOT, child_env, gunicorn, process, stack_env, wait_for, worker_args
@@ -116,16 +116,7 @@ def test_end_to_end_all_types_each_handler_once_duplicates_run_nothing(
 def test_gunicorn_refuses_to_boot_without_a_key(redis_server: RedisProcess, tmp_path: Path) -> None:
     env = child_env(REDIS_URL=redis_server.url)
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--config",
-            "gunicorn.conf.py",
-            "--bind",
-            f"127.0.0.1:{free_port()}",
-            "callback_server:create_app()",
-        ],
+        web_command(f"127.0.0.1:{free_port()}"),
         env=env,
         cwd=ROOT,
         capture_output=True,
