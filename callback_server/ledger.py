@@ -31,7 +31,7 @@ import redis
 
 from callback_server import scripts
 from callback_server.auth import LIVE, TEST
-from callback_server.schemas import TASK_TYPES
+from callback_server.schemas import COMMON_TYPES, TASK_TYPES
 
 PREFIX = "scb:ledger"
 """Key prefix of the daily ledger streams."""
@@ -46,13 +46,7 @@ BUCKET = 6 * 3600
 
 TYPE_CODES = (
     *TASK_TYPES,  # the 2016 seven, a frozen list
-    "imageannotation",
-    "textcollection",
-    "namedentityrecognition",
-    "documenttranscription",
-    "videoannotation",
-    "videoplaybackannotation",
-    "lidarannotation",
+    *COMMON_TYPES,  # frozen too: new common types go at the end of this tuple, not there
     "polygonannotation",
     "lineannotation",
     "pointannotation",

@@ -32,6 +32,17 @@ TASK_TYPES = (
 )
 """The task types of the 2016 API (the simulator serves these, plus today's common ones)."""
 
+COMMON_TYPES = (
+    "imageannotation",
+    "textcollection",
+    "namedentityrecognition",
+    "documenttranscription",
+    "videoannotation",
+    "videoplaybackannotation",
+    "lidarannotation",
+)
+"""Today's commonest types: typed classes exist for them, and the simulator creates them."""
+
 GEOMETRY_TYPES = ("imageannotation", "polygonannotation", "lineannotation", "pointannotation", "cuboidannotation")
 """Today's image types whose response is a list of typed shapes (``annotations``)."""
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from callback_server.schemas import TASK_TYPES
+from callback_server.schemas import COMMON_TYPES, TASK_TYPES
 from scale_sim import defaults
 from scale_sim.config import is_http_url
 from scale_sim.exceptions import FaultSpecError, InvalidRequestError
@@ -23,15 +23,7 @@ from scale_sim.faults import FaultValues, parse_fault_list
 LEGACY_TYPES = TASK_TYPES
 """The seven types of the 2016 reference: the receiver's own list (it has a schema for each)."""
 
-MODERN_TYPES = (
-    "imageannotation",
-    "textcollection",
-    "namedentityrecognition",
-    "documenttranscription",
-    "videoannotation",
-    "videoplaybackannotation",
-    "lidarannotation",
-)
+MODERN_TYPES = COMMON_TYPES
 """Today's common types the simulator serves, with their documented parameters and response shapes."""
 
 FILE_RESULT_TYPES = ("videoannotation", "videoplaybackannotation", "lidarannotation")

@@ -111,3 +111,27 @@ def gunicorn(env: dict[str, str], port: int, log: Path, *extra: str) -> Iterator
 
         wait_for(up, timeout=30, what="gunicorn to answer /healthz")
         yield base
+
+
+def answers(url: str) -> bool:
+    """True once the URL answers 200 (a refused connection is just "not yet")."""
+    try:
+        return requests.get(url, timeout=1).status_code == 200
+    except requests.ConnectionError:
+        return False
+
+
+def dev_args(port: int, sim_port: int, data: Path) -> list[str]:
+    """The command line of ``make run`` (``python -m callback_server dev``) on the given ports and data folder."""
+    return [
+        sys.executable,
+        "-m",
+        "callback_server",
+        "dev",
+        "--port",
+        str(port),
+        "--sim-port",
+        str(sim_port),
+        "--data",
+        str(data),
+    ]

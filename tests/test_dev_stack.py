@@ -15,33 +15,29 @@ import requests
 from callback_server.devserver import DEV_CALLBACK_KEY, REDIS_URL_FILE
 from callback_server.embedded import free_port
 from tests.conftest import load_fixture
-from tests.processes import child_env, process, wait_for
+from tests.processes import answers, child_env, dev_args, process, wait_for
 
 pytestmark = pytest.mark.slow
 
 
-def answers(url: str) -> bool:
-    """True once the URL answers 200 (a refused connection is just "not yet")."""
-    try:
-        return requests.get(url, timeout=1).status_code == 200
-    except requests.ConnectionError:
-        return False
+def create_categorization(sim_port: int, api_key: str) -> dict[str, str]:
+    """A categorization task on the dev stack's simulator (it completes it and calls the receiver back)."""
+    data = {
+        "instruction": "Red or blue?",
+        "attachment_type": "text",
+        "attachment": "tomato",
+        "categories": ["red", "blue"],
+    }
+    answer = requests.post(
+        f"http://127.0.0.1:{sim_port}/v1/task/categorization", auth=(api_key, ""), timeout=10, data=data
+    )
+    task: dict[str, str] = answer.json()
+    return task
 
 
 def test_dev_runs_receiver_worker_and_simulator_on_an_embedded_redis_and_stops_them_all(tmp_path: Path) -> None:
     port, sim_port = free_port(), free_port()
-    args = [
-        sys.executable,
-        "-m",
-        "callback_server",
-        "dev",
-        "--port",
-        str(port),
-        "--sim-port",
-        str(sim_port),
-        "--data",
-        str(tmp_path / "var"),
-    ]
+    args = dev_args(port, sim_port, tmp_path / "var")
     log = tmp_path / "dev.log"
     with process(args, child_env(), log) as dev:
         wait_for(lambda: answers(f"http://127.0.0.1:{port}/readyz"), timeout=60, what="the receiver")
@@ -55,17 +51,7 @@ def test_dev_runs_receiver_worker_and_simulator_on_an_embedded_redis_and_stops_t
         assert answer.json() == {"status": "queued"}
         # The simulator completes a task and calls the receiver back; the worker logs the result.
         wait_for(lambda: answers(f"http://127.0.0.1:{sim_port}/"), timeout=30, what="the simulator")
-        created = requests.post(
-            f"http://127.0.0.1:{sim_port}/v1/task/categorization",
-            auth=("test_dev", ""),
-            timeout=10,
-            data={
-                "instruction": "Red or blue?",
-                "attachment_type": "text",
-                "attachment": "tomato",
-                "categories": ["red", "blue"],
-            },
-        ).json()
+        created = create_categorization(sim_port, "test_dev")
         wait_for(
             lambda: f"categorization {created['task_id']}:" in log.read_text(),
             timeout=30,
@@ -97,18 +83,7 @@ def cli(var: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_commands_beside_make_run_need_no_variable_and_test_tasks_arrive_as_test(tmp_path: Path) -> None:
     port, sim_port = free_port(), free_port()
     var = tmp_path / "var"
-    args = [
-        sys.executable,
-        "-m",
-        "callback_server",
-        "dev",
-        "--port",
-        str(port),
-        "--sim-port",
-        str(sim_port),
-        "--data",
-        str(var),
-    ]
+    args = dev_args(port, sim_port, var)
     log = tmp_path / "dev.log"
     # No variable at all: the commands below find everything through var/ (child_env drops SCALE_*, REDIS_URL).
     assert cli(var, "quarantine", "list").returncode != 0
@@ -119,17 +94,7 @@ def test_commands_beside_make_run_need_no_variable_and_test_tasks_arrive_as_test
         assert redis_url.startswith("redis://127.0.0.1:")
 
         # A task created with a test_ key calls back with the test key: the receiver logs mode=test.
-        created = requests.post(
-            f"http://127.0.0.1:{sim_port}/v1/task/categorization",
-            auth=("test_newcomer", ""),
-            timeout=10,
-            data={
-                "instruction": "Red or blue?",
-                "attachment_type": "text",
-                "attachment": "tomato",
-                "categories": ["red", "blue"],
-            },
-        ).json()
+        created = create_categorization(sim_port, "test_newcomer")
 
         def ack_line() -> str:
             return next(

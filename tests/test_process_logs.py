@@ -24,7 +24,7 @@ from callback_server import stats
 from callback_server.embedded import RedisProcess, free_port
 from tests.conftest import LIVE_KEY, load_fixture
 from tests.logfmt import parse
-from tests.processes import child_env, gunicorn, process, stack_env, wait_for, worker_args
+from tests.processes import answers, child_env, dev_args, gunicorn, process, stack_env, wait_for, worker_args
 
 pytestmark = pytest.mark.slow
 
@@ -132,23 +132,12 @@ def test_every_procfile_process_starts_works_and_stops_with_clean_lines(
 
 def test_make_run_prints_its_banner_then_only_clean_log_lines(tmp_path: Path) -> None:
     port, sim_port = free_port(), free_port()
-    args = [
-        sys.executable,
-        "-m",
-        "callback_server",
-        "dev",
-        "--port",
-        str(port),
-        "--sim-port",
-        str(sim_port),
-        "--data",
-        str(tmp_path / "var"),
-    ]
+    args = dev_args(port, sim_port, tmp_path / "var")
     log = tmp_path / "dev.log"
     with process(args, child_env(), log) as dev:
         base = f"http://127.0.0.1:{port}"
-        wait_for(lambda: _answers(f"{base}/readyz"), timeout=60, what="the receiver")
-        wait_for(lambda: _answers(f"http://127.0.0.1:{sim_port}/"), timeout=60, what="the simulator")
+        wait_for(lambda: answers(f"{base}/readyz"), timeout=60, what="the receiver")
+        wait_for(lambda: answers(f"http://127.0.0.1:{sim_port}/"), timeout=60, what="the simulator")
         body = load_fixture("categorization")
         answer = requests.post(
             f"{base}/callback",
@@ -168,13 +157,6 @@ def test_make_run_prints_its_banner_then_only_clean_log_lines(tmp_path: Path) ->
     fields = [_fields(line, "logfmt") for line in rest]
     loggers = {f["logger"].split(".")[0] for f in fields}
     assert {"gunicorn", "callback_server", "workers", "scale_sim"} <= loggers
-
-
-def _answers(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=1).status_code == 200
-    except requests.ConnectionError:
-        return False
 
 
 def test_metrics_count_exactly_what_happened_across_two_web_and_two_worker_processes(

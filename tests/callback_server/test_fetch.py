@@ -7,11 +7,9 @@ import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
-import requests
 
 from callback_server.config import Secret, Settings
 from callback_server.deliveries import Delivery, DeliveryQueue
@@ -19,56 +17,17 @@ from callback_server.embedded import RedisProcess
 from callback_server.exceptions import ConfigError
 from callback_server.fetch import FETCH, fetch_tasks
 from callback_server.ledger import Ledger
-from scale_sim.config import Secret as SimSecret
-from scale_sim.config import SimSettings
-from scale_sim.server import SimServer
+from tests.callback_server.dropping_sim import Sim, dropping_sim
 from tests.callback_server.test_ingest import queued_jobs
-from tests.conftest import LIVE_KEY
 from tests.processes import ROOT, stack_env
 
 API_KEY = "live_fetch_simulator_key_7f3a9c"
 
 
-class Sim:
-    """The simulator with every callback dropped (fault ``drop``) and nothing completing by itself."""
-
-    def __init__(self, server: SimServer) -> None:
-        self.server = server
-
-    def call(self, method: str, path: str, **body: Any) -> dict[str, Any]:
-        answer = requests.request(
-            method, f"{self.server.api_url}/{path}", json=body or None, auth=(API_KEY, ""), timeout=10
-        )
-        assert answer.status_code == 200, answer.text
-        result: dict[str, Any] = answer.json()
-        return result
-
-    def create(self) -> str:
-        task = self.call(
-            "POST",
-            "task/categorization",
-            instruction="Red or blue?",
-            attachment_type="text",
-            attachment="tomato",
-            categories=["red", "blue"],
-        )
-        return str(task["task_id"])
-
-    def complete(self, task_id: str) -> dict[str, Any]:
-        return self.call("POST", f"task/{task_id}/complete", response={"category": "red"})
-
-
 @pytest.fixture
 def sim(tmp_path: Path) -> Iterator[Sim]:
-    settings = SimSettings(
-        callback_auth_key=SimSecret(LIVE_KEY),
-        completion_delay=10**6,
-        faults=("drop",),
-        default_callback_url="http://127.0.0.1:9/callback",
-        data_path=str(tmp_path / "sim.sqlite3"),
-    )
-    with SimServer(settings, start_scheduler=False) as server:
-        yield Sim(server)
+    with dropping_sim(tmp_path, API_KEY) as simulator:
+        yield simulator
 
 
 @pytest.fixture

@@ -11,25 +11,21 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
-import requests
 
 from callback_server.config import Secret
 from callback_server.deliveries import Delivery, DeliveryQueue
 from callback_server.embedded import RedisProcess
 from callback_server.reconcile import Marks, build_reconciler
 from callback_server.schemas import parse_timestamp
-from scale_sim.config import Secret as SimSecret
-from scale_sim.config import SimSettings
-from scale_sim.server import SimServer
+from tests.callback_server.dropping_sim import Sim, dropping_sim
 from tests.callback_server.test_ingest import queued_jobs
-from tests.conftest import LIVE_KEY, make_settings
+from tests.conftest import make_settings
 from tests.processes import ROOT, process, stack_env, wait_for, worker_args
 
 API_KEY = "live_reconcile_simulator_key"
@@ -39,48 +35,10 @@ SEEN = "test:events"
 """Where tests.workers.event_handlers notes its runs (not imported: that would register its handlers here)."""
 
 
-@dataclass
-class Sim:
-    """The simulator with every callback dropped and nothing completing by itself."""
-
-    server: SimServer
-
-    def call(self, method: str, path: str, **body: Any) -> dict[str, Any]:
-        answer = requests.request(
-            method, f"{self.server.api_url}/{path}", json=body or None, auth=(API_KEY, ""), timeout=10
-        )
-        assert answer.status_code == 200, answer.text
-        result: dict[str, Any] = answer.json()
-        return result
-
-    def create(self, project: str | None = None) -> str:
-        extra = {"project": project} if project else {}
-        task = self.call(
-            "POST",
-            "task/categorization",
-            instruction="Red or blue?",
-            attachment_type="text",
-            attachment="tomato",
-            categories=["red", "blue"],
-            **extra,
-        )
-        return str(task["task_id"])
-
-    def complete(self, task_id: str, category: str = "red") -> dict[str, Any]:
-        return self.call("POST", f"task/{task_id}/complete", response={"category": category})
-
-
 @pytest.fixture
 def sim(tmp_path: Path) -> Iterator[Sim]:
-    settings = SimSettings(
-        callback_auth_key=SimSecret(LIVE_KEY),
-        completion_delay=10**6,
-        faults=("drop",),
-        default_callback_url="http://127.0.0.1:9/callback",
-        data_path=str(tmp_path / "sim.sqlite3"),
-    )
-    with SimServer(settings, start_scheduler=False) as server:
-        yield Sim(server)
+    with dropping_sim(tmp_path, API_KEY) as simulator:
+        yield simulator
 
 
 def reconcile(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

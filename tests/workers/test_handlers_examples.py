@@ -7,6 +7,7 @@ would be retried for hours) or lose its log line to a formatting error.
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 from collections.abc import Callable
@@ -15,27 +16,13 @@ from typing import Any
 import pytest
 
 from callback_server.deliveries import Delivery
-from tests.conftest import load_fixture
-from workers.handlers import (
-    annotation,
-    audiotranscription,
-    categorization,
-    comparison,
-    datacollection,
-    phonecall,
-    transcription,
-)
+from tests.conftest import TASK_TYPES, load_fixture
 from workers.payloads import Task, build_task
 
 HANDLERS: dict[str, Callable[[Any], None]] = {
-    "annotation": annotation.log_annotation,
-    "audiotranscription": audiotranscription.log_audiotranscription,
-    "categorization": categorization.log_categorization,
-    "comparison": comparison.log_comparison,
-    "datacollection": datacollection.log_datacollection,
-    "phonecall": phonecall.log_phonecall,
-    "transcription": transcription.log_transcription,
+    name: getattr(importlib.import_module(f"workers.handlers.{name}"), f"log_{name}") for name in TASK_TYPES
 }
+"""Each example handler, by the 2016 type it logs (one module per type, ``log_<type>`` in it)."""
 
 
 def task_of(name: str, change: Callable[[dict[str, Any]], None] | None = None) -> Task:
