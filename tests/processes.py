@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import psutil
 import requests
@@ -135,3 +135,18 @@ def dev_args(port: int, sim_port: int, data: Path) -> list[str]:
         "--data",
         str(data),
     ]
+
+
+def prompt_sim_settings(callback_url: str, data: Path) -> Any:
+    """A simulator that completes tasks at once and compresses Scale's 24 h of retries to seconds."""
+    from scale_sim.config import Secret, SimSettings
+    from tests.conftest import LIVE_KEY
+
+    return SimSettings(
+        callback_auth_key=Secret(LIVE_KEY),
+        completion_delay=0.0,
+        time_scale=0.0001,
+        default_callback_url=callback_url,
+        data_path=str(data),
+        callback_timeout=2.0,
+    )

@@ -25,7 +25,7 @@ from callback_server.reconcile import Reconciler, ScaleAPI
 from scale_sim.config import Secret, SimSettings
 from scale_sim.server import SimServer
 from tests.conftest import LIVE_KEY, TASK_TYPES, make_settings
-from tests.processes import ROOT, gunicorn, process, stack_env, wait_for, worker_args
+from tests.processes import ROOT, gunicorn, process, prompt_sim_settings, stack_env, wait_for, worker_args
 from tests.scale_sim.support import json_body
 from tests.scale_sim.test_client import CLIENT_TYPES
 from tests.workers.conftest import effects
@@ -73,14 +73,7 @@ class Stack:
 def stack(redis_conn: redis.Redis, redis_server: RedisProcess, tmp_path: Path) -> Iterator[Stack]:
     env = stack_env(redis_server.url)
     with gunicorn(env, free_port(), tmp_path / "gunicorn.log") as base:
-        settings = SimSettings(
-            callback_auth_key=Secret(LIVE_KEY),
-            completion_delay=0.0,
-            time_scale=0.0001,
-            default_callback_url=f"{base}/callback",
-            data_path=str(tmp_path / "sim.sqlite3"),
-            callback_timeout=2.0,
-        )
+        settings = prompt_sim_settings(f"{base}/callback", tmp_path / "sim.sqlite3")
         with SimServer(settings) as sim, process(worker_args("--no-scheduler"), env, tmp_path / "worker.log"):
             env = {**env, "SCALE_API_URL": sim.api_url, "SCALE_API_KEY": API_KEY}
             yield Stack(base, sim, env, redis_conn)

@@ -14,15 +14,24 @@ import requests
 from scaleapi import ScaleClient
 
 from callback_server.embedded import RedisProcess, free_port
-from scale_sim.config import Secret, SimSettings
 from scale_sim.server import SimServer
 from tests.conftest import LIVE_KEY
 from tests.events_support import categorization_life
-from tests.processes import gunicorn, process, stack_env, wait_for, worker_args
+from tests.processes import gunicorn, process, prompt_sim_settings, stack_env, wait_for, worker_args
 
 pytestmark = pytest.mark.slow
 
 API_KEY = "live_events_end_to_end"
+LIFE = [
+    ("completed", "-"),
+    ("audit", "accepted"),
+    ("audit", "fixed"),
+    ("audit", "rejected"),
+    ("recalled", "-"),
+    ("completed", "-"),
+]
+"""(event, review status) of the six deliveries of a task's life, in order."""
+
 SEEN = "test:events"
 """Where tests.workers.event_handlers notes its runs (not imported here: that would register its
 handlers in this process too)."""
@@ -68,30 +77,13 @@ def test_a_whole_life_posted_to_the_real_receiver(env: dict[str, str], redis_con
                 )
                 expected = "queued" if attempt == "first" else "duplicate"
                 assert answer.json() == {"status": expected}, (attempt, body["status"])
-        check_life(
-            redis_conn,
-            [
-                ("completed", "-"),
-                ("audit", "accepted"),
-                ("audit", "fixed"),
-                ("audit", "rejected"),
-                ("recalled", "-"),
-                ("completed", "-"),
-            ],
-        )
+        check_life(redis_conn, LIFE)
 
 
 @pytest.fixture
 def sim_stack(env: dict[str, str], tmp_path: Path) -> Iterator[ScaleClient]:
     with gunicorn(env, free_port(), tmp_path / "gunicorn.log") as base:
-        settings = SimSettings(
-            callback_auth_key=Secret(LIVE_KEY),
-            completion_delay=0.0,
-            time_scale=0.0001,
-            default_callback_url=f"{base}/callback",
-            data_path=str(tmp_path / "sim.sqlite3"),
-            callback_timeout=2.0,
-        )
+        settings = prompt_sim_settings(f"{base}/callback", tmp_path / "sim.sqlite3")
         with SimServer(settings) as sim, process(worker_args(), env, tmp_path / "worker.log"):
             yield ScaleClient(API_KEY, api_instance_url=sim.api_url)
 
@@ -123,17 +115,7 @@ def test_a_whole_life_driven_by_the_simulator(sim_stack: ScaleClient, redis_conn
     for number, (action, data) in enumerate(steps, start=2):
         api.post_request(f"task/{task.id}/{action}", body=data)
         wait_for(lambda n=number: delivered(n), what=f"callback {number} ({action})")  # type: ignore[misc]
-    check_life(
-        redis_conn,
-        [
-            ("completed", "-"),
-            ("audit", "accepted"),
-            ("audit", "fixed"),
-            ("audit", "rejected"),
-            ("recalled", "-"),
-            ("completed", "-"),
-        ],
-    )
+    check_life(redis_conn, LIFE)
 
 
 def _categorization() -> object:
