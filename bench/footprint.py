@@ -22,11 +22,11 @@ from pathlib import Path
 import redis
 import requests
 
+from bench import start_web
 from bench.ingest import callback_body
 from callback_server import defaults, ledger
 from callback_server.config import Settings
 from callback_server.deliveries import SEEN_BUCKET
-from callback_server.devserver import web_command
 from callback_server.embedded import RedisProcess, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -146,13 +146,7 @@ def main() -> None:
         settings = Settings.from_env(env)
         conn = redis.Redis.from_url(server.url)
         port = free_port()
-        web = subprocess.Popen(
-            web_command(f"127.0.0.1:{port}"),
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        web = start_web(env, port)
         worker = None
         try:
             base = f"http://127.0.0.1:{port}"

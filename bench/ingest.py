@@ -23,7 +23,7 @@ import psutil
 import redis
 import requests
 
-from callback_server.devserver import web_command
+from bench import start_web
 from callback_server.embedded import RedisProcess, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -152,13 +152,7 @@ def main() -> None:
                 env = {**os.environ, "REDIS_URL": server.url, "SCALE_CALLBACK_AUTH_KEY": KEY, "LOG_LEVEL": "warning"}
                 if args.web_concurrency:
                     env["WEB_CONCURRENCY"] = args.web_concurrency
-                proc = subprocess.Popen(
-                    web_command(f"127.0.0.1:{port}", *args.gunicorn_args.split(), app=target),
-                    cwd=ROOT,
-                    env=env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
+                proc = start_web(env, port, *args.gunicorn_args.split(), app=target)
                 try:
                     url = f"http://127.0.0.1:{port}/callback"
                     deadline = time.monotonic() + 30

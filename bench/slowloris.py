@@ -22,7 +22,6 @@ import os
 import select
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -31,7 +30,7 @@ from pathlib import Path
 
 import requests
 
-from callback_server.devserver import web_command
+from bench import start_web
 from callback_server.embedded import RedisProcess, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -175,13 +174,7 @@ def main() -> None:
         env = {**os.environ, "REDIS_URL": server.url, "SCALE_CALLBACK_AUTH_KEY": KEY, "LOG_LEVEL": "warning"}
         if args.web_concurrency:
             env["WEB_CONCURRENCY"] = args.web_concurrency
-        proc = subprocess.Popen(
-            web_command(f"127.0.0.1:{port}", *args.gunicorn_args.split()),
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        proc = start_web(env, port, *args.gunicorn_args.split())
         base = f"http://127.0.0.1:{port}"
         slow = SlowClients(port, args.slow, args.trickle)
         try:

@@ -31,11 +31,11 @@ from pathlib import Path
 import redis
 import requests
 
+from bench import start_web
 from bench.handlers import LATENCY_KEY
 from bench.ingest import callback_body
 from callback_server.config import Settings
 from callback_server.deliveries import Delivery, DeliveryQueue
-from callback_server.devserver import web_command
 from callback_server.embedded import RedisProcess, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,13 +114,7 @@ def latency(url: str, processes: int, rate: float, seconds: float) -> tuple[floa
     conn.flushall()
     port = free_port()
     env = env_for(url)
-    web = subprocess.Popen(
-        web_command(f"127.0.0.1:{port}"),
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    web = start_web(env, port)
     workers = [
         subprocess.Popen(
             [sys.executable, "-m", "workers"],

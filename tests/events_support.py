@@ -49,15 +49,19 @@ def categorization_life() -> list[tuple[str, dict[str, Any]]]:
     return life
 
 
+ATTACHMENT_ERROR = {
+    "error": "One or more attachments could not be downloaded.",
+    "attachments": [{"statusCode": 403, "url": "https://example.com/private.png"}],
+}
+"""The documented response of an error at creation."""
+
+
 def error_callback(name: str = "categorization") -> dict[str, Any]:
     """An error at creation: the attachment could not be fetched."""
     task = copy.deepcopy(load_fixture(name)["task"])
     task.update(
         status="error",
         completed_at=None,
-        response={
-            "error": "One or more attachments could not be downloaded.",
-            "attachments": [{"statusCode": 403, "url": "https://example.com/private.png"}],
-        },
+        response=copy.deepcopy(ATTACHMENT_ERROR),
     )
     return callback(task)

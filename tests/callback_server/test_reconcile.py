@@ -39,6 +39,7 @@ from callback_server.reconcile import (
 )
 from tests.callback_server.test_ingest import queued_jobs
 from tests.conftest import load_fixture
+from tests.events_support import ATTACHMENT_ERROR
 
 API_KEY = "live_reconcile_key_123"
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -73,10 +74,7 @@ def error_task(index: int, updated: datetime) -> dict[str, Any]:
     task.update(
         status="error",
         completed_at=None,
-        response={
-            "error": "One or more attachments could not be downloaded.",
-            "attachments": [{"statusCode": 403, "url": "https://example.com/private.png"}],
-        },
+        response=copy.deepcopy(ATTACHMENT_ERROR),
     )
     return task
 

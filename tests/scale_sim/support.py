@@ -382,3 +382,17 @@ def assert_event_body(body: dict[str, Any], event: str) -> None:
         assert task["completed_at"] and task["updated_at"] > task["completed_at"]
     else:
         raise AssertionError(f"unknown event {event}")
+
+
+CALLBACK_URL = "http://127.0.0.1:9/callback"
+"""A callback URL nothing listens on (the tests that use it read the simulator, not a receiver)."""
+
+
+def create(client: Any, task_type: str = "categorization", **extra: Any) -> str:
+    """Create a task through the simulator's API (a Flask test client) and return its id."""
+    answer = client.post(
+        f"/v1/task/{task_type}", json={**json_body(CALLBACK_URL, task_type), **extra}, headers=basic_auth(TEST_KEY)
+    )
+    assert answer.status_code == 200, answer.get_json()
+    task_id: str = answer.get_json()["task_id"]
+    return task_id

@@ -17,18 +17,9 @@ from scaleapi.tasks import TaskReviewStatus, TaskType
 
 from scale_sim.server import SimServer
 from scale_sim.tasks import timestamp_ms
-from tests.scale_sim.support import TEST_KEY, basic_auth, json_body, wait_for
+from tests.scale_sim.support import TEST_KEY, basic_auth, create, json_body, wait_for
 
 CB = "http://127.0.0.1:9/callback"
-
-
-def create(client: FlaskClient, task_type: str = "categorization", **extra: Any) -> str:
-    answer = client.post(
-        f"/v1/task/{task_type}", json={**json_body(CB, task_type), **extra}, headers=basic_auth(TEST_KEY)
-    )
-    assert answer.status_code == 200, answer.get_json()
-    task_id: str = answer.get_json()["task_id"]
-    return task_id
 
 
 def post(client: FlaskClient, path: str, **body: Any) -> dict[str, Any]:

@@ -6,7 +6,6 @@ import sqlite3
 from collections.abc import Callable
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
@@ -18,7 +17,7 @@ from scale_sim.origin import CrossOriginError, check_same_origin
 from scale_sim.server import SimServer
 from scale_sim.simulator import Simulator
 from scale_sim.store import SCHEMA_VERSION, Store
-from tests.scale_sim.support import TEST_KEY, basic_auth, json_body
+from tests.scale_sim.support import TEST_KEY, basic_auth, create, json_body
 
 CB = "http://127.0.0.1:9/callback"
 HOSTILE = " autofocus onfocus=alert(document.domain) x="
@@ -42,15 +41,6 @@ def attributes_of(html: str) -> _Attributes:
     parser = _Attributes()
     parser.feed(html)
     return parser
-
-
-def create(client: FlaskClient, task_type: str = "categorization", **extra: Any) -> str:
-    answer = client.post(
-        f"/v1/task/{task_type}", json={**json_body(CB, task_type), **extra}, headers=basic_auth(TEST_KEY)
-    )
-    assert answer.status_code == 200, answer.get_json()
-    task_id: str = answer.get_json()["task_id"]
-    return task_id
 
 
 @pytest.mark.parametrize("payload", [HOSTILE, '" autofocus onfocus="alert(1)', "'><img src=x onerror=alert(1)>"])
