@@ -25,7 +25,6 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime
 from pathlib import Path
 
 import redis
@@ -34,6 +33,7 @@ import requests
 from bench import start_web
 from bench.handlers import LATENCY_KEY
 from bench.ingest import callback_body
+from callback_server import ledger
 from callback_server.config import Settings
 from callback_server.deliveries import Delivery, DeliveryQueue
 from callback_server.embedded import RedisProcess, free_port
@@ -67,17 +67,20 @@ def fill(url: str, queue_name: str, jobs: int) -> None:
 
 
 def job_span(url: str, queue_name: str) -> tuple[int, float]:
-    """(finished jobs, seconds from the first start to the last end)."""
+    """(finished jobs, seconds from the first start to the last end), read from the delivery ledger.
+
+    Finished jobs are deleted at once (RESULT_TTL 0); each attempt's outcome entry in the ledger
+    says when it ended (its id) and how long it ran.
+    """
     conn = redis.Redis.from_url(url)
     starts, ends = [], []
-    for key in conn.scan_iter("rq:job:*", count=1000):
-        if conn.type(key) != b"hash":
-            continue
-        started, ended, origin, status = conn.hmget(key, "started_at", "ended_at", "origin", "status")
-        if origin != queue_name.encode() or status != b"finished":
-            continue
-        starts.append(datetime.fromisoformat(started.decode().replace("Z", "+00:00")).timestamp())
-        ends.append(datetime.fromisoformat(ended.decode().replace("Z", "+00:00")).timestamp())
+    for key in conn.scan_iter(f"{ledger.PREFIX}:*", count=1000):
+        for entry_id, fields in conn.xrange(key):
+            if fields.get(b"t") or fields.get(b"y") != ledger.DONE.encode():
+                continue  # an accept entry, or an attempt that did not finish the delivery
+            ended = int(entry_id.split(b"-")[0]) / 1000
+            ends.append(ended)
+            starts.append(ended - float(fields.get(b"s") or 0) / 1000)
     return len(ends), (max(ends) - min(starts)) if ends else 0.0
 
 
