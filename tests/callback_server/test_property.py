@@ -18,6 +18,7 @@ from rq import Queue, SimpleWorker
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 
+from callback_server import schemas
 from callback_server.schemas import _ENVELOPE, _RESPONSES, FAST_RESPONSES, fast_envelope
 from tests.conftest import LIVE_KEY, TASK_TYPES, load_fixture
 from tests.events_support import callback, categorization_life, error_callback
@@ -175,3 +176,27 @@ def test_recorded_callbacks_take_the_fast_path(name: str) -> None:
     assert fast_envelope(body)
     fast = FAST_RESPONSES.get(body["task"]["type"])
     assert fast is None or fast(body["response"])
+
+
+_ITEM_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=4), st.lists(st.integers(), max_size=2)
+)
+_BOX_LIKE = st.fixed_dictionaries(
+    {},
+    optional={
+        name: _ITEM_VALUES for name in ("left", "top", "width", "height", "x", "y", "label", "uuid", "attributes")
+    },
+)
+
+
+@settings(max_examples=300, derandomize=True, deadline=None, database=None)
+@given(item=_BOX_LIKE, shape=st.sampled_from([None, "box", "polygon", "line", "point"]), vertices=st.lists(_BOX_LIKE))
+def test_the_fast_item_checks_never_accept_what_the_item_schemas_refuse(
+    item: dict[str, Any], shape: str | None, vertices: list[dict[str, Any]]
+) -> None:
+    """ListOf skips marshmallow for items its fast predicate accepts: each must agree with its schema."""
+    if schemas._fast_box(item):
+        assert schemas.Box().validate(item) == {}, item
+    geometry = {**item, "vertices": vertices, **({"type": shape} if shape else {})}
+    if schemas._fast_geometry(geometry):
+        assert schemas.Geometry().validate(geometry) == {}, geometry
