@@ -186,11 +186,6 @@ def seen_key(identity: str) -> str:
     return f"{defaults.SEEN_PREFIX}:{identity}"
 
 
-def _event_code(event: Event) -> str:
-    """The event as the ledger writes it: ``completed``, or ``audit:fixed`` for an audit."""
-    return f"{event.name}:{event.review_status}" if event.review_status else event.name
-
-
 class DeliveryQueue:
     """Puts deliveries on the RQ queue, at most once per identity within the dedup TTL."""
 
@@ -279,8 +274,7 @@ class DeliveryQueue:
         was marked as seen, and the tally still owes what it did.
         """
         now = time.time()
-        bucket = int(now // SEEN_BUCKET)
-        buckets = [seen_bucket_key(b) for b in range(bucket, bucket - self._seen_buckets, -1)]
+        buckets = self._seen_bucket_keys(now)
         stream = int(now // ledger.BUCKET)
         identity = ledger.raw_id(delivery.delivery_id)
         labels = (delivery.task_type, delivery.event.name, delivery.mode)
@@ -299,11 +293,11 @@ class DeliveryQueue:
             identity,
             delivery.delivery_id,
             *self._varying(delivery),
-            (bucket + 1) * SEEN_BUCKET + self.dedup_ttl,
+            (int(now // SEEN_BUCKET) + 1) * SEEN_BUCKET + self.dedup_ttl,
             ledger.stream_expiry(stream, self.ledger_ttl),
             delivery.task_id,
             ledger.type_code(delivery.task_type),
-            ledger.event_code(_event_code(delivery.event)),
+            ledger.event_code(delivery.event),
             ledger.SOURCES.get(delivery.source, delivery.source),
             ledger.MODES.get(delivery.mode, delivery.mode),
             stats.field("delivery", "queued", *labels),
@@ -320,13 +314,17 @@ class DeliveryQueue:
 
     def is_seen(self, delivery_id: str) -> bool:
         """Whether a delivery's identity was accepted within the dedup TTL (a read; accept decides)."""
-        bucket = int(time.time() // SEEN_BUCKET)
         identity = ledger.raw_id(delivery_id)
         pipe = self.connection.pipeline(transaction=False)
-        for b in range(bucket, bucket - self._seen_buckets, -1):
-            pipe.hexists(seen_bucket_key(b), identity)
+        for key in self._seen_bucket_keys(time.time()):
+            pipe.hexists(key, identity)
         pipe.exists(seen_key(delivery_id))
         return any(pipe.execute())
+
+    def _seen_bucket_keys(self, now: float) -> list[str]:
+        """The identity hashes an identity accepted within DEDUP_TTL of ``now`` may be in, newest first."""
+        bucket = int(now // SEEN_BUCKET)
+        return [seen_bucket_key(b) for b in range(bucket, bucket - self._seen_buckets, -1)]
 
     def _run_accept(self, keys: tuple[str, ...], args: tuple[Any, ...]) -> Any:
         """EVALSHA on a pooled connection, without redis-py's generic command machinery.

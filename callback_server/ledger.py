@@ -31,6 +31,7 @@ import redis
 
 from callback_server import scripts
 from callback_server.auth import LIVE, TEST
+from callback_server.events import Event
 from callback_server.schemas import COMMON_TYPES, TASK_TYPES
 
 PREFIX = "scb:ledger"
@@ -38,8 +39,6 @@ PREFIX = "scb:ledger"
 
 HANDLER_NAMES_KEY = "scb:handler_names"
 """Hash of handler code -> dotted name, so an outcome entry names handlers in a few bytes."""
-
-DAY = 86400
 
 BUCKET = 6 * 3600
 """Seconds of entries one stream holds: it outlives its last entry by LEDGER_TTL, its first by 6 h more."""
@@ -85,9 +84,10 @@ def type_code(task_type: str) -> str:
     return _TYPE_INDEX.get(task_type) or f"={task_type}"
 
 
-def event_code(event: str) -> str:
-    """An event (``audit:fixed`` form) as the ledger writes it."""
-    return EVENT_CODES.get(event) or f"={event}"
+def event_code(event: Event) -> str:
+    """An event as the ledger writes it: its code from :data:`EVENT_CODES` (an audit by its review status)."""
+    name = f"{event.name}:{event.review_status}" if event.review_status else event.name
+    return EVENT_CODES.get(name) or f"={name}"
 
 
 def _type_name(code: str) -> str:
@@ -222,7 +222,7 @@ class Ledger:
         current = int((datetime.now(UTC).timestamp() if now is None else now) // BUCKET)
         return list(range(current, current - self.ttl // BUCKET - 2, -1))
 
-    def _entries(self, limit: int | None = None) -> Iterator[tuple[bytes, dict[bytes, bytes]]]:
+    def _entries(self) -> Iterator[tuple[bytes, dict[bytes, bytes]]]:
         """Every entry, newest first (each day's stream read in pages)."""
         for bucket in self._buckets():
             start = b"+"

@@ -18,7 +18,6 @@ import bisect
 import os
 import threading
 import time
-from collections.abc import Iterable
 from typing import Any
 
 import redis
@@ -129,10 +128,13 @@ class Tally:
     def flush_in_background(self, connection: redis.Redis, interval: float = FLUSH_INTERVAL) -> None:
         """Deliver what is owed every ``interval`` seconds from a thread, when no accept carried it.
 
-        Started lazily in each serving process (a thread does not survive gunicorn's fork).
+        Started lazily in each serving process (a thread does not survive gunicorn's fork); it is
+        called on every callback, so the common case is one comparison, without the lock.
         """
+        if self._pid == os.getpid():
+            return
         with self._lock:
-            if self._flusher is not None and self._flusher.is_alive() and self._pid == os.getpid():
+            if self._pid == os.getpid():
                 return
             self._pid = os.getpid()
             self._flusher = threading.Thread(
@@ -215,14 +217,14 @@ def totals(connection: redis.Redis) -> dict[str, float]:
 def minutes(connection: redis.Redis, count: int, now: float | None = None) -> list[tuple[int, dict[str, float]]]:
     """The last ``count`` minutes' counts, oldest first (one pipeline)."""
     last = current_minute(now)
-    span: Iterable[int] = range(last - count + 1, last + 1)
+    span = range(last - count + 1, last + 1)
     pipe = connection.pipeline(transaction=False)
     for minute in span:
         pipe.hgetall(minute_key(minute))
     rows = pipe.execute()
     return [
         (minute, {name.decode(): float(value) for name, value in row.items()})
-        for minute, row in zip(range(last - count + 1, last + 1), rows, strict=True)
+        for minute, row in zip(span, rows, strict=True)
     ]
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from callback_server.events import COMPLETED, Event, derive_event, parse_instant
+from callback_server.events import AUDIT, COMPLETED, ERROR, Event, derive_event, parse_instant
 from callback_server.schemas import FILE_RESULT_TYPES, GEOMETRY_TYPES
 
 
@@ -561,7 +561,7 @@ def build_task(delivery: dict[str, Any]) -> Task:
     event = delivery_event(delivery)
     cls = TASK_CLASSES.get(task_type, UnknownTask)
     response = body.get("response")
-    if event.name in ("completed", "audit") and isinstance(response, dict):
+    if event.name in (COMPLETED, AUDIT) and isinstance(response, dict):
         typed = _response(task_type, response)
     else:
         typed = response if cls is UnknownTask else None
@@ -591,6 +591,6 @@ def build_task(delivery: dict[str, Any]) -> Task:
         tags=[t for t in _list(tags) if isinstance(t, str)] if not isinstance(tags, str) else [tags],
         audits=_audits(task.get("audits")),
         customer_review_status=_text(task.get("customer_review_status")),
-        error=_error(response) if event.name == "error" else None,
+        error=_error(response) if event.name == ERROR else None,
         raw=body,
     )
