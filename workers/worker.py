@@ -303,7 +303,9 @@ def work(burst: bool, name: str | None, no_scheduler: bool) -> None:
     pool.start(burst=burst, logging_level="INFO")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m workers`` and the ``callback-worker`` script (click, as the ``callback_server`` commands)."""
-    work.main(args=argv, prog_name="python -m workers", standalone_mode=True)
-    return 0
+def main(argv: list[str] | None = None) -> None:
+    """``python -m workers`` and the ``callback-worker`` script (click, as the ``callback_server`` commands).
+
+    click exits the process with the command's status.
+    """
+    work.main(args=argv, prog_name="python -m workers")
