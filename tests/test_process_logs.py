@@ -187,6 +187,9 @@ def test_metrics_count_exactly_what_happened_across_two_web_and_two_worker_proce
             timeout=20,
             what="the 503 counted once Redis is back",
         )
+        # Each web process sends what it learnt after an answer (its latency) with its next write or
+        # its once-a-second flush: wait until both have, or a scrape may land between two flushes.
+        wait_for(lambda: counter(redis_conn, "ack_count") == 4, timeout=20, what="every ack's latency counted")
         scrapes = [requests.get(f"{base}/metrics", headers=auth, timeout=10) for _ in range(6)]
     assert all(s.status_code == 200 for s in scrapes)
     # Whichever gunicorn process answered, the numbers are the same: they are Redis's, not a process's.
