@@ -100,6 +100,12 @@ def server_cpu(pid: int) -> float:
     return total
 
 
+def redis_cpu(conn: redis.Redis) -> float:
+    """User and system CPU seconds the Redis server has spent so far (it shares the machine's cores)."""
+    info = conn.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 def run_wrk(url: str, script: Path, duration: int, connections: int, threads: int) -> dict[str, float]:
     out = subprocess.run(
         ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url],
@@ -167,11 +173,13 @@ def main() -> None:
                     run_wrk(url, script, 2, args.connections, args.threads)  # warm-up
                     redis.Redis.from_url(server.url).flushall()
                     before = server_cpu(proc.pid)
+                    redis_before = redis_cpu(redis.Redis.from_url(server.url))
                     results[name] = run_wrk(url, script, args.duration, args.connections, args.threads)
                     # CPU seconds the server processes spent, per request: steadier than req/s on a
                     # shared machine, and what the ack path's costs add up to.
                     results[name]["cpu_us"] = (server_cpu(proc.pid) - before) / results[name]["requests"] * 1e6
                     conn = redis.Redis.from_url(server.url)
+                    results[name]["redis_us"] = (redis_cpu(conn) - redis_before) / results[name]["requests"] * 1e6
                     results[name]["queued"] = sum(conn.llen(f"rq:queue:{q}") for q in ("callbacks", "naive", "floor"))
                 finally:
                     proc.terminate()
@@ -181,13 +189,13 @@ def main() -> None:
     bare = results.get("bare") or next(iter(results.values()))
     print(
         f"{'route':<6} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'jobs':>8} "
-        f"{'x bare rps':>10} {'x bare p99':>10} {'cpu us/req':>10}"
+        f"{'x bare rps':>10} {'x bare p99':>10} {'cpu us/req':>10} {'redis us':>8}"
     )
     for name, r in results.items():
         print(
             f"{name:<6} {r['rps']:>9.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['errors']:>7.0f} "
             f"{r['queued']:>8.0f} {r['rps'] / bare['rps']:>10.2f} {r['p99_ms'] / bare['p99_ms']:>10.2f} "
-            f"{r['cpu_us']:>10.0f}"
+            f"{r['cpu_us']:>10.0f} {r['redis_us']:>8.0f}"
         )
 
 
