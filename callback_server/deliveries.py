@@ -29,6 +29,7 @@ from rq.utils import utcformat
 from callback_server import defaults, ledger, scripts, stats
 from callback_server.auth import LIVE
 from callback_server.config import Settings
+from callback_server.connection import ConnectionStack
 from callback_server.events import Event, derive_event, parse_instant
 
 DISPATCH_FUNCTION = "workers.dispatch.process_delivery"
@@ -200,6 +201,7 @@ class DeliveryQueue:
         ledger_ttl: int = defaults.LEDGER_TTL,
     ) -> None:
         self.connection = connection
+        self._connections = ConnectionStack(connection.connection_pool)
         self.queue = Queue(queue_name, connection=connection, serializer=JSONSerializer)
         self.dedup_ttl = dedup_ttl
         self.ledger_ttl = ledger_ttl
@@ -327,20 +329,18 @@ class DeliveryQueue:
         return [seen_bucket_key(b) for b in range(bucket, bucket - self._seen_buckets, -1)]
 
     def _run_accept(self, keys: tuple[str, ...], args: tuple[Any, ...]) -> Any:
-        """EVALSHA on a pooled connection, without redis-py's generic command machinery.
+        """EVALSHA on a connection of the accept path's own, without redis-py's generic command machinery.
 
         Its blanket retry is wrong here: a timeout while *reading* the reply may mean the script
-        ran, so only a failure to *send* is tried again (the pool already replaces sockets that
-        Redis closed, e.g. after a restart).
+        ran, so only a failure to *send* is tried again. A connection goes back to the stack only
+        after a complete exchange; on any failure it is disconnected first.
         """
-        pool = self.connection.connection_pool
         for attempt in (1, 2):
-            conn = pool.get_connection()
+            conn = self._connections.get()
             try:
                 try:
                     conn.send_command("EVALSHA", self._accept_sha, len(keys), *keys, *args)
                 except (redis.ConnectionError, redis.TimeoutError):
-                    conn.disconnect()
                     if attempt == 2:
                         raise
                     continue
@@ -350,9 +350,11 @@ class DeliveryQueue:
                     # First use on this server (or after a restart without the script cache).
                     conn.send_command("EVAL", self._accept_script, len(keys), *keys, *args)
                     return conn.read_response()
-                except (redis.ConnectionError, redis.TimeoutError):
-                    conn.disconnect()
-                    raise
+            except redis.ResponseError:
+                raise  # a whole reply was read (e.g. OOM under noeviction): the connection is clean
+            except BaseException:
+                conn.disconnect()
+                raise
             finally:
-                pool.release(conn)
+                self._connections.put(conn)
         raise AssertionError("unreachable")

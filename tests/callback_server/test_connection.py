@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+import os
+import select
 
 import pytest
 import redis
 from flask.testing import FlaskClient
 
 from callback_server.config import Settings
-from callback_server.connection import connect, eviction_policy, warn_if_evicting
+from callback_server.connection import ConnectionStack, connect, eviction_policy, warn_if_evicting
+from callback_server.deliveries import Delivery, DeliveryQueue
 from tests.callback_server.test_ingest import post
 from tests.conftest import LIVE_KEY, OLD_LIVE_KEY, load_fixture, make_settings
 
@@ -46,6 +49,56 @@ def test_rediss_urls_accept_heroku_self_signed_certificates() -> None:
     assert client.connection_pool.connection_class.__name__ == "SSLConnection"
     blocking = connect(make_settings("redis://localhost:6379/0"), blocking=True)
     assert blocking.connection_pool.connection_kwargs["socket_timeout"] is None
+
+
+def test_the_stack_reconnects_a_socket_that_redis_closed(redis_conn: redis.Redis) -> None:
+    """After a restart or a CLIENT KILL, the next accept goes through instead of failing once."""
+    queue = DeliveryQueue(connect(make_settings(_url(redis_conn))))
+    assert queue.accept(Delivery.from_body(load_fixture("phonecall"), mode="live"))
+    killed = redis_conn.client_kill_filter(_type="normal", skipme=True)
+    assert killed >= 1
+    assert queue.accept(Delivery.from_body(load_fixture("annotation"), mode="live"))
+    assert redis_conn.llen("rq:queue:callbacks") == 2
+
+
+def test_the_stack_never_hands_out_a_socket_with_unread_bytes(redis_conn: redis.Redis) -> None:
+    stack = ConnectionStack(redis_conn.connection_pool)
+    connection = stack.get()
+    connection.send_command("PING")
+    connection.read_response()
+    connection.send_command("ECHO", "left unread")  # as if a caller had been cut off mid-exchange
+    assert select.select([connection._sock], [], [], 5)[0]  # the stale reply has arrived
+    stack.put(connection)
+    again = stack.get()
+    assert again is connection
+    again.send_command("PING")
+    assert again.read_response() in (b"PONG", "PONG")  # not the stale ECHO reply
+
+
+def test_a_forked_child_does_not_use_the_parents_connections(redis_conn: redis.Redis) -> None:
+    stack = ConnectionStack(redis_conn.connection_pool)
+    parents = stack.get()
+    parents.send_command("PING")
+    parents.read_response()
+    stack.put(parents)
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if it got a connection of its own that works
+        ok = False
+        try:
+            child = stack.get()
+            child.send_command("PING")
+            ok = child is not parents and child.read_response() in (b"PONG", "PONG")
+        finally:
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    parents.send_command("PING")  # the parent's socket was left alone
+    assert parents.read_response() in (b"PONG", "PONG")
+
+
+def _url(conn: redis.Redis) -> str:
+    kwargs = conn.get_connection_kwargs()
+    return f"redis://{kwargs['host']}:{kwargs['port']}/0"
 
 
 def test_logs_carry_ids_and_outcomes_but_never_keys_or_bodies(
