@@ -59,11 +59,20 @@ class UnknownStatusError(ValueError):
 
 
 _SLOPPY_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?=T|\s|$)")
+_AFTER_DATE = ("T", " ", "")
 
 
 def _pad_date(match: re.Match[str]) -> str:
     year, month, day = match.groups()
     return f"{year}-{int(month):02d}-{int(day):02d}"
+
+
+def _is_padded_date(value: str) -> bool:
+    """Whether a timestamp already starts YYYY-MM-DD (most do): the padding regex is its cost otherwise.
+
+    ASCII only, since \\d also matches other scripts' digits, which the padding turns into ASCII.
+    """
+    return len(value) >= 10 and value.isascii() and value[4] == "-" and value[7] == "-" and value[10:11] in _AFTER_DATE
 
 
 def parse_instant(value: object) -> datetime | None:
@@ -74,8 +83,10 @@ def parse_instant(value: object) -> datetime | None:
     """
     if not isinstance(value, str) or not value or len(value) > 64:
         return None
+    if not _is_padded_date(value):
+        value = _SLOPPY_DATE.sub(_pad_date, value, count=1)
     try:
-        moment = datetime.fromisoformat(_SLOPPY_DATE.sub(_pad_date, value, count=1))
+        moment = datetime.fromisoformat(value)
     except ValueError:
         return None
     if moment.tzinfo is None:
