@@ -89,7 +89,8 @@ COUNTERS: Mapping[str, CounterSpec] = {
 ``scb_counter_total{name=..., labels=...}``, so a counter added later is never invisible."""
 
 HISTOGRAM_PARTS = {"ack_bucket", "ack_sum_ms", "ack_count", "handler_bucket", "handler_sum_s", "handler_count"}
-"""The stats fields that make up the two histograms (not counters of their own)."""
+"""The stats fields that make up the two histograms (not counters of their own; ``ack_count`` is
+no longer written, since a histogram's count is the sum of its buckets, but older releases wrote it)."""
 
 
 def _split(fields: Mapping[str, float]) -> dict[str, list[tuple[list[str], float]]]:

@@ -728,7 +728,7 @@ def load_callback_text(raw: bytes) -> tuple[dict[str, Any], str]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidCallbackError("body is not UTF-8", {"position": exc.start}) from None
-    if not text.strip():
+    if not text or text.isspace():  # as `not text.strip()`, without copying the body
         raise InvalidCallbackError("body is empty")
     try:
         body = parse_json(raw)
