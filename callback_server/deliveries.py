@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import hiredis
 import orjson
 import redis
 from rq import Queue, Retry
@@ -51,6 +52,11 @@ def _lua_string(value: object) -> str:
     return '"' + "".join(chr(b) if 32 <= b < 127 and b not in (34, 92) else f"\\{b:03d}" for b in raw) + '"'
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, check_circular=False)
+"""The identity's JSON: json.dumps with these options, made once (json.dumps builds an encoder per
+call). No cycle check: the material comes from parsed JSON, which cannot hold a cycle."""
+
+
 def delivery_id(body: dict[str, Any]) -> str:
     """The identity of a validated callback body: same content, same id; 32 hex characters.
 
@@ -64,7 +70,7 @@ def delivery_id(body: dict[str, Any]) -> str:
     audit_state = _audit_state(task)
     if audit_state is not None:
         material.append(audit_state)
-    canonical = json.dumps(material, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    canonical = _CANONICAL.encode(material)
     # surrogatepass: JSON may escape a lone surrogate inside a response; it hashes like any text.
     return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
@@ -360,7 +366,10 @@ class DeliveryQueue:
             conn = self._connections.get()
             try:
                 try:
-                    conn.send_command("EVALSHA", self._accept_sha, len(keys), *keys, *args)
+                    # hiredis packs it, as redis-py's serializer would after copying every argument.
+                    conn.send_packed_command(
+                        [hiredis.pack_command(("EVALSHA", self._accept_sha, len(keys), *keys, *args))]
+                    )
                 except (redis.ConnectionError, redis.TimeoutError):
                     if attempt == 2:
                         raise
