@@ -111,18 +111,23 @@ class LogfmtFormatter(logging.Formatter):
         # Arguments are accepted and ignored, so logging.config (gunicorn's logconfig_dict) can build it.
         super().__init__()
         self._clock = _StampCache()
+        self._heads: dict[tuple[str, str], str] = {}
 
     def format(self, record: logging.LogRecord) -> str:
         """The record as one logfmt line."""
-        parts = [
-            f"time={self._clock.stamp(record)} level={record.levelname.lower()} logger={logfmt_value(record.name)}"
-            f" msg={logfmt_value(record.getMessage())}"
-        ]
-        for name, value in record_fields(record).items():
-            parts.append(f"{name}={logfmt_value(value)}")
-        error = _error_text(self, record)
-        if error:
-            parts.append(f"exc={logfmt_value(error)}")
+        head = self._heads.get((record.levelname, record.name))
+        if head is None:  # a few loggers and levels: their text is made once (every callback logs)
+            head = self._heads[(record.levelname, record.name)] = (
+                f"level={record.levelname.lower()} logger={logfmt_value(record.name)}"
+            )
+        parts = [f"time={self._clock.stamp(record)} {head} msg={logfmt_value(record.getMessage())}"]
+        attributes = record.__dict__
+        for name in FIELDS:
+            value = attributes.get(name)
+            if value is not None:
+                parts.append(f"{name}={logfmt_value(value)}")
+        if record.exc_info or record.exc_text or record.stack_info:
+            parts.append(f"exc={logfmt_value(_error_text(self, record))}")
         return " ".join(parts)
 
 
