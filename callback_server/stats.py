@@ -71,7 +71,7 @@ def bucket(bounds: tuple[float, ...], value: float) -> str:
     return "+Inf" if index == len(bounds) else f"{bounds[index]:g}"
 
 
-_ACK_SLOTS = [f"{bound:g}" for bound in ACK_BUCKETS_MS] + ["+Inf"]
+_ACK_SLOTS = [bucket(ACK_BUCKETS_MS, value) for value in (*ACK_BUCKETS_MS, float("inf"))]
 _ACK_FIELDS = [(field("ack_bucket", slot), field("ack", slot)) for slot in _ACK_SLOTS]
 _ACK_SUM = field("ack_sum_ms")
 
