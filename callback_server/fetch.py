@@ -29,6 +29,7 @@ from callback_server.reconcile import (
     UNKNOWN_EVENT,
     ScaleAPI,
     ScaleAPIError,
+    callback_body,
     keep_invalid,
     offer_task,
 )
@@ -162,15 +163,9 @@ def _fetch_one(api: ScaleAPI, deliveries: DeliveryQueue, quarantine: Quarantine,
     except redis.RedisError:
         raise
     except Exception as exc:  # the task is kept, with the reason, rather than lost to a traceback
-        body = {
-            "task_id": task.get("task_id"),
-            "status": task.get("status"),
-            "response": task.get("response"),
-            "task": task,
-        }
         kept = keep_invalid(
             quarantine,
-            body,
+            callback_body(task),
             f"fetched task could not be handled: {type(exc).__name__}",
             {"_schema": [printable(str(exc))[:300]]},
         )

@@ -568,16 +568,7 @@ class Reconciler:
     def _keep_failure(self, task: Any, exc: Exception, summary: RunSummary, event: str) -> None:
         """A task that raised while being handled: quarantined with the error's type; counted if even that fails."""
         task_id = _printable(str(task.get("task_id")) if isinstance(task, dict) else "?", 80)
-        body = (
-            {
-                "task_id": task.get("task_id"),
-                "status": task.get("status"),
-                "response": task.get("response"),
-                "task": task,
-            }
-            if isinstance(task, dict)
-            else task
-        )
+        body = callback_body(task) if isinstance(task, dict) else task
         try:
             self._keep(
                 body,
@@ -618,6 +609,16 @@ class Offered:
     quarantine_id: str = ""
 
 
+def callback_body(task: Mapping[str, Any]) -> dict[str, Any]:
+    """The callback Scale sends for a task in this state, built from the task as the API lists it."""
+    return {
+        "task_id": task.get("task_id"),
+        "status": task.get("status"),
+        "response": task.get("response"),
+        "task": task,
+    }
+
+
 def offer_task(task: Any, deliveries: DeliveryQueue, quarantine: Quarantine, *, source: str) -> Offered:
     """A task as the API answers it, put through the callback path: the reconciler and ``fetch`` share this.
 
@@ -634,12 +635,7 @@ def offer_task(task: Any, deliveries: DeliveryQueue, quarantine: Quarantine, *, 
     if task.get("status") == "pending" and not task.get("completed_at"):
         return Offered(SKIPPED, UNKNOWN_EVENT, task_id=task_id)
     event = _event_name(task)
-    body = {
-        "task_id": task.get("task_id"),
-        "status": task.get("status"),
-        "response": task.get("response"),
-        "task": task,
-    }
+    body = callback_body(task)
     errors = validate_callback(body)
     if errors:
         kept = keep_invalid(quarantine, body, "reconciled task does not match the callback schema", errors)
