@@ -94,22 +94,38 @@ def worker_args(*extra: str) -> list[str]:
     return [sys.executable, "-m", "workers", *extra]
 
 
+def run_cli(
+    env: dict[str, str], *args: str, timeout: float = 120, cwd: Path = ROOT
+) -> subprocess.CompletedProcess[str]:
+    """``python -m callback_server ARGS`` to its end, its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "callback_server", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def wait_for_gunicorn(proc: subprocess.Popen[bytes], base: str, log: Path, timeout: float = 30) -> None:
+    """Return once the gunicorn at ``base`` answers /healthz; fail at once, with its log's tail, if it exited."""
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"gunicorn exited with {proc.returncode}: {log.read_text()[-2000:]}")
+        return answers(f"{base}/healthz")
+
+    wait_for(up, timeout=timeout, what="gunicorn to answer /healthz")
+
+
 @contextmanager
 def gunicorn(env: dict[str, str], port: int, log: Path, *extra: str) -> Iterator[str]:
     """The real receiver under gunicorn with the shipped config; yields its base URL once it answers."""
     args = web_command(f"127.0.0.1:{port}", *extra)
     base = f"http://127.0.0.1:{port}"
     with process(args, env, log) as proc:
-
-        def up() -> bool:
-            if proc.poll() is not None:
-                raise AssertionError(f"gunicorn exited with {proc.returncode}: {log.read_text()[-2000:]}")
-            try:
-                return requests.get(f"{base}/healthz", timeout=1).status_code == 200
-            except requests.ConnectionError:
-                return False
-
-        wait_for(up, timeout=30, what="gunicorn to answer /healthz")
+        wait_for_gunicorn(proc, base, log)
         yield base
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import psutil
@@ -15,7 +14,7 @@ import requests
 from callback_server.devserver import DEV_CALLBACK_KEY, REDIS_URL_FILE
 from callback_server.embedded import free_port
 from tests.conftest import load_fixture
-from tests.processes import answers, child_env, dev_args, process, wait_for
+from tests.processes import answers, child_env, dev_args, process, run_cli, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -70,14 +69,7 @@ def test_dev_runs_receiver_worker_and_simulator_on_an_embedded_redis_and_stops_t
 
 def cli(var: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """A command run beside `make run` in the directory holding its var/, with no variable set."""
-    return subprocess.run(
-        [sys.executable, "-m", "callback_server", *args],
-        env=child_env(),
-        cwd=var.parent,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_cli(child_env(), *args, cwd=var.parent)
 
 
 def test_commands_beside_make_run_need_no_variable_and_test_tasks_arrive_as_test(tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ recovers what the callbacks lost."""
 from __future__ import annotations
 
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from callback_server.reconcile import Reconciler, ScaleAPI
 from scale_sim.config import Secret, SimSettings
 from scale_sim.server import SimServer
 from tests.conftest import LIVE_KEY, TASK_TYPES, make_settings
-from tests.processes import ROOT, gunicorn, process, prompt_sim_settings, stack_env, wait_for, worker_args
+from tests.processes import gunicorn, process, prompt_sim_settings, run_cli, stack_env, wait_for, worker_args
 from tests.scale_sim.support import json_body
 from tests.scale_sim.test_client import CLIENT_TYPES
 from tests.workers.conftest import effects
@@ -88,14 +87,7 @@ def gave_up(stack: Stack, task_id: str) -> bool:
 
 
 def reconcile_cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "callback_server", "reconcile", "--hours", "1", *args],
-        env=stack.env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_cli(stack.env, "reconcile", "--hours", "1", *args)
 
 
 def test_every_type_through_the_client_each_handler_once_even_with_duplicates_and_reordering(
@@ -151,14 +143,7 @@ def test_reconciler_recovers_dropped_rejected_and_unreachable_callbacks_exactly_
     assert len(runs) == 28
     assert all(sorted(handlers) == ["record", "second"] for handlers in runs.values())
 
-    runs_out = subprocess.run(
-        [sys.executable, "-m", "callback_server", "reconcile", "runs"],
-        env=stack.env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    runs_out = run_cli(stack.env, "reconcile", "runs", timeout=60)
     assert runs_out.stdout.count("complete") == 2
     assert "queued 21" in runs_out.stdout and "queued 0" in runs_out.stdout
     assert API_KEY not in first.stdout + first.stderr + second.stdout + second.stderr + runs_out.stdout

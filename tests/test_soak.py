@@ -26,7 +26,6 @@ import random
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -54,7 +53,7 @@ from scale_sim.config import Secret, SimSettings
 from scale_sim.server import SimServer
 from scale_sim.validation import SIM_TYPES
 from tests.conftest import LIVE_KEY
-from tests.processes import ROOT, kill_tree, stack_env, wait_for, worker_args
+from tests.processes import ROOT, kill_tree, run_cli, stack_env, wait_for, wait_for_gunicorn, worker_args
 from tests.scale_sim.support import json_body
 
 pytestmark = pytest.mark.soak
@@ -148,20 +147,8 @@ class Stack:
 
     def start_web(self) -> None:
         """A gunicorn master with the shipped config on the fixed port; returns once it answers /healthz."""
-        self.web = web = self._spawn(
-            web_command(f"127.0.0.1:{self.port}"),
-            "gunicorn.log",
-        )
-
-        def up() -> bool:
-            if web.poll() is not None:
-                raise AssertionError(f"gunicorn exited with {web.returncode}; see {self.logs / 'gunicorn.log'}")
-            try:
-                return requests.get(f"{self.base}/healthz", timeout=1).status_code == 200
-            except requests.ConnectionError:
-                return False
-
-        wait_for(up, timeout=60, what="gunicorn to answer /healthz")
+        self.web = self._spawn(web_command(f"127.0.0.1:{self.port}"), "gunicorn.log")
+        wait_for_gunicorn(self.web, self.base, self.logs / "gunicorn.log", timeout=60)
 
     def restart_web(self) -> None:
         """SIGKILL the master alone (as an OOM kill would); its orphaned workers must leave by themselves."""
@@ -399,14 +386,7 @@ def test_soak_nothing_lost_nothing_stuck_through_worker_web_and_redis_kills(
         gave_up = {t for t in task_ids if any(d["state"] == "failed" for d in sim.simulator.store.delivery_log(t)[0])}
 
         reconcile_env = {**stack.env, "SCALE_API_URL": sim.api_url, "SCALE_API_KEY": API_KEY}
-        reconciled = subprocess.run(
-            [sys.executable, "-m", "callback_server", "reconcile"],
-            env=reconcile_env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        reconciled = run_cli(reconcile_env, "reconcile", timeout=300)
 
     assert reconciled.returncode == 0, reconciled.stdout + reconciled.stderr
     summary = re.search(r"seen (\d+), already had (\d+), queued (\d+), quarantined (\d+)", reconciled.stdout)

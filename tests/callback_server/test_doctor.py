@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -19,7 +17,7 @@ from scale_sim.config import Secret as SimSecret
 from scale_sim.config import SimSettings
 from scale_sim.server import SimServer
 from tests.conftest import LIVE_KEY, TEST_KEY
-from tests.processes import ROOT, gunicorn, process, stack_env, wait_for, worker_args
+from tests.processes import gunicorn, process, run_cli, stack_env, wait_for, worker_args
 
 API_KEY = "live_doctor_simulator_key_4c2e"
 
@@ -101,14 +99,7 @@ def test_a_healthy_stack_passes_the_probe_reaches_no_handler_and_leaves_nothing(
         wait_for(lambda: check_workers(settings, redis_conn).status == OK, timeout=30, what="the worker to register")
         scheduled_run(env, redis_conn)
         before = leftovers(redis_conn)
-        done = subprocess.run(
-            [sys.executable, "-m", "callback_server", "doctor", "--url", f"{base}/callback"],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        done = run_cli(env, "doctor", "--url", f"{base}/callback")
         assert done.returncode == 0, done.stdout + done.stderr
         lines = done.stdout.splitlines()
         assert [line.split()[0] for line in lines] == [OK] * len(lines), done.stdout

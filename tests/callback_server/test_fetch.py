@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -19,7 +18,7 @@ from callback_server.fetch import FETCH, fetch_tasks
 from callback_server.ledger import Ledger
 from tests.callback_server.dropping_sim import Sim, dropping_sim
 from tests.callback_server.test_ingest import queued_jobs
-from tests.processes import ROOT, stack_env
+from tests.processes import run_cli, stack_env
 
 API_KEY = "live_fetch_simulator_key_7f3a9c"
 
@@ -83,14 +82,7 @@ def test_without_an_api_key_fetch_names_the_variable(settings: Settings, redis_c
 
 
 def fetch_cli(env: dict[str, str], *task_ids: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "callback_server", "fetch", *task_ids],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_cli(env, "fetch", *task_ids, timeout=60)
 
 
 @pytest.mark.slow

@@ -8,7 +8,6 @@ handler once; the next run queues nothing. With SCALE_PROJECTS, only the named p
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
@@ -26,7 +25,7 @@ from callback_server.schemas import parse_timestamp
 from tests.callback_server.dropping_sim import Sim, dropping_sim
 from tests.callback_server.test_ingest import queued_jobs
 from tests.conftest import make_settings
-from tests.processes import ROOT, process, stack_env, wait_for, worker_args
+from tests.processes import process, run_cli, stack_env, wait_for, worker_args
 
 API_KEY = "live_reconcile_simulator_key"
 MONTH = 30 * 24 * 3600
@@ -42,14 +41,7 @@ def sim(tmp_path: Path) -> Iterator[Sim]:
 
 
 def reconcile(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "callback_server", "reconcile", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_cli(env, "reconcile", *args)
 
 
 def seen(conn: redis.Redis) -> list[tuple[str, ...]]:
