@@ -37,7 +37,7 @@ from typing import Any
 
 import redis
 
-from bench.ingest import KEY, callback_body
+from bench.ingest import KEY, callback_body, redis_cpu
 from callback_server.embedded import RedisProcess
 
 PIECES = (
@@ -91,16 +91,11 @@ def serve(app: Callable[..., Iterable[bytes]], requests: list[dict[str, Any]]) -
         b"".join(app(environ, _start_response))
 
 
-def redis_cpu(conn: redis.Redis) -> float:
-    info = conn.info("cpu")
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
-
-
 class Pieces:
     """CPU seconds spent inside each wrapped function (``time.process_time``)."""
 
     def __init__(self) -> None:
-        self.spent: collections.Counter[str] = collections.Counter()
+        self.spent: collections.defaultdict[str, float] = collections.defaultdict(float)
 
     def wrap(self, module_name: str, path: str, label: str) -> None:
         owner: Any = sys.modules[module_name]

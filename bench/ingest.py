@@ -16,14 +16,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import psutil
 import redis
-import requests
 
-from bench import start_web
+from bench import start_web, wait_for_web
 from callback_server.embedded import RedisProcess, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -161,15 +159,7 @@ def main() -> None:
                 proc = start_web(env, port, *args.gunicorn_args.split(), app=target)
                 try:
                     url = f"http://127.0.0.1:{port}/callback"
-                    deadline = time.monotonic() + 30
-                    while True:
-                        try:
-                            requests.post(url, data=b"{}", timeout=1)
-                            break
-                        except requests.ConnectionError:
-                            if time.monotonic() > deadline:
-                                raise
-                            time.sleep(0.1)
+                    wait_for_web(proc, url, method="POST")  # the comparison apps have no /healthz
                     run_wrk(url, script, 2, args.connections, args.threads)  # warm-up
                     redis.Redis.from_url(server.url).flushall()
                     before = server_cpu(proc.pid)

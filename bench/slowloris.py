@@ -30,7 +30,7 @@ from pathlib import Path
 
 import requests
 
-from bench import start_web
+from bench import start_web, wait_for_web
 from callback_server.embedded import RedisProcess, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -178,15 +178,7 @@ def main() -> None:
         base = f"http://127.0.0.1:{port}"
         slow = SlowClients(port, args.slow, args.trickle)
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    requests.get(f"{base}/healthz", timeout=1)
-                    break
-                except requests.ConnectionError:
-                    if time.monotonic() > deadline or proc.poll() is not None:
-                        raise
-                    time.sleep(0.1)
+            wait_for_web(proc, f"{base}/healthz")
             slow.start()
             time.sleep(1.0)  # let the server accept them: the point is what happens once it has
             results = probe(base, args.duration, args.interval, args.probe_timeout)
