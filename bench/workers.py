@@ -30,7 +30,7 @@ from pathlib import Path
 import redis
 import requests
 
-from bench import start_web
+from bench import start_web, wait_for_web
 from bench.handlers import LATENCY_KEY
 from bench.ingest import callback_body
 from callback_server import ledger
@@ -84,6 +84,10 @@ def job_span(url: str, queue_name: str) -> tuple[int, float]:
     return len(ends), (max(ends) - min(starts)) if ends else 0.0
 
 
+KINDS = ("callback", "fork", "simple", "blpop")
+"""The workers bench/run_worker.py runs: the shipped one, RQ's Worker and SimpleWorker, a bare BLPOP loop."""
+
+
 def throughput(url: str, kind: str, jobs: int, processes: int) -> float:
     queue_name = f"bench{kind}"
     conn = redis.Redis.from_url(url)
@@ -129,15 +133,7 @@ def latency(url: str, processes: int, rate: float, seconds: float) -> tuple[floa
     ]
     url_cb = f"http://127.0.0.1:{port}/callback"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                break
-            except requests.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+        wait_for_web(web, f"http://127.0.0.1:{port}/healthz")
         time.sleep(2)  # let the workers import and block on the queue
         template = json.loads(callback_body())
         total = int(rate * seconds)
@@ -190,8 +186,11 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--rate", type=float, default=100.0, help="POSTs per second in the latency run")
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--kinds", default="callback,fork,simple,blpop")
+    parser.add_argument("--kinds", default=",".join(KINDS), help=f"which of {', '.join(KINDS)} to run")
     args = parser.parse_args()
+    unknown = sorted(set(args.kinds.split(",")) - set(KINDS))
+    if unknown:
+        parser.error(f"unknown --kinds {', '.join(unknown)}: expected some of {', '.join(KINDS)}")
     with tempfile.TemporaryDirectory() as tmp:
         server = RedisProcess(Path(tmp) / "redis")
         server.start()
