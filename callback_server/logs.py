@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from callback_server import defaults
+from callback_server.render import escape_unprintable
 
 FIELDS = (
     "request_id",
@@ -55,16 +56,6 @@ _NEEDS_QUOTES = re.compile(r'[ "=\\]')
 _QUOTED = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"})
 
 
-def escape_char(char: str) -> str:
-    """An unprintable character as a ``\\xNN``/``\\uNNNN`` escape (lone surrogates included)."""
-    code = ord(char)
-    if code < 0x100:
-        return f"\\x{code:02x}"
-    if code < 0x10000:
-        return f"\\u{code:04x}"
-    return f"\\U{code:08x}"
-
-
 def logfmt_value(value: object) -> str:
     """One logfmt value: bare when it is safe, else double-quoted with every dangerous character escaped.
 
@@ -79,7 +70,7 @@ def logfmt_value(value: object) -> str:
         return text
     text = text.translate(_QUOTED)
     if not printable:
-        text = "".join(c if c.isprintable() else escape_char(c) for c in text)
+        text = escape_unprintable(text)
     return f'"{text}"'
 
 

@@ -16,15 +16,26 @@ _UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
 surrogates, private-use and unassigned code points."""
 
 
-def _escape(char: str) -> str:
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def escape_char(char: str) -> str:
+    """A character as a ``\\xNN``/``\\uNNNN``/``\\UNNNNNNNN`` escape (lone surrogates included)."""
     code = ord(char)
-    if char in "\n\r\t":
-        return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}[char]
     if code <= 0xFF:
         return f"\\x{code:02x}"
     if code <= 0xFFFF:
         return f"\\u{code:04x}"
     return f"\\U{code:08x}"
+
+
+def escape_unprintable(text: str) -> str:
+    """``text`` with every character :meth:`str.isprintable` refuses written as an escape (logs, Sentry tags)."""
+    return "".join(c if c.isprintable() else escape_char(c) for c in text)
+
+
+def _escape(char: str) -> str:
+    return _NAMED_ESCAPES.get(char) or escape_char(char)
 
 
 def _unsafe(char: str) -> bool:

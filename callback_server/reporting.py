@@ -21,7 +21,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from callback_server.config import Settings
-from callback_server.logs import FIELDS, escape_char
+from callback_server.logs import FIELDS
+from callback_server.render import escape_unprintable
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ def _tag_value(value: object) -> str:
     """A tag value as Sentry accepts it: printable (sender-chosen ids escaped), at most 200 characters."""
     text = str(value)
     if not text.isprintable():
-        text = "".join(c if c.isprintable() else escape_char(c) for c in text)
+        text = escape_unprintable(text)
     return text[:TAG_LENGTH]
 
 
