@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -99,6 +100,17 @@ def web_command(bind: str, *extra: str, app: str = WEB_APP) -> list[str]:
     return [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "--bind", bind, *extra, app]
 
 
+def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    """Return once something listens on the local ``port``, or when ``process`` has exited or ``timeout`` passed."""
+    deadline = time.monotonic() + timeout
+    while process.poll() is None and time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+
+
 @click.command("dev")
 @click.option("--port", default=lambda: int(os.environ.get("PORT", "5000")), show_default="PORT or 5000")
 @click.option("--sim-port", default=8090, show_default=True, help="the Scale simulator's port")
@@ -152,6 +164,9 @@ def dev(port: int, sim_port: int, no_sim: bool, data: str) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         for name, command in commands.items():
+            if name == "clock" and "sim" in processes:
+                # Its first run starts at once: against a simulator still starting, it would log a retry.
+                _wait_for_port(sim_port, processes["sim"])
             child_env = {**env, "PORT": str(sim_port if name == "sim" else port)}
             processes[name] = subprocess.Popen(command, env=child_env)
         click.echo(f"receiver         http://127.0.0.1:{port}/callback  (dashboard /dashboard, user ops)")
