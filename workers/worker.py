@@ -125,6 +125,17 @@ class CallbackWorker(Worker):
         forget_dead_tries(job)
         super().handle_job_success(job, queue, started_job_registry, execution)
 
+    def setup_work_horse_signals(self) -> None:
+        """RQ's, but the horse ignores SIGTERM as well as SIGINT.
+
+        Heroku sends SIGTERM to every process of a dyno at a restart, the horse included (it left
+        the worker's process group). RQ's horse dies of it, cutting a handler off mid-effect and
+        spending a retry. Ignoring it lets the running job finish while the worker waits (a warm
+        shutdown); a job still running at Heroku's SIGKILL, 30 s later, is retried as abandoned.
+        """
+        super().setup_work_horse_signals()
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
     def handle_warm_shutdown_request(self) -> None:
         """RQ's hook on SIGTERM/SIGINT: remember it, so the supervisor does not start the loop again."""
         self.stop_requested = True

@@ -7,6 +7,7 @@ worker's heartbeat cannot be shortened, so the tests that kill a whole worker wa
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import time
@@ -14,6 +15,7 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
+import psutil
 import pytest
 import redis
 from click.testing import CliRunner
@@ -286,6 +288,25 @@ def test_sigterm_lets_the_running_handler_finish(settings: Settings, redis_conn:
         proc.send_signal(signal.SIGTERM)  # the worker process only: its horse finishes the job
         assert proc.wait(timeout=15) == 0
     assert effects(redis_conn) == [f"record:{d}", f"second:{d}"]
+
+
+def test_sigterm_to_every_process_as_heroku_sends_it_lets_the_running_handler_finish(
+    settings: Settings, redis_conn: redis.Redis, tmp_path: Path
+) -> None:
+    """Heroku signals every process of the dyno, the work horse too (it left the process group)."""
+    redis_conn.set("test:sleep:record", 2.0)
+    delivery = enqueue(settings, redis_conn, "categorization")
+    d = delivery.delivery_id
+    with process(worker_args("--no-scheduler"), worker_env(settings), tmp_path / "worker.log") as proc:
+        wait_for(lambda: f"record:{d}" in effects(redis_conn, "test:started"), what="the handler to start")
+        family = [proc.pid, *(child.pid for child in psutil.Process(proc.pid).children(recursive=True))]
+        assert len(family) >= 2, "the work horse runs the handler"
+        for pid in family:
+            os.kill(pid, signal.SIGTERM)
+        assert proc.wait(timeout=25) == 0  # within Heroku's 30 s before SIGKILL
+    assert effects(redis_conn) == [f"record:{d}", f"second:{d}"]  # finished, not cut off and retried
+    assert statuses(settings, redis_conn, [d]) == {d: "finished"}
+    assert "terminated unexpectedly" not in (tmp_path / "worker.log").read_text()
 
 
 def test_worker_with_bad_callback_handlers_stops_with_a_clear_message(
