@@ -207,6 +207,7 @@ class Settings:
     max_content_length: int = defaults.MAX_CONTENT_LENGTH
     dedup_ttl: int = defaults.DEDUP_TTL
     redis_timeout: float = defaults.REDIS_TIMEOUT
+    redis_pool_size: int = defaults.REDIS_POOL_SIZE
     callback_queue: str = defaults.CALLBACK_QUEUE
     handler_timeout: int = defaults.HANDLER_TIMEOUT
     handler_retry_intervals: tuple[int, ...] = defaults.HANDLER_RETRY_INTERVALS
@@ -263,6 +264,7 @@ class Settings:
             max_content_length=read_int(env, "MAX_CONTENT_LENGTH", defaults.MAX_CONTENT_LENGTH, minimum=1024),
             dedup_ttl=dedup_ttl,
             redis_timeout=read_float(env, "REDIS_TIMEOUT", defaults.REDIS_TIMEOUT, minimum=0.05),
+            redis_pool_size=read_int(env, "REDIS_POOL_SIZE", defaults.REDIS_POOL_SIZE, minimum=1, maximum=1000),
             callback_queue=env.get("CALLBACK_QUEUE", "").strip() or defaults.CALLBACK_QUEUE,
             handler_timeout=read_int(env, "HANDLER_TIMEOUT", defaults.HANDLER_TIMEOUT, minimum=1),
             handler_retry_intervals=retry_intervals,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import select
+import threading
+import time
 from typing import Any
 
 import redis
@@ -29,7 +31,10 @@ def connect(settings: Settings, *, blocking: bool = False) -> redis.Redis:
 
     The web tier's client gives up after ``REDIS_TIMEOUT`` per try with one retry (a pooled
     socket may be stale after a Redis restart), so an unreachable Redis becomes a 503 within
-    about three seconds. Workers block on the queue, so theirs has no read timeout.
+    about three seconds. Its pool holds at most ``REDIS_POOL_SIZE`` connections: a burst waits
+    up to ``REDIS_TIMEOUT`` for one instead of opening more than the plan allows (Heroku Redis
+    mini: 20 for every process together). Workers block on the queue, one job at a time, so
+    theirs has no read timeout and no cap.
     """
     options: dict[str, Any] = {
         "socket_connect_timeout": settings.redis_timeout,
@@ -38,13 +43,27 @@ def connect(settings: Settings, *, blocking: bool = False) -> redis.Redis:
     if blocking:
         options["socket_timeout"] = None
         options["socket_keepalive"] = True
+        pool = redis.ConnectionPool.from_url(settings.redis_url, **_tls_options(settings), **options)
     else:
         options["socket_timeout"] = settings.redis_timeout
         options["retry"] = Retry(NoBackoff(), 1)
+        pool = redis.BlockingConnectionPool.from_url(
+            settings.redis_url,
+            max_connections=settings.redis_pool_size,
+            timeout=settings.redis_timeout,
+            **_tls_options(settings),
+            **options,
+        )
+    client = redis.Redis(connection_pool=pool)
+    client.auto_close_connection_pool = True
+    return client
+
+
+def _tls_options(settings: Settings) -> dict[str, Any]:
     if settings.redis_url.startswith("rediss://"):
         # Heroku Redis serves TLS with a self-signed certificate, so it cannot be verified.
-        options["ssl_cert_reqs"] = None
-    return redis.Redis.from_url(settings.redis_url, **options)
+        return {"ssl_cert_reqs": None}
+    return {}
 
 
 def eviction_policy(connection: redis.Redis) -> str | None:
@@ -103,7 +122,7 @@ def warn_if_memory_high(connection: redis.Redis) -> bool:
 
 
 class ConnectionStack:
-    """Connections that one hot path keeps for itself, beside the client's pool.
+    """Connections that one hot path keeps for itself, beside the client's pool, at most ``limit`` of them.
 
     redis-py's pool spends, on every checkout and return, a lock, four metric updates, an event
     dispatch and a readability check that under gevent goes through the hub: ~50 us of CPU per
@@ -111,31 +130,60 @@ class ConnectionStack:
     socket holds no unread bytes and was not closed by Redis (a restart), with one zero-timeout
     system poll, and reconnects the socket when it fails. A caller returns a connection only
     after a complete exchange, and disconnects it on any failure, so nothing stale is reused.
+
+    With ``limit`` connections out, a caller waits up to ``timeout`` seconds for one to come back
+    (gevent patches the condition), then gets :class:`redis.ConnectionError`: a burst of slow
+    Redis round trips cannot open more connections than the plan allows.
     """
 
-    def __init__(self, pool: redis.ConnectionPool) -> None:
+    def __init__(self, pool: redis.ConnectionPool, limit: int | None = None, timeout: float = 1.0) -> None:
         self._pool = pool
         self._idle: list[AbstractConnection] = []
         self._pid = os.getpid()
+        self._limit = limit
+        self._timeout = timeout
+        self._made = 0
+        self._waiting = 0
+        self._returned = threading.Condition()
 
     def get(self) -> AbstractConnection:
-        """An idle connection (reconnected if its socket is not clean), or a new one (connects on first send)."""
+        """An idle connection (reconnected if its socket is not clean), a new one, or one given back in time."""
         if self._pid != os.getpid():
             # A forked child (gunicorn's workers): the parent's sockets are not this process's to use.
-            self._idle, self._pid = [], os.getpid()
+            self._idle, self._pid, self._made, self._waiting = [], os.getpid(), 0, 0
+            self._returned = threading.Condition()
         try:
             connection = self._idle.pop()
         except IndexError:
-            new: AbstractConnection = self._pool.connection_class(**self._pool.connection_kwargs)
-            return new
+            connection = self._new_or_returned()
         sock = connection._sock
         if sock is not None and _readable(sock.fileno()):
             connection.disconnect()  # unread bytes or closed by Redis: start a fresh one
         return connection
 
+    def _new_or_returned(self) -> AbstractConnection:
+        with self._returned:
+            if self._limit is None or self._made < self._limit:
+                self._made += 1
+                new: AbstractConnection = self._pool.connection_class(**self._pool.connection_kwargs)
+                return new
+            self._waiting += 1
+            try:
+                deadline = time.monotonic() + self._timeout
+                while not self._idle:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or not self._returned.wait(remaining) and not self._idle:
+                        raise redis.ConnectionError(f"all {self._limit} ack-path connections busy (REDIS_POOL_SIZE)")
+                return self._idle.pop()
+            finally:
+                self._waiting -= 1
+
     def put(self, connection: AbstractConnection) -> None:
         """Give back a connection whose last exchange completed (or that was disconnected)."""
         self._idle.append(connection)
+        if self._waiting:  # only a burst at the limit pays for the lock
+            with self._returned:
+                self._returned.notify()
 
 
 def _readable(fd: int) -> bool:

@@ -17,6 +17,11 @@ MIN_DEDUP_TTL = 24 * 3600
 REDIS_TIMEOUT = 1.0
 """REDIS_TIMEOUT: seconds per Redis connect or command on the ack path, so a 503 comes within ~3 s."""
 
+REDIS_POOL_SIZE = 2
+"""REDIS_POOL_SIZE: Redis connections one process may open for the ack path, and as many again for
+everything else (health, counters, the console): at most 4 per web process by default, so that two
+web processes, a worker and the clock stay within Heroku Redis mini's 20 (README, Deploying)."""
+
 CALLBACK_QUEUE = "callbacks"
 """CALLBACK_QUEUE: the RQ queue completed tasks are put on."""
 

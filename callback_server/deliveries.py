@@ -221,9 +221,11 @@ class DeliveryQueue:
         job_timeout: int = defaults.HANDLER_TIMEOUT,
         retry_intervals: tuple[int, ...] = defaults.HANDLER_RETRY_INTERVALS,
         ledger_ttl: int = defaults.LEDGER_TTL,
+        pool_size: int | None = None,
+        redis_timeout: float = defaults.REDIS_TIMEOUT,
     ) -> None:
         self.connection = connection
-        self._connections = ConnectionStack(connection.connection_pool)
+        self._connections = ConnectionStack(connection.connection_pool, pool_size, redis_timeout)
         self.queue = Queue(queue_name, connection=connection, serializer=JSONSerializer)
         self.dedup_ttl = dedup_ttl
         self.ledger_ttl = ledger_ttl
@@ -257,6 +259,8 @@ class DeliveryQueue:
             job_timeout=settings.handler_timeout,
             retry_intervals=settings.handler_retry_intervals,
             ledger_ttl=settings.ledger_ttl,
+            pool_size=settings.redis_pool_size,
+            redis_timeout=settings.redis_timeout,
         )
 
     def build_job(self, delivery: Delivery) -> Job:

@@ -36,6 +36,9 @@ OK, WARN, FAIL = "ok", "warn", "FAIL"
 MEMORY_WARN = 0.8
 """Share of maxmemory above which doctor warns: under noeviction a full Redis refuses callbacks (503)."""
 
+CONNECTIONS_WARN = 0.8
+"""Share of Redis's maxclients above which doctor warns: at the limit a process cannot connect."""
+
 PROBE_TIMEOUT = 30.0
 """Seconds doctor waits for a worker to process the probe."""
 
@@ -240,7 +243,27 @@ def check_redis(settings: Settings, connection: redis.Redis) -> list[Check]:
             checks.append(Check("redis memory", OK, found))
     checks.append(_persistence(connection))
     checks.append(_tls(settings))
+    checks.append(check_connections(settings, connection))
     return checks
+
+
+def check_connections(settings: Settings, connection: redis.Redis) -> Check:
+    """Connections open against the server's limit (Heroku Redis mini allows 20, every dyno together)."""
+    clients = connection.info("clients")
+    used, limit = int(clients.get("connected_clients", 0)), int(clients.get("maxclients", 0))
+    per_web = f"each web process opens at most {2 * settings.redis_pool_size} (2 x REDIS_POOL_SIZE)"
+    if not limit:
+        return Check("redis connections", OK, f"{used} open, limit not reported; {per_web}")
+    found = f"{used} of {limit} open ({used / limit:.0%}); {per_web}"
+    if used > CONNECTIONS_WARN * limit:
+        return Check(
+            "redis connections",
+            WARN,
+            found,
+            "at the limit new connections are refused and callbacks get 503: lower WEB_CONCURRENCY or "
+            "REDIS_POOL_SIZE, or move to a plan with more connections (README, Deploying to Heroku)",
+        )
+    return Check("redis connections", OK, found)
 
 
 def _persistence(connection: redis.Redis) -> Check:

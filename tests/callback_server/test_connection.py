@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import select
+import threading
 
 import pytest
 import redis
@@ -15,6 +16,7 @@ from callback_server.connection import ConnectionStack, connect, eviction_policy
 from callback_server.deliveries import Delivery, DeliveryQueue
 from tests.callback_server.test_ingest import post
 from tests.conftest import LIVE_KEY, OLD_LIVE_KEY, load_fixture, make_settings
+from tests.processes import wait_for
 
 
 def test_warns_loudly_when_redis_may_evict(
@@ -94,6 +96,34 @@ def test_a_forked_child_does_not_use_the_parents_connections(redis_conn: redis.R
     assert os.waitstatus_to_exitcode(status) == 0
     parents.send_command("PING")  # the parent's socket was left alone
     assert parents.read_response() in (b"PONG", "PONG")
+
+
+def test_the_stack_opens_at_most_its_limit_and_a_burst_waits_for_a_returned_one(redis_conn: redis.Redis) -> None:
+    stack = ConnectionStack(redis_conn.connection_pool, limit=2, timeout=0.3)
+    first, second = stack.get(), stack.get()
+    assert first is not second
+    with pytest.raises(redis.ConnectionError, match="all 2 ack-path connections busy"):
+        stack.get()  # nothing comes back within the timeout: a clear error, not a third connection
+    handed: list[object] = []
+    waiter = threading.Thread(target=lambda: handed.append(stack.get()))
+    stack._timeout = 10.0
+    waiter.start()
+    wait_for(lambda: stack._waiting == 1, what="the caller to wait for a connection")
+    stack.put(second)
+    waiter.join(timeout=10)
+    assert handed == [second]  # the waiter got the returned connection, and no new one was made
+    assert stack._made == 2
+
+
+def test_the_web_clients_pool_waits_at_its_size_instead_of_opening_more(redis_conn: redis.Redis) -> None:
+    client = connect(make_settings(_url(redis_conn), redis_pool_size=2, redis_timeout=0.2))
+    pool = client.connection_pool
+    held = [pool.get_connection(), pool.get_connection()]
+    with pytest.raises(redis.ConnectionError):
+        pool.get_connection()
+    for connection in held:
+        pool.release(connection)
+    assert client.ping()
 
 
 def _url(conn: redis.Redis) -> str:

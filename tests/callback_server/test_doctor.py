@@ -210,6 +210,21 @@ def test_each_redis_misconfiguration_fails_its_own_line(
         assert full.status == WARN and "503" in full.advice
     finally:
         redis_conn.config_set("maxmemory", "0")
+    assert healthy["redis connections"].status == OK
+    assert " of 10000 open" in healthy["redis connections"].found
+    assert "at most 4 (2 x REDIS_POOL_SIZE)" in healthy["redis connections"].found
+    held = [redis.Redis.from_url(redis_server.url) for _ in range(8)]
+    try:
+        for client in held:
+            client.ping()  # each holds its connection open
+        redis_conn.config_set("maxclients", "10")
+        crowded = by_name(run_doctor(env))["redis connections"]
+        assert crowded.status == WARN and " of 10 open" in crowded.found, crowded
+        assert "REDIS_POOL_SIZE" in crowded.advice
+    finally:
+        redis_conn.config_set("maxclients", "10000")
+        for client in held:
+            client.close()
 
 
 def test_a_clock_that_never_ran_and_a_redis_that_is_down_each_say_so(
