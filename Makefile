@@ -16,7 +16,7 @@ run: $(VENV)/.installed  ## the receiver, a worker, the simulator (embedded Redi
 	$(PY) -m callback_server dev
 
 test: $(VENV)/.installed  ## the whole suite, on a private redis-server it starts itself
-	bash tests/browser/install-chromium.sh  # Debian's chromium for the console's browser tests, once
+	bash tests/install-system-packages.sh  # Debian's chromium, redis-server and openssl, when missing
 	$(PY) -m pytest
 
 soak: $(VENV)/.installed  ## minutes of simulator traffic while worker, web and Redis are killed (not in make test)

@@ -98,7 +98,7 @@ def stack(redis_server: RedisProcess, tmp_path_factory: pytest.TempPathFactory) 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    assert os.path.exists(CHROMIUM), f"{CHROMIUM} is missing: run tests/browser/install-chromium.sh (make test does)"
+    assert os.path.exists(CHROMIUM), f"{CHROMIUM} is missing: run tests/install-system-packages.sh (make test does)"
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         yield chromium

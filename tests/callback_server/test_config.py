@@ -56,6 +56,8 @@ def test_keys_rotate_and_never_print() -> None:
         ({**BASE, "HANDLER_RETRY_INTERVALS": "60,-1"}, "HANDLER_RETRY_INTERVALS must not hold negative"),
         ({**BASE, "RECONCILE_WINDOW": "999999999"}, "RECONCILE_WINDOW (999999999) must not exceed DEDUP_TTL"),
         ({**BASE, "WORKER_HEARTBEAT": "0"}, "WORKER_HEARTBEAT must be at least"),
+        ({**BASE, "REDIS_POOL_SIZE": "0"}, "REDIS_POOL_SIZE must be between 1 and 1000, got 0"),
+        ({**BASE, "REDIS_POOL_SIZE": "many"}, "REDIS_POOL_SIZE must be a whole number"),
         ({**BASE, "EFFECTS_TTL": "86400"}, "EFFECTS_TTL (86400) must be at least the failed-job lifetime"),
     ],
 )
