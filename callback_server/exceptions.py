@@ -74,3 +74,13 @@ class HandlerRegistrationError(CallbackServerError):
 
 class NotFoundError(CallbackServerError):
     """A quarantined delivery or failed job named on the command line does not exist."""
+
+
+class FailureNotRecordedError(CallbackServerError):
+    """Redis refused the record of a job's failed try (full, or gone): the job stays where it was.
+
+    RQ logs and swallows such a refusal, and some of its callers then take the job off the list it
+    was on (a removal Redis allows even when full), leaving it in no list or registry. Raised
+    instead, it stops that caller, so RQ's next maintenance finds the job where it was.
+    """
+

@@ -121,3 +121,43 @@ end
 return 1
 """
 """Remove every trace of a processed doctor probe and tell doctor it was processed."""
+
+RESCUE = """
+-- KEYS: the job hash, the queue, its intermediate list, the started, scheduled, failed and deferred
+--       registries.
+-- ARGV: job id, now (seconds), grace (seconds), the queue's name (a job of another queue is left alone).
+-- A job that exists, has not finished, and is in none of these is orphaned. The first sweep that
+-- sees it so only marks the time (a move between two of RQ's own commands is never seen here: each
+-- of those is atomic, and so is this script); a later sweep, past the grace, queues it again.
+-- Returns 1 when it queued the job, 0 otherwise.
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status or status == 'finished' then return 0 end
+if redis.call('HGET', KEYS[1], 'origin') ~= ARGV[4] then return 0 end
+local id = ARGV[1]
+local function placed()
+  if redis.call('LPOS', KEYS[2], id) or redis.call('LPOS', KEYS[3], id) then return true end
+  for i = 5, 7 do
+    if redis.call('ZSCORE', KEYS[i], id) then return true end
+  end
+  local prefix = id .. ':'  -- the started registry holds job_id:execution_id
+  for _, member in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
+    if member == id or string.sub(member, 1, #prefix) == prefix then return true end
+  end
+  return false
+end
+if placed() then
+  redis.call('HDEL', KEYS[1], 'scb_orphan_seen')  -- a mark from an earlier sweep no longer holds
+  return 0
+end
+local seen = tonumber(redis.call('HGET', KEYS[1], 'scb_orphan_seen'))
+if not seen then
+  redis.call('HSET', KEYS[1], 'scb_orphan_seen', ARGV[2])
+  return 0
+end
+if tonumber(ARGV[2]) - seen < tonumber(ARGV[3]) then return 0 end
+redis.call('HDEL', KEYS[1], 'scb_orphan_seen')
+redis.call('HSET', KEYS[1], 'status', 'queued')
+redis.call('RPUSH', KEYS[2], id)
+return 1
+"""
+"""Queues again a job that RQ's bookkeeping left in no list or registry (see :mod:`workers.rescue`)."""

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import faulthandler
 import logging
+import os
 import signal
 import threading
 import time
@@ -50,10 +51,10 @@ from rq.worker_pool import WorkerPool
 from callback_server import defaults, ledger
 from callback_server.config import Settings
 from callback_server.connection import connect, warn_if_evicting
-from callback_server.exceptions import CallbackServerError
+from callback_server.exceptions import CallbackServerError, FailureNotRecordedError
 from callback_server.logs import configure_logging
 from callback_server.reporting import init_sentry
-from workers import dispatch
+from workers import dispatch, rescue
 from workers.registry import import_handler_modules, registry
 
 log = logging.getLogger(__name__)
@@ -112,11 +113,24 @@ def forget_dead_tries(job: Job) -> None:
         job.connection.zrem(executions.key, *dead)
 
 
+WRITE_REFUSED_EXIT = 75
+"""The work horse's exit status when Redis refused its bookkeeping (EX_TEMPFAIL): not the handler's failure."""
+
+REFUSED_WRITE_ERRORS = (
+    redis.exceptions.OutOfMemoryError,
+    redis.ConnectionError,
+    redis.TimeoutError,
+    FailureNotRecordedError,
+)
+"""What a refused or lost write raises in the horse's bookkeeping."""
+
+
 class CallbackWorker(Worker):
     """RQ's forking ``Worker`` with the hard-kill death penalty, and a note of a requested stop."""
 
     death_penalty_class = HandlerDeathPenalty
     stop_requested = False
+    horse_write_refused = False
 
     def handle_job_success(
         self, job: Job, queue: Queue, started_job_registry: StartedJobRegistry, execution: Execution
@@ -124,6 +138,65 @@ class CallbackWorker(Worker):
         """RQ's, once the tries of workers that died are forgotten (see :func:`forget_dead_tries`)."""
         forget_dead_tries(job)
         super().handle_job_success(job, queue, started_job_registry, execution)
+
+    def handle_job_failure(
+        self,
+        job: Job,
+        queue: Queue,
+        started_job_registry: StartedJobRegistry | None = None,
+        exc_string: str = "",
+        execution: Execution | None = None,
+    ) -> None:
+        """RQ's, except that a try whose horse met a refused write spends no retry, and an unrecorded failure raises.
+
+        A full Redis is not the handler's fault: its try is retried with the retries it had. And
+        when Redis refuses the failure's record, :class:`FailureNotRecordedError` keeps the job where
+        it is (RQ would log it and let the caller drop the job from its list).
+        """
+        if self.horse_write_refused:
+            self.horse_write_refused = False
+            job.retries_left = (job.retries_left or 0) + 1
+            exc_string = (
+                "Redis refused a write while this try was being recorded (full, or unreachable); "
+                f"tried again without spending a retry ({exc_string.strip()})"
+            )
+        before = self._failed_job_count()
+        super().handle_job_failure(
+            job, queue, started_job_registry=started_job_registry, exc_string=exc_string, execution=execution
+        )
+        if self._failed_job_count() == before:
+            raise FailureNotRecordedError(f"job {job.id}: Redis refused the record of its failed try")
+
+    def _failed_job_count(self) -> int:
+        """This worker's count of failed tries, which RQ's failure transaction increments: it ran iff the count moved.
+
+        Only this worker writes it, so unlike the job's whereabouts (other workers may already have
+        taken a retried job) it says exactly whether the transaction was applied.
+        """
+        return int(self.connection.hget(self.key, "failed_job_count") or 0)
+
+    def handle_work_horse_killed(self, job: Job, retpid: int, ret_val: int, rusage: Any) -> None:
+        """Note a horse that ended on a refused write (:data:`WRITE_REFUSED_EXIT`), then RQ's hook."""
+        self.horse_write_refused = os.WIFEXITED(ret_val) and os.WEXITSTATUS(ret_val) == WRITE_REFUSED_EXIT
+        super().handle_work_horse_killed(job, retpid, ret_val, rusage)
+
+    def perform_job(self, job: Job, queue: Queue, execution: Execution) -> bool:
+        """RQ's, in the horse; a refused write in its bookkeeping ends the horse with :data:`WRITE_REFUSED_EXIT`."""
+        try:
+            return bool(super().perform_job(job, queue, execution))
+        except REFUSED_WRITE_ERRORS:
+            log.warning(
+                "Redis refused a write while a try was being recorded; the worker retries it without spending a retry",
+                extra={"delivery_id": job.id, "outcome": "write_refused"},
+            )
+            logging.shutdown()
+            os._exit(WRITE_REFUSED_EXIT)
+
+    def run_maintenance_tasks(self) -> None:
+        """RQ's registry cleanups, then (one worker at a time) the sweep for jobs in no list (:mod:`workers.rescue`)."""
+        super().run_maintenance_tasks()
+        for queue in self.queues:
+            rescue.sweep_if_due(queue)
 
     def setup_work_horse_signals(self) -> None:
         """RQ's, but the horse ignores SIGTERM as well as SIGINT.
@@ -144,6 +217,8 @@ class CallbackWorker(Worker):
 
 def _log_killed_horse(job: Job, retpid: int, ret_val: int, rusage: Any) -> None:
     """Say in our own log why a try failed without a traceback (RQ records the wait status)."""
+    if os.WIFEXITED(ret_val) and os.WEXITSTATUS(ret_val) == WRITE_REFUSED_EXIT:
+        return  # the horse said why itself; the try is retried without spending a retry
     log.error(
         "the handler process ended without finishing (killed past HANDLER_TIMEOUT, out of memory, or a crash); "
         "the try fails and the delivery is retried",
@@ -245,7 +320,7 @@ def run_supervised(
             worker.work(burst=burst, with_scheduler=with_scheduler, logging_level="WARNING")
         except StopRequested:
             return
-        except redis.RedisError as exc:
+        except (redis.RedisError, FailureNotRecordedError) as exc:
             reason = f"redis {type(exc).__name__}: {exc}"
             if worker is not None:
                 stop.install()
