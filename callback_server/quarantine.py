@@ -245,6 +245,14 @@ class Quarantine:
                 continue
         return found
 
+    def note_reason(self, quarantine_id: str, reason: str) -> None:
+        """Replace a kept body's reason (a replay that failed says why); nothing if it is gone."""
+        if len(reason) > MAX_REASON_CHARS:
+            reason = reason[:MAX_REASON_CHARS] + "... (cut)"
+        key = _record_key(quarantine_id)
+        if self.connection.exists(key):
+            self.connection.hset(key, "reason", reason)
+
     def delete(self, quarantine_id: str) -> None:
         """Forget a quarantined delivery (after a replay, or by an operator's decision)."""
         pipe = self.connection.pipeline(transaction=True)

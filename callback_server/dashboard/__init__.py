@@ -50,6 +50,9 @@ SECURITY_HEADERS = {
 REFRESH = {"overview": 10, "list": 5, "detail": 3}
 """Seconds between a page's refreshes of itself, by kind of page."""
 
+JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+"""What an RQ job id may hold (rq.job.validate_job_id): anything else is refused before any action."""
+
 MAX_TARGETS = 1000
 """Most targets one action takes (an 'all on this filter' beyond that is cut, and says so)."""
 
@@ -410,9 +413,14 @@ def act(name: str) -> tuple[str, int] | str:
             back=_back(),
             form=request.form,
         )
+    if action.target in ("failed", "scheduled"):
+        malformed = [target for target in targets if not JOB_ID.fullmatch(target)]
+        if malformed:
+            return _page("result.html", None, action=action, outcomes=[], back=_back(), malformed=malformed), 400
     state = _state()
-    outcomes = [action.run(state, target) for target in targets]
-    entry = actions.audit(state.connection, action.name, outcomes, request.remote_addr or "")
+    outcomes = actions.run(state, action, targets)
+    actor = actions.Actor(DASHBOARD_USER, request.remote_addr or "", request.headers.get("X-Forwarded-For", ""))
+    entry = actions.audit(state.connection, action.name, outcomes, actor)
     return _page("result.html", None, action=action, outcomes=outcomes, back=_back(), entry=entry, nothing=False)
 
 

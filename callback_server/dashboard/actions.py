@@ -104,16 +104,25 @@ def retry_now(state: ReceiverState, job_id: str) -> Outcome:
 
 
 def replay_quarantined(state: ReceiverState, quarantine_id: str) -> Outcome:
-    """Validate a kept body again and accept it (same dedup as callbacks); kept if still invalid."""
+    """Validate a kept body again and accept it (same dedup as callbacks); kept if still invalid.
+
+    Any error while reading the body again (one that breaks the parser itself, say) keeps it
+    too, with that error as its reason: one such body never stops a "Replay all".
+    """
     store = state.quarantine
     try:
         item = store.get(quarantine_id)
-        body = load_callback(item.body)
     except NotFoundError:
         return Outcome(quarantine_id, "not found", ok=False)
+    try:
+        body = load_callback(item.body)
+        delivery = Delivery.from_body(body, mode=item.mode, source=REPLAY)
     except InvalidCallbackError as exc:
         return Outcome(quarantine_id, f"still invalid: {exc.message}", ok=False)
-    delivery = Delivery.from_body(body, mode=item.mode, source=REPLAY)
+    except Exception as exc:  # the body's fault, whatever it is: kept, with why
+        reason = f"replay failed: {type(exc).__name__}: {exc}"
+        store.note_reason(quarantine_id, reason)
+        return Outcome(quarantine_id, f"kept: {reason}"[:TARGET_CHARS], ok=False)
     queued = state.deliveries.accept(delivery)
     store.delete(quarantine_id)
     return Outcome(
@@ -239,31 +248,62 @@ ACTIONS = {
 """Every action, by the name its form posts to."""
 
 
-def audit(connection: redis.Redis, action: str, outcomes: list[Outcome], client: str) -> dict[str, Any]:
-    """Write one audit entry (Redis, capped, and a log line) for an action on its targets."""
-    targets = ", ".join(o.target for o in outcomes)
+def run(state: ReceiverState, action: Action, targets: list[str]) -> list[Outcome]:
+    """The action on each target in turn; an unexpected error is that target's outcome and never stops the others."""
+    outcomes = []
+    for target in targets:
+        try:
+            outcomes.append(action.run(state, target))
+        except Exception as exc:  # recorded as the target's outcome, its traceback logged
+            log.exception("dashboard action %s failed on one target", action.name, extra={"outcome": "error"})
+            outcomes.append(Outcome(target, f"error: {type(exc).__name__}: {exc}"[:TARGET_CHARS], ok=False))
+    return outcomes
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acted: the console's user, the peer that sent the request, and the client chain Heroku's router adds."""
+
+    user: str
+    remote_addr: str
+    forwarded_for: str = ""
+
+
+def audit(connection: redis.Redis, action: str, outcomes: list[Outcome], actor: Actor) -> dict[str, Any]:
+    """Write one audit entry (Redis, capped, and a log line): every target's outcome, each a field of its own.
+
+    Fields, not joined text, so that a target's text (a task id a sender chose) cannot pose as
+    another target or another outcome. The log line is written even when Redis refuses the entry.
+    """
     failed = sum(1 for o in outcomes if not o.ok)
-    result = "; ".join(f"{o.target}: {o.result}" for o in outcomes)
     entry = {
         "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
         "action": action,
-        "target": targets[:TARGET_CHARS] + ("..." if len(targets) > TARGET_CHARS else ""),
-        "result": (f"{len(outcomes) - failed} ok, {failed} failed: " if len(outcomes) > 1 else "")
-        + result[: TARGET_CHARS * 3],
         "ok": failed == 0,
-        "client": client,
+        "count": len(outcomes),
+        "failed": failed,
+        "outcomes": [
+            {"target": o.target[:TARGET_CHARS], "result": o.result[:TARGET_CHARS], "ok": o.ok} for o in outcomes
+        ],
+        "user": actor.user,
+        "client": actor.remote_addr,
+        "forwarded_for": actor.forwarded_for[:TARGET_CHARS],
     }
+    log.info(
+        "dashboard action %s: %d ok, %d failed",
+        action,
+        len(outcomes) - failed,
+        failed,
+        extra={"outcome": "ok" if failed == 0 else "failed", "count": len(outcomes)},
+    )
     pipe = connection.pipeline(transaction=True)
     pipe.lpush(AUDIT_KEY, json.dumps(entry))
     pipe.ltrim(AUDIT_KEY, 0, AUDIT_KEPT - 1)
-    pipe.execute()
-    log.info(
-        "dashboard action %s on %s: %s",
-        action,
-        entry["target"],
-        entry["result"],
-        extra={"outcome": "ok" if failed == 0 else "failed", "count": len(outcomes)},
-    )
+    try:
+        pipe.execute()
+    except redis.RedisError as exc:
+        log.error("dashboard audit entry not stored: %s", type(exc).__name__, extra={"outcome": "unstored"})
+        entry["unstored"] = True
     return entry
 
 

@@ -400,7 +400,8 @@ def test_replay_failed_gives_all_retries_back_and_is_audited(
     assert "not in the failed registry" in again.get_data(as_text=True)
     log = actions.audit_log(redis_conn)
     assert [e["action"] for e in log] == ["failed-replay", "failed-replay"]
-    assert log[1]["target"] == ids["failed"] and log[1]["ok"] and not log[0]["ok"]
+    assert log[1]["outcomes"] == [{"target": ids["failed"], "result": "requeued (6 tries)", "ok": True}]
+    assert log[1]["ok"] and not log[0]["ok"]
     assert "requeued" in page(console, "/dashboard/audit")
 
 
@@ -477,6 +478,59 @@ def test_run_requests_are_taken_once_and_report_back(redis_conn: redis.Redis) ->
         "run_id": "run-1",
         "result": "complete: seen 3",
     }
+
+
+def test_one_bad_target_never_stops_the_others_and_the_audit_entry_keeps_each_outcome(
+    console: FlaskClient, settings: Settings, redis_conn: redis.Redis
+) -> None:
+    """A body that breaks the identity's encoder (1,000 nested arrays) is kept with why; the others go on."""
+    poisoned_body = load_fixture("categorization")
+    poisoned_body["response"]["extra"] = []
+    poisoned_body["task"]["response"] = poisoned_body["response"]
+    poison = json.dumps(poisoned_body).replace('"extra": []', '"extra": ' + "[" * 1000 + "]" * 1000)
+    assert post(console, poison).get_json() == {"status": "quarantined"}
+    body = load_fixture("categorization")
+    body["task_id"] = body["task"]["task_id"] = "t-after-poison"
+    assert post(console, json.dumps(body).replace('"completed"', '"kompleted"', 1)).get_json() == {
+        "status": "quarantined"
+    }
+    ids = [i.decode() for i in redis_conn.zrange("scb:quarantine", 0, -1)]
+    fixable = next(i for i in ids if b"t-after-poison" in redis_conn.hget(f"scb:quarantine:{i}", "body"))
+    [poisoned] = [i for i in ids if i != fixable]
+    redis_conn.hset(f"scb:quarantine:{fixable}", "body", json.dumps(body))  # as after a schema fix
+    done = act(console, "quarantine-replay", scope="all", headers={"X-Forwarded-For": "203.0.113.7, 10.1.2.3"})
+    assert done.status_code == 200
+    text = done.get_data(as_text=True)
+    assert "kept: replay failed: RecursionError" in text and "queued: task t-after-poison" in text
+    assert redis_conn.hget(f"scb:quarantine:{poisoned}", "reason").decode().startswith("replay failed: RecursionError")
+    assert not redis_conn.exists(f"scb:quarantine:{fixable}")
+    [entry] = actions.audit_log(redis_conn)
+    assert entry["count"] == 2 and entry["failed"] == 1 and not entry["ok"]
+    assert {o["target"]: o["ok"] for o in entry["outcomes"]} == {poisoned: False, fixable: True}
+    assert entry["user"] == "ops" and entry["forwarded_for"] == "203.0.113.7, 10.1.2.3"
+    assert "203.0.113.7" in page(console, "/dashboard/audit")
+
+
+def test_a_malformed_job_id_is_a_clear_400_and_changes_nothing(
+    console: FlaskClient, settings: Settings, redis_conn: redis.Redis
+) -> None:
+    ids = populate(console, redis_conn, settings)
+    before = everything(redis_conn)
+    refused = act(console, "failed-replay", ids=[ids["failed"], "bad id!"])
+    assert refused.status_code == 400
+    text = refused.get_data(as_text=True)
+    assert "Nothing was done: not a job id" in text and "bad id!" in text
+    assert everything(redis_conn) == before and actions.audit_log(redis_conn) == []
+    assert act(console, "retry-now", ids="../../x").status_code == 400
+
+
+def test_a_target_text_cannot_forge_another_outcome_in_the_audit_log(
+    console: FlaskClient, settings: Settings, redis_conn: redis.Redis
+) -> None:
+    forged = "x; t-real: requeued; audit by alice"
+    act(console, "fetch", ids=forged)
+    [entry] = actions.audit_log(redis_conn)
+    assert len(entry["outcomes"]) == 1 and entry["outcomes"][0]["target"] == forged and not entry["ok"]
 
 
 def test_the_audit_log_is_capped(console: FlaskClient, redis_conn: redis.Redis) -> None:
