@@ -83,4 +83,3 @@ class FailureNotRecordedError(CallbackServerError):
     was on (a removal Redis allows even when full), leaving it in no list or registry. Raised
     instead, it stops that caller, so RQ's next maintenance finds the job where it was.
     """
-

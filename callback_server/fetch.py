@@ -11,6 +11,7 @@ never makes a second job. Its source is ``fetch``.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -97,14 +98,19 @@ class FetchResult:
         return printable("  ".join(parts))
 
 
+TASK_ID = re.compile(r"[A-Za-z0-9_-]+")
+"""What a task id may hold: Scale's are hex. Anything else (``..``, ``/``, ``?``) would reach another path of
+the API with the account's key, so it is refused before any request."""
+
+
 def _id_problem(task_id: str) -> str:
     """Why a task id is not asked for, or '' when it is fine."""
     if not task_id:
         return "the task id is empty"
     if len(task_id) > MAX_TASK_ID:
         return f"the task id is {len(task_id)} characters long (at most {MAX_TASK_ID})"
-    if not task_id.isascii() or not task_id.isprintable() or " " in task_id:
-        return "the task id holds spaces, control or non-ASCII characters"
+    if not TASK_ID.fullmatch(task_id):
+        return "not a task id: only letters, digits, '_' and '-' (Scale's task ids are hex)"
     return ""
 
 

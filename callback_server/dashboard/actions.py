@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -42,6 +43,9 @@ AUDIT_KEPT = 1000
 
 FETCH_TIMEOUT = 8.0
 """Seconds the console waits for Scale's API when fetching a task (gunicorn's timeout is 20 s)."""
+
+ACTION_DEADLINE = 10.0
+"""Seconds after which an action begins no further target: with one fetch's timeout, within gunicorn's 20 s."""
 
 TARGET_CHARS = 300
 """Longest target text kept in the audit log and its log line."""
@@ -248,10 +252,22 @@ ACTIONS = {
 """Every action, by the name its form posts to."""
 
 
-def run(state: ReceiverState, action: Action, targets: list[str]) -> list[Outcome]:
-    """The action on each target in turn; an unexpected error is that target's outcome and never stops the others."""
+def run(
+    state: ReceiverState, action: Action, targets: list[str], *, deadline: float = ACTION_DEADLINE
+) -> list[Outcome]:
+    """The action on each target in turn; an unexpected error is that target's outcome and never stops the others.
+
+    Targets not begun within ``deadline`` seconds are reported as not reached (a fetch of 1,000
+    tasks would outlast the request), so the operator sees which to act on again.
+    """
     outcomes = []
+    ends = time.monotonic() + deadline
     for target in targets:
+        if outcomes and time.monotonic() > ends:
+            outcomes.append(
+                Outcome(target, f"not reached: the action stops after {deadline:.0f} s; run it again", ok=False)
+            )
+            continue
         try:
             outcomes.append(action.run(state, target))
         except Exception as exc:  # recorded as the target's outcome, its traceback logged

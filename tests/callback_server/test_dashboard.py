@@ -7,9 +7,12 @@ import base64
 import copy
 import json
 import re
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -531,6 +534,48 @@ def test_a_target_text_cannot_forge_another_outcome_in_the_audit_log(
     act(console, "fetch", ids=forged)
     [entry] = actions.audit_log(redis_conn)
     assert len(entry["outcomes"]) == 1 and entry["outcomes"][0]["target"] == forged and not entry["ok"]
+
+
+@contextmanager
+def slow_api(seconds: float) -> Iterator[str]:
+    """A Scale API that takes ``seconds`` to say 404 to anything; yields its base URL."""
+
+    class Slow(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            time.sleep(seconds)
+            self.send_response(404)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"status_code": 404, "error": "no such task"}')
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_long_fetch_stops_at_its_deadline_and_names_the_ids_it_did_not_reach(
+    settings: Settings, redis_conn: redis.Redis
+) -> None:
+    with slow_api(0.3) as url:
+        app = create_app(replace(settings, scale_api_url=url, scale_api_key=Secret("live_key_for_the_console")))
+        try:
+            ids = [f"{n:024x}" for n in range(20)]
+            outcomes = actions.run(app.extensions["callback_server"], actions.ACTIONS["fetch"], ids, deadline=1.0)
+        finally:
+            app.extensions["callback_server"].tally.stop()
+    assert [o.target for o in outcomes] == ids
+    reached = [o for o in outcomes if not o.result.startswith("not reached")]
+    assert 2 <= len(reached) <= 6, [o.result for o in outcomes]
+    assert all("not found" in o.result for o in reached)
+    assert all(not o.ok for o in outcomes)
 
 
 def test_the_audit_log_is_capped(console: FlaskClient, redis_conn: redis.Redis) -> None:

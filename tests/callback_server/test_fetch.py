@@ -12,7 +12,7 @@ import redis
 
 from callback_server.config import Secret, Settings
 from callback_server.deliveries import Delivery, DeliveryQueue
-from callback_server.embedded import RedisProcess
+from callback_server.embedded import RedisProcess, free_port
 from callback_server.exceptions import ConfigError
 from callback_server.fetch import FETCH, fetch_tasks
 from callback_server.ledger import Ledger
@@ -74,6 +74,16 @@ def test_unknown_pending_and_malformed_ids_each_say_so_in_order(
     assert "no event yet" in results[1].line()
     assert "\x1b" not in results[2].line() and "\\x1b" in results[2].line()
     assert queued_jobs(redis_conn) == []
+
+
+@pytest.mark.parametrize("task_id", ["..", ".", "a/../../x", "x?limit=100", "%2e%2e", "a#b", "tasks/../task"])
+def test_an_id_that_would_reach_another_api_path_is_refused_before_any_request(
+    settings: Settings, redis_conn: redis.Redis, task_id: str
+) -> None:
+    nowhere = replace(settings, scale_api_url=f"http://127.0.0.1:{free_port()}/v1", scale_api_key=Secret("live_k"))
+    [result] = fetch_tasks(nowhere, redis_conn, [task_id])  # a request would have ended in "error"
+    assert result.outcome == "invalid id" and "only letters, digits" in result.detail
+    assert redis_conn.zcard("scb:quarantine") == 0
 
 
 def test_without_an_api_key_fetch_names_the_variable(settings: Settings, redis_conn: redis.Redis) -> None:
