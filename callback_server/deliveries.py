@@ -185,7 +185,7 @@ def rq_timestamp(moment: datetime) -> str:
 @functools.lru_cache(maxsize=1024)
 def _outcome_fields(task_type: str, event: str, mode: str) -> tuple[str, str]:
     """The counter fields of a queued and of a duplicate delivery with these labels (few, so cached)."""
-    labels = (task_type, event, mode)
+    labels = (stats.type_label(task_type), event, mode)
     return stats.field("delivery", "queued", *labels), stats.field("delivery", "duplicate", *labels)
 
 

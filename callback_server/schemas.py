@@ -43,6 +43,18 @@ COMMON_TYPES = (
 )
 """Today's commonest types: typed classes exist for them, and the simulator creates them."""
 
+SCALE_TYPES = frozenset(
+    {
+        *TASK_TYPES,
+        *COMMON_TYPES,
+        "cuboidannotation", "documentmodel", "laneannotation", "lidarlinking", "lidarsegmentation",
+        "lidartopdown", "lineannotation", "pointannotation", "polygonannotation", "segmentannotation",
+        "videoboxannotation", "videocuboidannotation", "sensorfusion", "chat", "chatexperimental",
+        "chatlite", "multichat", "multistage",
+    }
+)  # fmt: skip
+"""Every type Scale names (the 2016 API's and the official client's ``TaskType``): what counters count by name."""
+
 GEOMETRY_TYPES = ("imageannotation", "polygonannotation", "lineannotation", "pointannotation", "cuboidannotation")
 """Today's image types whose response is a list of typed shapes (``annotations``)."""
 

@@ -22,6 +22,8 @@ from typing import Any
 
 import redis
 
+from callback_server.schemas import SCALE_TYPES
+
 TOTAL_KEY = "scb:stats:total"
 """The hash of cumulative counters."""
 
@@ -48,6 +50,15 @@ FLUSH_INTERVAL = 1.0
 
 OUTCOMES = ("queued", "duplicate", "quarantined", "unavailable")
 """What an authenticated callback can come to: ``unavailable`` is the 503 when Redis is away."""
+
+
+OTHER_TYPE = "other"
+"""The counters' label for a task type Scale does not name: a sender's made-up types add no series."""
+
+
+def type_label(task_type: str) -> str:
+    """A task type as counters label it: itself when Scale names it, else ``other`` (the ledger and logs keep it)."""
+    return task_type if task_type in SCALE_TYPES else OTHER_TYPE
 
 
 def field(name: str, *labels: object) -> str:
@@ -259,7 +270,7 @@ def handler_run(handler: str, task_type: str, outcome: str, seconds: float) -> I
     """The increments of one handler run (``outcome``: done or failed): counts and duration histogram."""
     slot = bucket(HANDLER_BUCKETS_S, seconds)
     total = {
-        field("handler_run", handler, task_type, outcome): 1.0,
+        field("handler_run", handler, type_label(task_type), outcome): 1.0,
         field("handler_bucket", handler, slot): 1.0,
         field("handler_sum_s", handler): seconds,
         field("handler_count", handler): 1.0,
@@ -274,7 +285,7 @@ def job_outcome(outcome: str) -> Increments:
 
 def unhandled(task_type: str, event: str) -> Increments:
     """A delivery no handler asked for (recorded by the fallback)."""
-    return {field("unhandled", task_type, event): 1.0}, {}
+    return {field("unhandled", type_label(task_type), event): 1.0}, {}
 
 
 def merge(*parts: Increments) -> Increments:

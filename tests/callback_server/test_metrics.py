@@ -135,6 +135,21 @@ def test_counts_and_latency_after_a_known_sequence(metrics_client: FlaskClient) 
     assert samples[("scb_redis_memory_used_bytes", ())] > 0
 
 
+def test_made_up_types_are_counted_as_other_and_add_no_series(metrics_client: FlaskClient) -> None:
+    assert post(metrics_client, load_fixture("categorization"), key=TEST_KEY) == "queued"  # series of a known type
+    before = len(scrape(metrics_client))
+    for n in range(50):
+        body = load_fixture("categorization")
+        body["task_id"] = body["task"]["task_id"] = f"made-up-{n}"
+        body["task"]["type"] = f"madeup{n}" if n % 2 else f"pipe|type|{n}"
+        assert post(metrics_client, body, key=TEST_KEY) == "queued"
+    samples = scrape(metrics_client)
+    other = (("event", "completed"), ("mode", "test"), ("outcome", "queued"), ("type", "other"))
+    assert samples[("scb_deliveries_total", other)] == 50  # the '|' ones too: none dropped
+    assert len(samples) <= before + 2
+    assert not any("madeup" in value or "pipe" in value for _, labels in samples for _, value in labels)
+
+
 def test_histograms_become_cumulative_buckets_in_seconds(metrics_client: FlaskClient, redis_conn: redis.Redis) -> None:
     pipe = redis_conn.pipeline()
     for latency_ms in (0.5, 0.9, 4, 4000, 9000):
@@ -145,7 +160,7 @@ def test_histograms_become_cumulative_buckets_in_seconds(metrics_client: FlaskCl
             stats.handler_run("h1", "categorization", "done", 0.002),
             stats.handler_run("h1", "categorization", "failed", 0.3),
             stats.job_outcome("retry"),
-            stats.unhandled("novel", "completed"),
+            stats.unhandled("lidartopdown", "completed"),
         ),
     )
     pipe.hincrbyfloat(stats.TOTAL_KEY, "brand_new|a|b", 3)
@@ -163,7 +178,7 @@ def test_histograms_become_cumulative_buckets_in_seconds(metrics_client: FlaskCl
         samples[("scb_handler_runs_total", (("handler", "h1"), ("outcome", "failed"), ("type", "categorization")))] == 1
     )
     assert samples[("scb_jobs_total", (("outcome", "retry"),))] == 1
-    assert samples[("scb_unhandled_total", (("event", "completed"), ("type", "novel")))] == 1
+    assert samples[("scb_unhandled_total", (("event", "completed"), ("type", "lidartopdown")))] == 1
     assert samples[("scb_counter_total", (("labels", "a|b"), ("name", "brand_new")))] == 3
 
 
