@@ -57,19 +57,23 @@ _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_asci
 call). No cycle check: the material comes from parsed JSON, which cannot hold a cycle."""
 
 
-def delivery_id(body: dict[str, Any]) -> str:
-    """The identity of a validated callback body: same content, same id; 32 hex characters.
+def delivery_id(body: dict[str, Any], mode: str = LIVE) -> str:
+    """The identity of a validated callback body: same content and key mode, same id; 32 hex characters.
 
     It reads only the task's state (never ``updated_at`` nor ``callback_completed``, which move
     without a new event), so a task from the list API has the identity of its callback. For a
-    task never audited it is exactly what it was before audits counted, so an upgrade in the
-    middle of Scale's retries does not accept a delivery twice.
+    live task never audited it is exactly what it was before audits counted, so an upgrade in the
+    middle of Scale's retries does not accept a delivery twice. A body that came with the test key
+    has an identity of its own, so it can never make the same body sent with the live key a
+    duplicate.
     """
     task = body["task"]
     material: list[Any] = [body["task_id"], task.get("status"), _instant(task.get("completed_at")), body["response"]]
     audit_state = _audit_state(task)
     if audit_state is not None:
         material.append(audit_state)
+    if mode != LIVE:
+        material.append({"mode": mode})
     canonical = _CANONICAL.encode(material)
     # surrogatepass: JSON may escape a lone surrogate inside a response; it hashes like any text.
     return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:32]
@@ -125,7 +129,7 @@ class Delivery:
     ) -> Delivery:
         """Wrap a body that :func:`callback_server.schemas.load_callback` accepted (``raw``: its JSON text)."""
         return cls(
-            delivery_id=delivery_id(body),
+            delivery_id=delivery_id(body, mode),
             task_id=body["task_id"],
             task_type=body["task"]["type"],
             mode=mode,

@@ -260,7 +260,7 @@ def run(
     Targets not begun within ``deadline`` seconds are reported as not reached (a fetch of 1,000
     tasks would outlast the request), so the operator sees which to act on again.
     """
-    outcomes = []
+    outcomes: list[Outcome] = []
     ends = time.monotonic() + deadline
     for target in targets:
         if outcomes and time.monotonic() > ends:

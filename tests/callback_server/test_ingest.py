@@ -20,6 +20,7 @@ from callback_server.deliveries import SEEN_BUCKET, delivery_id, seen_bucket_key
 from callback_server.embedded import RedisProcess
 from callback_server.quarantine import Quarantine
 from tests.conftest import LIVE_KEY, OLD_LIVE_KEY, TASK_TYPES, TEST_KEY, load_fixture
+from workers.payloads import build_task
 
 
 def post(client: FlaskClient, body: Any, key: str | None = LIVE_KEY, **kwargs: Any) -> Any:
@@ -162,6 +163,21 @@ def test_every_configured_key_is_accepted_and_its_mode_recorded(
     assert post(client, load_fixture("comparison"), key=key).status_code == 200
     (job,) = queued_jobs(redis_conn)
     assert job.args[0]["mode"] == expected_mode
+
+
+def test_the_test_key_cannot_pre_empt_a_live_delivery_and_its_task_is_a_test(
+    client: FlaskClient, redis_conn: redis.Redis
+) -> None:
+    body = load_fixture("categorization")
+    body["task"]["is_test"] = False  # the body's word; the key's is what counts
+    assert post(client, body, key=TEST_KEY).get_json() == {"status": "queued"}
+    assert post(client, body, key=LIVE_KEY).get_json() == {"status": "queued"}  # not a duplicate of the test one
+    assert post(client, body, key=LIVE_KEY).get_json() == {"status": "duplicate"}
+    assert post(client, body, key=TEST_KEY).get_json() == {"status": "duplicate"}
+    test_job, live_job = queued_jobs(redis_conn)
+    assert live_job.id == delivery_id(body)  # a live identity is what it always was
+    assert test_job.id == delivery_id(body, "test") != live_job.id
+    assert build_task(test_job.args[0]).is_test and not build_task(live_job.args[0]).is_test
 
 
 @pytest.mark.parametrize(

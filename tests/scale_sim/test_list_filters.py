@@ -46,6 +46,8 @@ def test_updated_after_finds_audits_recalls_and_errors(client: FlaskClient) -> N
     for task_id in (audited, recalled):
         post(client, f"task/{task_id}/complete", response={"category": "public"})
     mark = post(client, f"task/{untouched}/cancel")["updated_at"]
+    # The changes below must land after the mark's millisecond, or `later` would leave them out.
+    wait_for(lambda: datetime.now(UTC).timestamp() * 1000 >= timestamp_ms(mark) + 2, what="the clock to pass the mark")
     post(client, f"task/{audited}/audit", result="accepted")
     post(client, f"task/{recalled}/recall", complete_in=None)
     post(client, f"task/{failed}/error")
