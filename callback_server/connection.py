@@ -39,6 +39,10 @@ def connect(settings: Settings, *, blocking: bool = False) -> redis.Redis:
     options: dict[str, Any] = {
         "socket_connect_timeout": settings.redis_timeout,
         "health_check_interval": 30,
+        # A lone surrogate (JSON may escape one into a response) in text written to Redis, say a
+        # handler's error quoting the body, is written escaped instead of failing the write: a
+        # strict encoder made the horse die recording the failure, and the real error was lost.
+        "encoding_errors": "backslashreplace",
     }
     if blocking:
         options["socket_timeout"] = None

@@ -91,11 +91,11 @@ def process_delivery(delivery: dict[str, Any]) -> dict[str, list[str]]:
             registration.fn(task)
         except JobTimeoutException:
             # The timeout fires once: carrying on would leave the next handlers unbounded.
-            failed[registration.name] = traceback.format_exc()
+            failed[registration.name] = _storable(traceback.format_exc())
             _record_attempt(connection, task, attempt, attempt_started, ran, failed, counts, job)
             raise
         except Exception:
-            failed[registration.name] = traceback.format_exc()
+            failed[registration.name] = _storable(traceback.format_exc())
             counts.append(stats.handler_run(registration.name, task.type, "failed", time.perf_counter() - started))
             log.exception("handler failed", extra={**fields, "handler": registration.name, "outcome": "failed"})
             continue
@@ -113,6 +113,15 @@ def process_delivery(delivery: dict[str, Any]) -> dict[str, list[str]]:
         details = "\n".join(f"--- {name} ---\n{text}" for name, text in failed.items())
         raise HandlerFailedError(f"{len(failed)} handler(s) failed: {', '.join(failed)}\n{details}")
     return {"ran": ran, "skipped": skipped}
+
+
+def _storable(text: str) -> str:
+    """A traceback as RQ can store it: a lone surrogate from the body, quoted by an error, escaped.
+
+    RQ encodes a failure's text as strict UTF-8; one such character made the horse die while
+    recording the failure, and the handler's real error was lost.
+    """
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _attempt_number(job: Any) -> int:

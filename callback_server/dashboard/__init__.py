@@ -248,6 +248,15 @@ def delivery(delivery_id: str) -> tuple[str, int] | str:
     )
 
 
+@bp.get("/deliveries/<delivery_id>/raw")
+def delivery_raw(delivery_id: str) -> Response | tuple[str, int]:
+    """The delivery's job as stored (its body whole), for a body the page shows only in part."""
+    data_ = data.raw_job_data(_state().connection, delivery_id) if _DELIVERY_ID.match(delivery_id) else None
+    if data_ is None:
+        return _page("missing.html", None, what="delivery body", ident=delivery_id, why="its job is gone"), 404
+    return Response(data_, mimetype="application/json", headers={"Content-Disposition": "inline"})
+
+
 @bp.get("/failed")
 def failed() -> str:
     """Failed jobs and jobs waiting to retry, filtered by text in their description."""

@@ -243,6 +243,10 @@ class Body:
     kept: bool
     text: str = ""
     large: bool = False
+    truncated: bool = False
+    """The pretty text was cut at :func:`render_limit`; the page links to the raw body."""
+    size: int = 0
+    """Bytes of the job's stored JSON, the body included."""
     envelope: dict[str, Any] = field(default_factory=dict)
     traceback: str = ""
     request_id: str = ""
@@ -259,15 +263,59 @@ def job_body(connection: redis.Redis, job_id: str) -> Body:
         return Body(kept=False)
     argument = dict(args[0])
     body = argument.pop("body", None)
-    text = json.dumps(body, indent=2, ensure_ascii=False, sort_keys=False)
+    size = len(job.data)  # the job's stored JSON, body included: what the raw link serves
+    try:
+        text, truncated = pretty(body, render_limit(size))
+    except RecursionError:
+        text, truncated = "(nested too deeply to indent: see the raw body)", True
     return Body(
         kept=True,
         text=text,
         large=len(text) > LARGE_BODY,
+        truncated=truncated,
+        size=size,
         envelope=argument,
         traceback=failure_text(job),
         request_id=str(argument.get("request_id") or ""),
     )
+
+
+RENDER_FACTOR = 4
+"""A page renders at most this many times the compact body's characters (plus :data:`RENDER_SLACK`)."""
+
+RENDER_SLACK = 16 * 1024
+RENDER_MAX = 2 * 1024 * 1024
+"""Characters of pretty text a page renders at the most, whatever the body's size."""
+
+
+def render_limit(compact_size: int) -> int:
+    """How much pretty text a body of ``compact_size`` characters may become on a page.
+
+    Indentation of deeply nested arrays multiplies a body about 900 times (108 KB into 98 MB):
+    a page renders a small multiple of the body, and links to the raw body for the rest.
+    """
+    return min(RENDER_FACTOR * compact_size + RENDER_SLACK, RENDER_MAX)
+
+
+def raw_job_data(connection: redis.Redis, job_id: str) -> bytes | None:
+    """The job's stored JSON (``[function, null, [delivery with its body], {}]``) as it is, or None."""
+    data = connection.hget(f"rq:job:{job_id}", "data")
+    return bytes(data) if data is not None else None
+
+
+def pretty(body: Any, limit: int) -> tuple[str, bool]:
+    """The body indented, cut at ``limit`` characters without building more; whether it was cut.
+
+    Text is printable as UTF-8: a lone surrogate (JSON may escape one into a response) is shown
+    as its escape instead of failing the page.
+    """
+    chunks, length = [], 0
+    for chunk in json.JSONEncoder(indent=2, ensure_ascii=False).iterencode(body):
+        chunks.append(chunk)
+        length += len(chunk)
+        if length > limit:
+            return "".join(chunks)[:limit].encode("utf-8", "backslashreplace").decode("utf-8"), True
+    return "".join(chunks).encode("utf-8", "backslashreplace").decode("utf-8"), False
 
 
 @dataclass

@@ -30,6 +30,7 @@ from callback_server.config import Secret, Settings
 from callback_server.dashboard import actions, guard
 from callback_server.deliveries import Delivery, DeliveryQueue
 from callback_server.reconcile_request import REQUEST_KEY, RunRequests
+from callback_server.schemas import load_callback
 from tests.callback_server.test_ingest import post
 from tests.conftest import load_fixture
 from tests.processes import wait_for
@@ -576,6 +577,42 @@ def test_a_long_fetch_stops_at_its_deadline_and_names_the_ids_it_did_not_reach(
     assert 2 <= len(reached) <= 6, [o.result for o in outcomes]
     assert all("not found" in o.result for o in reached)
     assert all(not o.ok for o in outcomes)
+
+
+def accept_raw(conn: redis.Redis, settings: Settings, raw: str) -> str:
+    """A raw callback body through the real parse and accept path; its delivery id."""
+    delivery = Delivery.from_body(load_callback(raw.encode()), mode="live", raw=raw)
+    assert DeliveryQueue.from_settings(settings, conn).accept(delivery)
+    return delivery.delivery_id
+
+
+def test_a_deeply_nested_body_renders_a_bounded_page_and_links_to_the_whole(
+    console: FlaskClient, settings: Settings, redis_conn: redis.Redis
+) -> None:
+    nests = ",".join(["[" * 400 + "]" * 400] * 20)
+    raw = json.dumps(load_fixture("categorization")).replace(
+        '"category": "red"', f'"category": "red", "nests": [{nests}]'
+    )
+    delivery_id = accept_raw(redis_conn, settings, raw)
+    stored = redis_conn.hget(f"rq:job:{delivery_id}", "data")
+    page_text = page(console, f"/dashboard/deliveries/{delivery_id}")
+    unbounded = len(json.dumps(json.loads(raw), indent=2))
+    assert unbounded > 100 * len(stored)  # what the page used to render: over 3 MB
+    assert len(page_text) < 4 * len(stored) + 64 * 1024
+    assert f'href="/dashboard/deliveries/{delivery_id}/raw"' in page_text and "Shown in part" in page_text
+    whole = console.get(f"/dashboard/deliveries/{delivery_id}/raw", headers=auth())
+    assert whole.status_code == 200 and whole.mimetype == "application/json" and whole.data == stored
+    assert console.get(f"/dashboard/deliveries/{delivery_id}/raw").status_code == 401
+    assert console.get("/dashboard/deliveries/" + "0" * 32 + "/raw", headers=auth()).status_code == 404
+
+
+def test_a_lone_surrogate_in_a_stored_body_is_shown_escaped_not_a_500(
+    console: FlaskClient, settings: Settings, redis_conn: redis.Redis
+) -> None:
+    raw = json.dumps(load_fixture("categorization")).replace('"category": "red"', '"category": "\\ud800"')
+    delivery_id = accept_raw(redis_conn, settings, raw)
+    shown = page(console, f"/dashboard/deliveries/{delivery_id}")
+    assert "\\ud800" in shown and "Shown in part" not in shown
 
 
 def test_the_audit_log_is_capped(console: FlaskClient, redis_conn: redis.Redis) -> None:

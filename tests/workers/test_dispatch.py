@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from types import ModuleType
+from typing import Any
 
 import pytest
 import redis
 from click.testing import CliRunner
 from rq import Queue
+from rq.job import Job
 from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
@@ -20,9 +22,11 @@ from callback_server.config import Settings
 from callback_server.deliveries import Delivery, DeliveryQueue
 from callback_server.jobs import failure_text
 from callback_server.ledger import Ledger
-from tests.conftest import LIVE_KEY, TASK_TYPES
+from callback_server.schemas import load_callback
+from tests.conftest import LIVE_KEY, TASK_TYPES, load_fixture
 from tests.workers.conftest import effects, enqueue
 from workers.effects import effects_key
+from workers.registry import registry
 from workers.worker import build_worker
 
 
@@ -187,3 +191,24 @@ def test_an_event_no_handler_asked_for_is_listed_by_the_cli(
     assert listed.exit_code == 0, listed.output
     assert f"categorization  audit:accepted  {delivery.task_id}  {delivery.delivery_id}" in listed.output
     assert stats.totals(redis_conn)["unhandled|categorization|audit"] == 1
+
+
+def test_a_failure_whose_text_holds_a_lone_surrogate_keeps_its_real_error(
+    fast_settings: Settings, redis_conn: redis.Redis, recording: ModuleType
+) -> None:
+    """A handler's error that quotes the body's lone surrogate is recorded, not lost to an encoding error."""
+
+    def quotes_the_body(task: Any) -> None:
+        raise ValueError(f"cannot file category {task.response.category}")
+
+    registry.register("categorization", quotes_the_body)
+    raw = json.dumps(load_fixture("categorization")).replace('"category": "red"', '"category": "\\ud800"')
+    delivery = Delivery.from_body(load_callback(raw.encode()), mode="live")
+    settings = replace(fast_settings, handler_retry_intervals=())
+    assert DeliveryQueue.from_settings(settings, redis_conn).accept(delivery)
+    build_worker(settings).work(burst=True)
+    assert failed_ids(settings, redis_conn) == [delivery.delivery_id]
+    job = Job.fetch(delivery.delivery_id, connection=redis_conn, serializer=JSONSerializer)
+    text = failure_text(job)
+    assert "ValueError: cannot file category" in text and "\\ud800" in text
+    assert "terminated unexpectedly" not in text
