@@ -115,3 +115,7 @@ LOG_FORMAT = "logfmt"
 
 LOG_FORMATS = ("logfmt", "json")
 """The accepted values of LOG_FORMAT."""
+
+PROBE_TYPE = "scb_probe"
+"""The task type reserved for doctor's probe (callback_server/probe.py): Scale has no such type."""
+

@@ -250,6 +250,7 @@ class DeliveryQueue:
             "fixed": fixed,
             "minute_ttl": stats.MINUTE_TTL,
             "minute_prefix": stats.MINUTE_PREFIX,
+            "probe_code": ledger.type_code(defaults.PROBE_TYPE),
         }
         self._accept_sha = hashlib.sha1(self._accept_script.encode()).hexdigest()
 

@@ -18,12 +18,12 @@ from typing import Any
 
 import redis
 
-from callback_server import ledger, scripts, stats
+from callback_server import defaults, ledger, scripts, stats
 from callback_server.deliveries import SEEN_BUCKET, seen_bucket_key
 
 log = logging.getLogger(__name__)
 
-PROBE_TYPE = "scb_probe"
+PROBE_TYPE = defaults.PROBE_TYPE
 """The task type reserved for the probe: Scale has no such type, and workers never hand it to a handler."""
 
 PROBE_PREFIX = "scb:probe"
@@ -77,14 +77,14 @@ def handle_probe(connection: redis.Redis, delivery: dict[str, Any]) -> dict[str,
     bucket = int(received // SEEN_BUCKET)
     buckets = [seen_bucket_key(b) for b in (bucket - 1, bucket, bucket + 1)]
     stream = int(received // ledger.BUCKET)
-    oldest = f"{max(int(received * 1000) - 60_000, 0)}-0"
     counter = stats.field(
         "delivery", "queued", PROBE_TYPE, delivery.get("event", "completed"), delivery.get("mode", "")
     )
     notice = notice_key(nonce) if _NONCE.fullmatch(nonce) else ""
-    keys = [*buckets, ledger.stream_key(stream), ledger.stream_key(stream + 1), stats.TOTAL_KEY, notice]
+    streams = [ledger.stream_key(stream), ledger.stream_key(stream + 1)]
+    keys = [*buckets, *streams, stats.TOTAL_KEY, notice, f"rq:job:{delivery_id}"]
     cleanup = connection.register_script(scripts.PROBE_CLEANUP)
-    cleanup(keys=keys, args=[len(buckets), ledger.raw_id(delivery_id), oldest, counter, PROBE_TTL])
+    cleanup(keys=keys, args=[len(buckets), ledger.raw_id(delivery_id), counter, PROBE_TTL])
     log.info(
         "probe processed",
         extra={

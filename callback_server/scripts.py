@@ -51,8 +51,10 @@ if new == 1 then
              'description', ARGV[6]%(fixed)s)
   redis.call('RPUSH', KEYS[n + 3], ARGV[3])
   redis.call('SADD', KEYS[n + 4], KEYS[n + 3])
-  redis.call('XADD', KEYS[n + 5], '*', 'd', ARGV[2], 't', ARGV[9], 'y', ARGV[10], 'e', ARGV[11],
-             's', ARGV[12], 'm', ARGV[13])
+  local entry = redis.call('XADD', KEYS[n + 5], '*', 'd', ARGV[2], 't', ARGV[9], 'y', ARGV[10], 'e', ARGV[11],
+                          's', ARGV[12], 'm', ARGV[13])
+  -- doctor's probe: its entry's id, so that the worker removes it in O(1) (PROBE_CLEANUP)
+  if ARGV[10] == '%(probe_code)s' then redis.call('HSET', KEYS[n + 2], 'scb_ledger_id', entry) end
   redis.call('EXPIREAT', KEYS[n + 5], ARGV[8])
   redis.call('HINCRBYFLOAT', KEYS[n + 6], ARGV[14], 1)
   redis.call('HINCRBYFLOAT', minute, 'out|queued', 1)
@@ -96,27 +98,20 @@ return {nxt, found}
 
 PROBE_CLEANUP = """
 -- KEYS: the seen buckets around the acceptance, the ledger streams of its bucket and the next,
---       the counters hash, the notice list.
--- ARGV: bucket count, identity (16 bytes), oldest ledger id to look at, counter field, notice TTL.
+--       the counters hash, the notice list, the probe's job hash.
+-- ARGV: bucket count, identity (16 bytes), counter field, notice TTL.
+-- O(1): the accept script noted the probe's ledger entry id in its job (scb_ledger_id).
 local n = tonumber(ARGV[1])
 for i = 1, n do redis.call('HDEL', KEYS[i], ARGV[2]) end
+local entry = redis.call('HGET', KEYS[n + 5], 'scb_ledger_id')
 for i = n + 1, n + 2 do
-  local entries = redis.call('XRANGE', KEYS[i], ARGV[3], '+')
-  for _, entry in ipairs(entries) do
-    local fields = entry[2]
-    for j = 1, #fields, 2 do
-      if fields[j] == 'd' then
-        if fields[j + 1] == ARGV[2] then redis.call('XDEL', KEYS[i], entry[1]) end
-        break
-      end
-    end
-  end
+  if entry then redis.call('XDEL', KEYS[i], entry) end
   if redis.call('EXISTS', KEYS[i]) == 1 and redis.call('XLEN', KEYS[i]) == 0 then redis.call('DEL', KEYS[i]) end
 end
-redis.call('HDEL', KEYS[n + 3], ARGV[4])
+redis.call('HDEL', KEYS[n + 3], ARGV[3])
 if KEYS[n + 4] ~= '' then
   redis.call('RPUSH', KEYS[n + 4], 'processed')
-  redis.call('EXPIRE', KEYS[n + 4], ARGV[5])
+  redis.call('EXPIRE', KEYS[n + 4], ARGV[4])
 end
 return 1
 """
