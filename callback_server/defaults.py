@@ -118,4 +118,3 @@ LOG_FORMATS = ("logfmt", "json")
 
 PROBE_TYPE = "scb_probe"
 """The task type reserved for doctor's probe (callback_server/probe.py): Scale has no such type."""
-
