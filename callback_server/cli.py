@@ -105,7 +105,7 @@ def quarantine() -> None:
 def quarantine_list(limit: int) -> None:
     """The newest quarantined deliveries, one per line (no bodies): when, size, expires in, reason."""
     store = _quarantine(_settings())
-    items = store.recent(limit)
+    items = store.summaries(limit)
     for item in items:
         s = item.summary()
         when = f"{s['last_received_at']}  x{s['times_received']}"

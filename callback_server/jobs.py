@@ -14,9 +14,26 @@ def failure_text(job: Job) -> str:
     return (result.exc_string or "") if result is not None else ""
 
 
+HANDLERS_FAILED = "workers.dispatch.HandlerFailedError: "
+"""How the failure of a delivery's handlers starts its one-line summary in a traceback."""
+
+
 def failure_line(job: Job, width: int = 200) -> str:
-    """The last line of the job's latest traceback: usually the exception and its message."""
-    lines = [line for line in failure_text(job).strip().splitlines() if line.strip()]
+    """One line that says why the job's latest try failed.
+
+    For failing handlers it is the dispatch's own summary line (each handler and its error, with
+    newlines escaped), found by its first occurrence: a handler's message, which a sender's body
+    can fill, comes later in the text and cannot pose as it. Otherwise the traceback's last line.
+    """
+    return summary_line(failure_text(job), width)
+
+
+def summary_line(text: str, width: int = 200) -> str:
+    """:func:`failure_line` of a traceback's text."""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    summary = next((line for line in lines if line.startswith(HANDLERS_FAILED)), None)
+    if summary is not None:
+        return summary[len(HANDLERS_FAILED) :][:width]
     return lines[-1][:width] if lines else ""
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -139,6 +139,8 @@ class QuarantinedDelivery:
     times_received: int
     expires_in: int | None = None
     """Seconds until Redis forgets it (``None``: no expiry, e.g. kept before QUARANTINE_TTL existed)."""
+    size: int = -1
+    """The body's length in bytes (set by :meth:`Quarantine.summaries`, which leaves ``body`` empty)."""
 
     @property
     def expires_at(self) -> str | None:
@@ -153,13 +155,40 @@ class QuarantinedDelivery:
             "id": self.quarantine_id,
             "reason": self.reason,
             "mode": self.mode,
-            "size": len(self.body),
+            "size": self.size if self.size >= 0 else len(self.body),
             "first_received_at": self.first_received_at,
             "last_received_at": self.last_received_at,
             "times_received": self.times_received,
             "expires_in": self.expires_in,
             "expires_at": self.expires_at,
         }
+
+
+SUMMARY_FIELDS = (
+    "reason",
+    "details",
+    "mode",
+    "content_type",
+    "first_received_at",
+    "last_received_at",
+    "times_received",
+)
+"""A record's fields but its body."""
+
+
+def _restore(quarantine_id: str, text: dict[str, Any], ttl: Any) -> QuarantinedDelivery:
+    return QuarantinedDelivery(
+        quarantine_id=quarantine_id,
+        body=text["body"],
+        reason=text["reason"].decode(),
+        details=json.loads(text["details"]),
+        mode=text["mode"].decode(),
+        content_type=text["content_type"].decode(),
+        first_received_at=text["first_received_at"].decode(),
+        last_received_at=text["last_received_at"].decode(),
+        times_received=int(text["times_received"]),
+        expires_in=int(ttl) if ttl is not None and int(ttl) >= 0 else None,
+    )
 
 
 class Quarantine:
@@ -221,19 +250,28 @@ class Quarantine:
         raw, ttl = pipe.execute()
         if not raw or b"body" not in raw:
             raise NotFoundError(f"no quarantined delivery with id {quarantine_id!r}")
-        text = {k.decode(): v for k, v in raw.items()}
-        return QuarantinedDelivery(
-            quarantine_id=quarantine_id,
-            body=text["body"],
-            reason=text["reason"].decode(),
-            details=json.loads(text["details"]),
-            mode=text["mode"].decode(),
-            content_type=text["content_type"].decode(),
-            first_received_at=text["first_received_at"].decode(),
-            last_received_at=text["last_received_at"].decode(),
-            times_received=int(text["times_received"]),
-            expires_in=int(ttl) if ttl is not None and int(ttl) >= 0 else None,
-        )
+        return _restore(quarantine_id, {k.decode(): v for k, v in raw.items()}, ttl)
+
+    def summaries(self, limit: int = 100) -> list[QuarantinedDelivery]:
+        """The newest quarantined deliveries first, each without its body (its size instead): one pipeline.
+
+        A list shows no body, and each may be megabytes: none is read.
+        """
+        ids = self.ids(limit)
+        pipe = self.connection.pipeline(transaction=False)
+        for quarantine_id in ids:
+            pipe.hmget(_record_key(quarantine_id), *SUMMARY_FIELDS)
+            pipe.hstrlen(_record_key(quarantine_id), "body")
+            pipe.ttl(_record_key(quarantine_id))
+        replies = pipe.execute()
+        found = []
+        for index, quarantine_id in enumerate(ids):
+            values, size, ttl = replies[3 * index : 3 * index + 3]
+            if not size or any(v is None for v in values):
+                continue  # expired meanwhile
+            fields = {**dict(zip(SUMMARY_FIELDS, values, strict=True)), "body": b""}
+            found.append(replace(_restore(quarantine_id, fields, ttl), size=int(size)))
+        return found
 
     def recent(self, limit: int = 100) -> list[QuarantinedDelivery]:
         """The newest quarantined deliveries first (one that expired meanwhile is skipped)."""

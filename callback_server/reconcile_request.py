@@ -24,6 +24,12 @@ STATUS_KEY = "scb:reconcile:request_status"
 POLL_INTERVAL = 2.0
 """Seconds between the clock's looks at the flag while it waits."""
 
+COOLDOWN_KEY = "scb:reconcile:request_cooldown"
+"""Present for :data:`COOLDOWN` seconds after a request: no other may be made meanwhile."""
+
+COOLDOWN = 300
+"""Seconds between two requested runs: each lists every project's recent tasks from Scale's API."""
+
 REQUEST_TTL = 24 * 3600
 """A request no clock picks up within a day is dropped (the console says none is running)."""
 
@@ -39,16 +45,27 @@ class RunRequests:
         self.connection = connection
 
     def request(self, by: str) -> bool:
-        """Ask for a run; False when one is already asked for and not started."""
+        """Ask for a run; False when one is already asked for and not started, or within the cooldown."""
         asked = _stamp()
+        if self.cooldown_left():
+            return False
         if not self.connection.set(REQUEST_KEY, json.dumps({"requested_at": asked, "by": by}), nx=True, ex=REQUEST_TTL):
             return False
+        self.connection.set(COOLDOWN_KEY, asked, ex=COOLDOWN)
         pipe = self.connection.pipeline(transaction=False)
         pipe.delete(STATUS_KEY)
         pipe.hset(STATUS_KEY, mapping={"state": "requested", "requested_at": asked})
         pipe.expire(STATUS_KEY, REQUEST_TTL * 7)
         pipe.execute()
         return True
+
+    def pending(self) -> bool:
+        """Whether a run is asked for and not started yet."""
+        return bool(self.connection.exists(REQUEST_KEY))
+
+    def cooldown_left(self) -> int:
+        """Seconds before another run may be asked for (0: now)."""
+        return max(int(self.connection.ttl(COOLDOWN_KEY)), 0)
 
     def take(self) -> bool:
         """Take the flag if it is up (the clock, about to run); True if there was one."""

@@ -72,6 +72,7 @@ def process_delivery(delivery: dict[str, Any]) -> dict[str, list[str]]:
     ran: list[str] = []
     skipped: list[str] = []
     failed: dict[str, str] = {}
+    summaries: dict[str, str] = {}
     counts: list[stats.Increments] = []
     fields = {
         "task_id": task.task_id,
@@ -94,8 +95,9 @@ def process_delivery(delivery: dict[str, Any]) -> dict[str, list[str]]:
             failed[registration.name] = _storable(traceback.format_exc())
             _record_attempt(connection, task, attempt, attempt_started, ran, failed, counts, job)
             raise
-        except Exception:
+        except Exception as exc:
             failed[registration.name] = _storable(traceback.format_exc())
+            summaries[registration.name] = one_line(f"{type(exc).__name__}: {exc}")
             counts.append(stats.handler_run(registration.name, task.type, "failed", time.perf_counter() - started))
             log.exception("handler failed", extra={**fields, "handler": registration.name, "outcome": "failed"})
             continue
@@ -111,8 +113,23 @@ def process_delivery(delivery: dict[str, Any]) -> dict[str, list[str]]:
     if failed:
         # Each handler's own traceback goes into the failed job, not just this summary.
         details = "\n".join(f"--- {name} ---\n{text}" for name, text in failed.items())
-        raise HandlerFailedError(f"{len(failed)} handler(s) failed: {', '.join(failed)}\n{details}")
+        # The first line is the failure's summary (jobs.failure_line): one line, whatever the errors say.
+        summary = "; ".join(f"{name} ({summaries.get(name, 'timed out')})" for name in failed)
+        raise HandlerFailedError(f"{len(failed)} handler(s) failed: {summary}\n{details}")
     return {"ran": ran, "skipped": skipped}
+
+
+SUMMARY_CHARS = 200
+"""Longest error text a failure's one-line summary keeps per handler."""
+
+
+def one_line(text: str) -> str:
+    """An error's text on one line (newlines escaped), cut at :data:`SUMMARY_CHARS`.
+
+    A message, which a sender's body can fill, cannot then pose as another line.
+    """
+    flat = _storable(text).replace("\\", "\\\\").replace("\r", "\\r").replace("\n", "\\n")
+    return flat[:SUMMARY_CHARS] + ("..." if len(flat) > SUMMARY_CHARS else "")
 
 
 def _storable(text: str) -> str:

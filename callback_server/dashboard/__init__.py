@@ -69,6 +69,16 @@ def _password() -> bytes:
     return secret.reveal().encode("utf-8")
 
 
+def _csrf_key() -> bytes:
+    """This app's CSRF key, read from Redis once per process (it changes only with the password)."""
+    cache: dict[bytes, bytes] = current_app.extensions.setdefault("scb_csrf_keys", {})
+    password = _password()
+    if password not in cache:
+        cache.clear()
+        cache[password] = guard.csrf_key(_state().connection, password)
+    return cache[password]
+
+
 def _client() -> str:
     return guard.client_key(request.remote_addr, request.headers.get("X-Forwarded-For"))
 
@@ -83,7 +93,7 @@ def _authenticate() -> Response | None:
         return Response(f"too many failed logins: try again in {wait} s", 429, {"Retry-After": str(wait)})
     auth = request.authorization
     if auth is not None and auth.type == "basic" and guard.credentials_match(auth.username, auth.password, _password()):
-        g.csrf = guard.csrf_token(_password())
+        g.csrf = guard.csrf_token(_csrf_key())
         if failed_before:
             throttle.succeeded(client)
         return None
@@ -272,7 +282,7 @@ def failed() -> str:
 
 
 def _quarantined(text: str) -> list[Any]:
-    items = _state().quarantine.recent(500)
+    items = _state().quarantine.summaries(500)
     if text:
         items = [i for i in items if text.lower() in i.reason.lower() or text.lower() in i.quarantine_id]
     return items
@@ -404,7 +414,7 @@ def act(name: str) -> tuple[str, int] | str:
     action = actions.ACTIONS.get(name)
     if action is None:
         abort(404)
-    if not guard.csrf_valid(request.form.get("csrf"), _password()) or not _same_origin():
+    if not guard.csrf_valid(request.form.get("csrf"), _csrf_key()) or not _same_origin():
         log.warning("dashboard action refused: bad CSRF token or origin", extra={"outcome": "denied"})
         return _page("refused.html", None), 403
     targets, cut = _targets(action)

@@ -29,7 +29,7 @@ from callback_server.deliveries import REPLAY, Delivery
 from callback_server.exceptions import CallbackServerError, InvalidCallbackError, NotFoundError
 from callback_server.fetch import build_api, fetch_tasks
 from callback_server.jobs import reset_retries
-from callback_server.reconcile_request import RunRequests
+from callback_server.reconcile_request import COOLDOWN, RunRequests
 from callback_server.schemas import load_callback
 from callback_server.state import ReceiverState
 
@@ -157,9 +157,16 @@ def delete_unhandled(state: ReceiverState, raw_note: str) -> Outcome:
 
 def request_reconciliation(state: ReceiverState, _: str) -> Outcome:
     """Ask the clock process for a reconciliation run now (it never runs inside the request)."""
-    if RunRequests(state.connection).request(by="dashboard"):
+    requests = RunRequests(state.connection)
+    if requests.request(by="dashboard"):
         return Outcome("reconciliation", "requested: the clock process starts it within seconds")
-    return Outcome("reconciliation", "already requested and not started yet", ok=False)
+    if requests.pending():
+        return Outcome("reconciliation", "already requested and not started yet", ok=False)
+    return Outcome(
+        "reconciliation",
+        f"one was asked for less than {COOLDOWN // 60} min ago: ask again in {requests.cooldown_left()} s",
+        ok=False,
+    )
 
 
 def fetch_from_scale(state: ReceiverState, task_id: str) -> Outcome:

@@ -17,11 +17,12 @@ from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
+from rq.results import Result
 from rq.serializers import JSONSerializer
 from rq.utils import utcparse
 
 from callback_server import defaults, stats
-from callback_server.jobs import failure_line, failure_text
+from callback_server.jobs import failure_text, summary_line
 from callback_server.ledger import Entry, Ledger
 from callback_server.quarantine import Quarantine
 from callback_server.reconcile import RunLog
@@ -207,13 +208,22 @@ class FailedJob:
 
 
 def _job_rows(connection: redis.Redis, ids: list[str], scheduled: dict[str, datetime] | None = None) -> list[FailedJob]:
+    """Rows for a list page: each job's description, end and latest error, never its body (one pipeline)."""
+    with connection.pipeline(transaction=False) as pipe:
+        for job_id in ids:
+            pipe.hmget(Job.key_for(job_id), "description", "ended_at")
+            pipe.xrevrange(Result.get_key(job_id), "+", "-", count=1)
+        replies = pipe.execute()
     rows = []
-    for job in Job.fetch_many(ids, connection=connection, serializer=JSONSerializer):
-        if job is None:
-            continue
-        rows.append(
-            FailedJob(job.id, job.description or "", failure_line(job), job.ended_at, (scheduled or {}).get(job.id))
-        )
+    for job_id, (description, ended_at), latest in zip(ids, replies[::2], replies[1::2], strict=True):
+        if description is None and ended_at is None:
+            continue  # the job is gone
+        error = ""
+        if latest:
+            result_id, payload = latest[0]
+            result = Result.restore(job_id, _text(result_id), payload, connection=connection, serializer=JSONSerializer)
+            error = summary_line(result.exc_string or "")
+        rows.append(FailedJob(job_id, _text(description or b""), error, _when(ended_at), (scheduled or {}).get(job_id)))
     return rows
 
 

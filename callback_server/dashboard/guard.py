@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 import time
 from dataclasses import dataclass
 
@@ -85,24 +86,38 @@ class Throttle:
         self.connection.delete(f"{FAILURE_PREFIX}:{client}")
 
 
-def _csrf_key(password: bytes) -> bytes:
-    return hashlib.sha256(b"scb-dashboard-csrf\0" + password).digest()
+CSRF_SECRET_KEY = "scb:dashboard:csrf_secret"
+"""Redis string: the deploy's random CSRF secret, made once by the first web process that needs it."""
 
 
-def csrf_token(password: bytes, now: float | None = None) -> str:
-    """A token only the password's holder can make: issue time and its HMAC (no session needed)."""
+def csrf_key(connection: redis.Redis, password: bytes) -> bytes:
+    """The key tokens are made with: a random per-deploy secret (kept in Redis) and the password.
+
+    Keyed by the password alone, a token seen in a page confirmed password guesses offline; with
+    the random secret it confirms nothing. The password still takes part, so changing it voids
+    every token issued before.
+    """
+    connection.set(CSRF_SECRET_KEY, secrets.token_hex(32), nx=True)
+    secret = connection.get(CSRF_SECRET_KEY)
+    if not secret:
+        raise redis.RedisError("the CSRF secret could not be read back")
+    return hmac.new(bytes(secret), b"scb-dashboard-csrf\0" + password, hashlib.sha256).digest()
+
+
+def csrf_token(key: bytes, now: float | None = None) -> str:
+    """A token only a holder of ``key`` (:func:`csrf_key`) can make: issue time and its HMAC (no session needed)."""
     stamp = str(int(time.time() if now is None else now))
-    mac = hmac.new(_csrf_key(password), stamp.encode(), hashlib.sha256).hexdigest()
+    mac = hmac.new(key, stamp.encode(), hashlib.sha256).hexdigest()
     return f"{stamp}.{mac}"
 
 
-def csrf_valid(token: str | None, password: bytes, now: float | None = None) -> bool:
-    """True for a token made with this password within :data:`CSRF_LIFETIME`."""
+def csrf_valid(token: str | None, key: bytes, now: float | None = None) -> bool:
+    """True for a token made with ``key`` within :data:`CSRF_LIFETIME`."""
     if not token or token.count(".") != 1:
         return False
     stamp, mac = token.split(".")
     if not stamp.isdigit():
         return False
-    expected = hmac.new(_csrf_key(password), stamp.encode(), hashlib.sha256).hexdigest()
+    expected = hmac.new(key, stamp.encode(), hashlib.sha256).hexdigest()
     age = (time.time() if now is None else now) - int(stamp)
     return hmac.compare_digest(mac.encode(), expected.encode()) and -60 <= age <= CSRF_LIFETIME

@@ -4,6 +4,7 @@ every action, each action does what it says and is audited, hostile text is rend
 from __future__ import annotations
 
 import base64
+import hashlib
 import copy
 import json
 import re
@@ -29,7 +30,7 @@ from callback_server import create_app, ledger, stats
 from callback_server.config import Secret, Settings
 from callback_server.dashboard import actions, guard
 from callback_server.deliveries import Delivery, DeliveryQueue
-from callback_server.reconcile_request import REQUEST_KEY, RunRequests
+from callback_server.reconcile_request import COOLDOWN_KEY, REQUEST_KEY, RunRequests
 from callback_server.schemas import load_callback
 from tests.callback_server.test_ingest import post
 from tests.conftest import load_fixture
@@ -285,6 +286,7 @@ def test_no_page_changes_anything(console: FlaskClient, settings: Settings, redi
     Worker(["callbacks"], connection=redis_conn, name="w1").register_birth()
     redis_conn.sadd("rq:workers", "rq:worker:gone")  # a worker whose key expired
     settle(console)
+    page(console, "/dashboard/reconciliation")  # the deploy's CSRF secret exists from the first page on
     before = everything(redis_conn)
     for path in [
         *PAGES,
@@ -369,12 +371,15 @@ def test_actions_want_a_valid_token_and_a_confirmation(
 ) -> None:
     ids = populate(console, redis_conn, settings)
     settle(console)
+    page(console, "/dashboard/reconciliation")  # the deploy's CSRF secret exists from the first page on
     before = everything(redis_conn)
     other_app_token = guard.csrf_token(b"another-password")
+    password_only = guard.csrf_token(hashlib.sha256(b"scb-dashboard-csrf\0" + PASSWORD.encode()).digest())
     for token, headers in (
         ("", {}),
         ("garbage", {}),
         (other_app_token, {}),
+        (password_only, {}),  # a token made from the password alone, as before: it no longer passes
         (None, {"Origin": "https://evil.example"}),
         (None, {"Sec-Fetch-Site": "cross-site"}),
         ("", {"Origin": "null"}),
@@ -466,6 +471,17 @@ def test_retry_now_quarantine_unhandled_and_reconcile_actions(
     ]
 
 
+def test_run_now_has_a_cooldown_once_a_run_was_taken(console: FlaskClient, redis_conn: redis.Redis) -> None:
+    assert "requested" in act(console, "reconcile-run").get_data(as_text=True)
+    requests = RunRequests(redis_conn)
+    assert requests.take()  # the clock started it
+    again = act(console, "reconcile-run").get_data(as_text=True)
+    assert "less than 5 min ago: ask again in" in again and not redis_conn.exists(REQUEST_KEY)
+    assert 290 <= requests.cooldown_left() <= 300
+    redis_conn.delete(COOLDOWN_KEY)  # as five minutes later
+    assert "requested: the clock process" in act(console, "reconcile-run").get_data(as_text=True)
+
+
 def test_run_requests_are_taken_once_and_report_back(redis_conn: redis.Redis) -> None:
     requests = RunRequests(redis_conn)
     assert requests.wait(0.05, poll=0.01) is False
@@ -519,6 +535,7 @@ def test_a_malformed_job_id_is_a_clear_400_and_changes_nothing(
     console: FlaskClient, settings: Settings, redis_conn: redis.Redis
 ) -> None:
     ids = populate(console, redis_conn, settings)
+    page(console, "/dashboard/reconciliation")  # the deploy's CSRF secret exists from the first page on
     before = everything(redis_conn)
     refused = act(console, "failed-replay", ids=[ids["failed"], "bad id!"])
     assert refused.status_code == 400
@@ -613,6 +630,21 @@ def test_a_lone_surrogate_in_a_stored_body_is_shown_escaped_not_a_500(
     delivery_id = accept_raw(redis_conn, settings, raw)
     shown = page(console, f"/dashboard/deliveries/{delivery_id}")
     assert "\\ud800" in shown and "Shown in part" not in shown
+
+
+def test_the_failed_and_quarantine_pages_read_no_body(
+    console: FlaskClient, settings: Settings, redis_conn: redis.Redis
+) -> None:
+    populate(console, redis_conn, settings)
+    for path, shows in (("/dashboard/failed", "t-failed"), ("/dashboard/quarantine", "quarantine/")):
+        page(console, path)  # warm: the CSRF secret
+        redis_conn.config_resetstat()
+        html = page(console, path)
+        assert shows in html
+        calls = {name.removeprefix("cmdstat_") for name in redis_conn.info("commandstats")}
+        assert not calls & {"hgetall", "hget"}, (path, calls)  # a job's or a body's whole hash: never
+    stats_line = page(console, "/dashboard/quarantine")
+    assert re.search(r"<td>\d+ B</td>", stats_line)  # the size, from HSTRLEN
 
 
 def test_the_audit_log_is_capped(console: FlaskClient, redis_conn: redis.Redis) -> None:

@@ -20,7 +20,7 @@ from callback_server import stats
 from callback_server.cli import cli
 from callback_server.config import Settings
 from callback_server.deliveries import Delivery, DeliveryQueue
-from callback_server.jobs import failure_text
+from callback_server.jobs import failure_line, failure_text
 from callback_server.ledger import Ledger
 from callback_server.schemas import load_callback
 from tests.conftest import LIVE_KEY, TASK_TYPES, load_fixture
@@ -212,3 +212,19 @@ def test_a_failure_whose_text_holds_a_lone_surrogate_keeps_its_real_error(
     text = failure_text(job)
     assert "ValueError: cannot file category" in text and "\\ud800" in text
     assert "terminated unexpectedly" not in text
+
+
+def test_a_newline_in_an_error_cannot_pose_as_the_failures_summary(
+    fast_settings: Settings, redis_conn: redis.Redis, recording: ModuleType
+) -> None:
+    def spoofs(task: Any) -> None:
+        raise ValueError("bad row\nTraceback (most recent call last):\nworkers.dispatch.HandlerFailedError: all fine")
+
+    registry.register("categorization", spoofs)
+    settings = replace(fast_settings, handler_retry_intervals=())
+    delivery = enqueue(settings, redis_conn, "categorization")
+    run_burst(settings)
+    job = Job.fetch(delivery.delivery_id, connection=redis_conn, serializer=JSONSerializer)
+    line = failure_line(job)
+    assert line.startswith("1 handler(s) failed: ") and "spoofs (ValueError: bad row\\nTraceback" in line
+    assert "\n" not in line  # the message is there, escaped, on the one line
