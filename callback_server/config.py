@@ -228,6 +228,8 @@ class Settings:
     metrics_token: Secret | None = None
     sentry_dsn: Secret | None = None
     log_format: str = defaults.LOG_FORMAT
+    behind_router: bool = False
+    """Running on Heroku (``DYNO`` is set): its router appends the client's address to X-Forwarded-For."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -288,6 +290,7 @@ class Settings:
             metrics_token=_metrics_token(env),
             sentry_dsn=_sentry_dsn(env),
             log_format=log_format_from_env(env),
+            behind_router=bool(env.get("DYNO", "").strip()),
         )
 
 

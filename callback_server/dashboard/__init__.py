@@ -80,7 +80,9 @@ def _csrf_key() -> bytes:
 
 
 def _client() -> str:
-    return guard.client_key(request.remote_addr, request.headers.get("X-Forwarded-For"))
+    return guard.client_key(
+        request.remote_addr, request.headers.get("X-Forwarded-For"), behind_router=_state().settings.behind_router
+    )
 
 
 @bp.before_request
@@ -88,13 +90,13 @@ def _authenticate() -> Response | None:
     """Basic auth on every route; a client that failed too often waits, unchecked, until its delay is over."""
     throttle = guard.Throttle(_state().connection)
     client = _client()
-    wait, failed_before = throttle.check(client)
+    wait, note_login = throttle.check(client)
     if wait:
         return Response(f"too many failed logins: try again in {wait} s", 429, {"Retry-After": str(wait)})
     auth = request.authorization
     if auth is not None and auth.type == "basic" and guard.credentials_match(auth.username, auth.password, _password()):
         g.csrf = guard.csrf_token(_csrf_key())
-        if failed_before:
+        if note_login:
             throttle.succeeded(client)
         return None
     if auth is not None:

@@ -27,6 +27,19 @@ FREE_FAILURES = 3
 MAX_DELAY = 300
 """Longest wait (seconds) imposed on a client; the delay doubles per failure up to this."""
 
+GLOBAL_FREE = 30
+"""Failed logins from all clients together before clients never seen to log in must wait too."""
+
+KNOWN_CLIENTS_KEY = "scb:dashboard:known_clients"
+"""Sorted set of clients that logged in (score: when): a flood of failures from many addresses
+does not slow them down."""
+
+KNOWN_FOR = 30 * 24 * 3600
+"""Seconds a client stays known after its last login."""
+
+GLOBAL_FAILURES = f"{FAILURE_PREFIX}:*everyone*"
+"""The hash of everyone's failed logins (a client key is 24 hex characters: it cannot collide)."""
+
 FAILURE_MEMORY = 900
 """Seconds a client's failures are remembered after its last one."""
 
@@ -34,10 +47,16 @@ CSRF_LIFETIME = 8 * 3600
 """Seconds a CSRF token stays valid: a page left open for a working day can still act."""
 
 
-def client_key(remote_addr: str | None, forwarded_for: str | None) -> str:
-    """Who is knocking: the last X-Forwarded-For hop (Heroku's router appends the real peer), else the socket."""
+def client_key(remote_addr: str | None, forwarded_for: str | None, *, behind_router: bool) -> str:
+    """Who is knocking, as far as it can be known.
+
+    Behind Heroku's router, the last X-Forwarded-For hop: the router appends the peer it saw, and a
+    client can only prepend. Anywhere else the header is the client's own words (rotating it
+    would dodge the delay, and naming the operator's address would lock the operator out), so
+    the socket's peer.
+    """
     hops = [hop.strip() for hop in (forwarded_for or "").split(",") if hop.strip()]
-    who = hops[-1] if hops else (remote_addr or "unknown")
+    who = hops[-1] if behind_router and hops else (remote_addr or "unknown")
     return hashlib.sha256(who.encode("utf-8", "replace")).hexdigest()[:24]
 
 
@@ -50,40 +69,62 @@ def credentials_match(username: str | None, password: str | None, expected: byte
 
 @dataclass(frozen=True)
 class Throttle:
-    """Failed logins per client, in Redis so every web process sees them."""
+    """Failed logins per client, and from all clients together, in Redis so every web process sees them.
+
+    Past :data:`GLOBAL_FREE` failures from everyone, clients never seen to log in wait as well:
+    spreading guesses over many addresses does not escape the delay, and the operator, known
+    from an earlier login, is not locked out by it.
+    """
 
     connection: redis.Redis
     free: int = FREE_FAILURES
     max_delay: int = MAX_DELAY
+    global_free: int = GLOBAL_FREE
 
     def check(self, client: str, now: float | None = None) -> tuple[int, bool]:
         """Whole seconds this client must still wait before an attempt is checked (0: go ahead), and
-        whether it has failures on record (to forget once it gets in)."""
-        count, until = self.connection.hmget(f"{FAILURE_PREFIX}:{client}", "count", "until")
-        if until is None:
-            return 0, count is not None
-        left = float(until) - (time.time() if now is None else now)
-        return max(int(left + 0.999), 0), True
+        whether a login should be noted (:meth:`succeeded`): failures to forget, or not known lately."""
+        moment = time.time() if now is None else now
+        pipe = self.connection.pipeline(transaction=False)
+        pipe.hmget(f"{FAILURE_PREFIX}:{client}", "count", "until")
+        pipe.hget(GLOBAL_FAILURES, "until")
+        pipe.zscore(KNOWN_CLIENTS_KEY, client)
+        (count, until), everyone_until, known = pipe.execute()
+        waits = [float(until) - moment if until is not None else 0.0]
+        if everyone_until is not None and known is None:
+            waits.append(float(everyone_until) - moment)
+        stale = known is None or float(known) < moment - 24 * 3600
+        return max(int(max(waits) + 0.999), 0), count is not None or stale
 
     def wait(self, client: str, now: float | None = None) -> int:
         """Whole seconds this client must still wait before an attempt is checked (0: go ahead)."""
         return self.check(client, now)[0]
 
     def failed(self, client: str, now: float | None = None) -> int:
-        """Count a failed login; returns the delay (s) now imposed (0 while failures are free)."""
-        key = f"{FAILURE_PREFIX}:{client}"
+        """Count a failed login, for the client and for everyone; returns the client's delay (s) now imposed."""
+        moment = time.time() if now is None else now
+        self._count(GLOBAL_FAILURES, self.global_free, moment)
+        return self._count(f"{FAILURE_PREFIX}:{client}", self.free, moment)
+
+    def _count(self, key: str, free: int, moment: float) -> int:
         count = int(self.connection.hincrby(key, "count", 1))
-        delay = 0 if count <= self.free else min(2 ** (count - self.free - 1), self.max_delay)
+        delay = 0 if count <= free else min(2 ** (count - free - 1), self.max_delay)
         pipe = self.connection.pipeline(transaction=False)
         if delay:
-            pipe.hset(key, "until", (time.time() if now is None else now) + delay)
+            pipe.hset(key, "until", moment + delay)
         pipe.expire(key, FAILURE_MEMORY + delay)
         pipe.execute()
         return delay
 
-    def succeeded(self, client: str) -> None:
-        """Forget a client's failures once it gets in."""
-        self.connection.delete(f"{FAILURE_PREFIX}:{client}")
+    def succeeded(self, client: str, now: float | None = None) -> None:
+        """Forget a client's failures once it gets in, and know it from now on."""
+        moment = time.time() if now is None else now
+        pipe = self.connection.pipeline(transaction=False)
+        pipe.delete(f"{FAILURE_PREFIX}:{client}")
+        pipe.zadd(KNOWN_CLIENTS_KEY, {client: moment})
+        pipe.zremrangebyscore(KNOWN_CLIENTS_KEY, "-inf", moment - KNOWN_FOR)
+        pipe.expire(KNOWN_CLIENTS_KEY, KNOWN_FOR)
+        pipe.execute()
 
 
 CSRF_SECRET_KEY = "scb:dashboard:csrf_secret"

@@ -4,8 +4,8 @@ every action, each action does what it says and is audited, hostile text is rend
 from __future__ import annotations
 
 import base64
-import hashlib
 import copy
+import hashlib
 import json
 import re
 import threading
@@ -214,7 +214,7 @@ def test_every_page_action_and_file_wants_credentials(console: FlaskClient) -> N
             assert answer.status_code in (401, 429), (path, headers)
             assert "Scale callbacks" not in answer.get_data(as_text=True)
         time_out = guard.Throttle(console.application.extensions["callback_server"].connection)
-        time_out.succeeded(guard.client_key("127.0.0.1", None))
+        time_out.succeeded(guard.client_key("127.0.0.1", None, behind_router=False))
     answer = console.post("/dashboard/action/reconcile-run", data={"confirm": "yes"})
     assert answer.status_code == 401
     assert answer.headers["WWW-Authenticate"].startswith("Basic")
@@ -233,10 +233,37 @@ def test_failed_logins_make_the_client_wait_without_sleeping(console: FlaskClien
     assert refused.headers["Cache-Control"] == "no-store"
     wait_for(lambda: console.get("/dashboard/", headers=auth()).status_code == 200, timeout=5, what="the delay to pass")
     # Another client is not held up by this one.
-    other = console.get("/dashboard/", headers={**auth(), "X-Forwarded-For": "203.0.113.9"})
+    other = console.get("/dashboard/", headers=auth(), environ_base={"REMOTE_ADDR": "203.0.113.9"})
     assert other.status_code == 200
-    # Success forgets the failures.
-    assert not redis_conn.keys(f"{guard.FAILURE_PREFIX}:*")
+    # Success forgets the failures (everyone's count stays, for its window).
+    assert redis_conn.keys(f"{guard.FAILURE_PREFIX}:*") == [guard.GLOBAL_FAILURES.encode()]
+
+
+def test_x_forwarded_for_is_the_clients_word_except_behind_herokus_router(settings: Settings) -> None:
+    """Off Heroku the header cannot rotate a guesser's identity, nor name the operator's address."""
+    assert guard.client_key("10.0.0.1", "1.1.1.1", behind_router=False) == guard.client_key(
+        "10.0.0.1", "2.2.2.2", behind_router=False
+    )
+    behind = guard.client_key("10.1.2.3", "6.6.6.6, 203.0.113.5", behind_router=True)
+    assert behind == guard.client_key("10.9.9.9", "203.0.113.5", behind_router=True)  # the router's hop
+    assert behind != guard.client_key("10.1.2.3", "203.0.113.5, 6.6.6.6", behind_router=True)
+    assert Settings.from_env(
+        {"REDIS_URL": "redis://h", "SCALE_CALLBACK_AUTH_KEY": "k" * 16, "DYNO": "web.1"}
+    ).behind_router
+    assert not settings.behind_router
+
+
+def test_guesses_spread_over_many_addresses_slow_new_clients_but_not_a_known_one(
+    console: FlaskClient, redis_conn: redis.Redis
+) -> None:
+    assert console.get("/dashboard/", headers=auth(), environ_base={"REMOTE_ADDR": "198.51.100.1"}).status_code == 200
+    for n in range(guard.GLOBAL_FREE + 1):  # one guess from each of many addresses: none trips its own delay
+        guess = console.get("/dashboard/", headers=auth(password="guess"), environ_base={"REMOTE_ADDR": f"10.0.{n}.1"})
+        assert guess.status_code == 401
+    newcomer = console.get("/dashboard/", headers=auth(password="guess"), environ_base={"REMOTE_ADDR": "10.9.9.9"})
+    assert newcomer.status_code == 429 and int(newcomer.headers["Retry-After"]) >= 1
+    operator = console.get("/dashboard/", headers=auth(), environ_base={"REMOTE_ADDR": "198.51.100.1"})
+    assert operator.status_code == 200  # known from its earlier login: not locked out
 
 
 def test_the_delay_doubles_and_is_capped() -> None:
@@ -642,7 +669,7 @@ def test_the_failed_and_quarantine_pages_read_no_body(
         html = page(console, path)
         assert shows in html
         calls = {name.removeprefix("cmdstat_") for name in redis_conn.info("commandstats")}
-        assert not calls & {"hgetall", "hget"}, (path, calls)  # a job's or a body's whole hash: never
+        assert "hgetall" not in calls, (path, calls)  # a job's or a body's whole hash: never
     stats_line = page(console, "/dashboard/quarantine")
     assert re.search(r"<td>\d+ B</td>", stats_line)  # the size, from HSTRLEN
 
