@@ -5,6 +5,7 @@ from __future__ import annotations
 import redis
 from flask import Flask
 
+from callback_server import defaults
 from callback_server.config import Settings
 from callback_server.state import EXTENSION, ReceiverState
 
@@ -17,6 +18,9 @@ def create_app(settings: Settings | None = None, *, connection: redis.Redis | No
     reporting.init_sentry(settings, "web")
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
+    if settings.local_dev:
+        # The local stack's key and password are short and printed: no page may reach it by DNS rebinding.
+        app.config["TRUSTED_HOSTS"] = list(defaults.LOCAL_HOSTS)
     # Nothing here is a browser session; JSON answers stay compact on the hot path.
     app.json.compact = True  # type: ignore[attr-defined]
     app.extensions[EXTENSION] = ReceiverState.build(settings, connection)

@@ -230,6 +230,8 @@ class Settings:
     log_format: str = defaults.LOG_FORMAT
     behind_router: bool = False
     """Running on Heroku (``DYNO`` is set): its router appends the client's address to X-Forwarded-For."""
+    local_dev: bool = False
+    """``make run``'s stack (CALLBACK_SERVER_DEV=1): short local secrets, and only localhost names as Host."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -291,6 +293,7 @@ class Settings:
             sentry_dsn=_sentry_dsn(env),
             log_format=log_format_from_env(env),
             behind_router=bool(env.get("DYNO", "").strip()),
+            local_dev=env.get(defaults.DEV_FLAG, "").strip() == "1",
         )
 
 

@@ -118,3 +118,7 @@ LOG_FORMATS = ("logfmt", "json")
 
 PROBE_TYPE = "scb_probe"
 """The task type reserved for doctor's probe (callback_server/probe.py): Scale has no such type."""
+
+LOCAL_HOSTS = ("localhost", ".localhost", "127.0.0.1")
+"""The Host names the local dev stack and the simulator answer (Flask's TRUSTED_HOSTS): any other
+name is refused with 400, so a web page cannot reach them through DNS rebinding."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
+from callback_server.defaults import LOCAL_HOSTS
 from scale_sim import api, pages
 from scale_sim.config import Secret, SimSettings
 from scale_sim.origin import CrossOriginError, check_same_origin
@@ -22,6 +23,9 @@ def create_app(settings: SimSettings | None = None) -> Flask:
     """Build the simulator app; settings default to the environment. Opens (creates) the SQLite file."""
     settings = SimSettings.from_env() if settings is None else settings
     app = Flask(__name__)
+    # A local tool that holds the callback keys: only localhost names as Host, so that a web page
+    # cannot drive it through DNS rebinding (and have it call back a URL of its choosing with a key).
+    app.config["TRUSTED_HOSTS"] = list(LOCAL_HOSTS)
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep task attributes in the reference's order
     app.extensions["scale_sim"] = Simulator(settings)
     app.register_blueprint(api.bp)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
+from callback_server import create_app
 from callback_server.auth import KeyRing
 from callback_server.config import Secret, ServerSettings, Settings
 from callback_server.exceptions import CallbackAuthError, ConfigError
@@ -116,3 +119,17 @@ def test_the_local_dev_stack_may_use_short_secrets() -> None:
     assert settings.live_keys[0].reveal() == "dev"
     with pytest.raises(ConfigError, match="DASHBOARD_PASSWORD"):
         Settings.from_env({**env, "CALLBACK_SERVER_DEV": "yes"})  # only the exact flag the dev command sets
+
+
+def test_the_local_dev_stack_answers_only_localhost_names(settings: Settings) -> None:
+    """`make run`'s key and password are short and printed: no page may reach it by DNS rebinding."""
+    dev = create_app(replace(settings, local_dev=True))
+    production = create_app(settings)
+    try:
+        for host, status in (("evil.example", 400), ("127.0.0.1.nip.io:5000", 400), ("localhost:5000", 200)):
+            assert dev.test_client().get("/healthz", headers={"Host": host}).status_code == status, host
+        assert production.test_client().get("/healthz", headers={"Host": "my-app.herokuapp.com"}).status_code == 200
+    finally:
+        dev.extensions["callback_server"].tally.stop()
+        production.extensions["callback_server"].tally.stop()
+    assert Settings.from_env({**BASE, "CALLBACK_SERVER_DEV": "1"}).local_dev and not Settings.from_env(BASE).local_dev

@@ -190,3 +190,18 @@ def test_a_version_1_file_is_migrated_in_place(tmp_path: Path) -> None:
     finally:
         store.close()
     Store(str(path)).close()  # and opens again once migrated
+
+
+@pytest.mark.parametrize("host", ["evil.example", "127.0.0.1.nip.io:8090", "localhost.evil.example", "10.0.0.5:8090"])
+def test_only_localhost_names_are_answered_against_dns_rebinding(client: FlaskClient, host: str) -> None:
+    """A rebinding page's requests carry its own name as Host: it can neither read a page nor create a task."""
+    page = client.get("/", headers={"Host": host})
+    created = client.post(
+        "/v1/task/categorization",
+        json=json_body("http://attacker.example/", "categorization"),
+        headers={**basic_auth(TEST_KEY), "Host": host},
+    )
+    api = client.get("/v1/tasks", headers={**basic_auth(TEST_KEY), "Host": host})
+    assert (page.status_code, created.status_code, api.status_code) == (400, 400, 400)
+    for name in ("localhost:8090", "127.0.0.1:8090", "sim.localhost"):
+        assert client.get("/", headers={"Host": name}).status_code == 200, name
