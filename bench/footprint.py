@@ -42,6 +42,7 @@ FAMILIES = (
     ("scb:done:", "handler completions"),
     ("scb:seen:", "delivery identities"),
     ("scb:ledger:", "delivery ledger"),
+    ("scb:ledger_ix:", "ledger index"),
     ("scb:stats:", "counters (per minute, not per delivery)"),
     ("scb:", "other scb keys"),
     ("", "anything else"),
@@ -87,7 +88,7 @@ def retention_days(family: str, conn: redis.Redis, settings: Settings) -> float:
     """How long a delivery's share of a family is kept, in days (0: gone once processed)."""
     if family == "scb:seen:":
         return (settings.dedup_ttl + SEEN_BUCKET / 2) / DAY  # its bucket outlives it by half a bucket on average
-    if family == "scb:ledger:":
+    if family in ("scb:ledger:", "scb:ledger_ix:"):
         return (settings.ledger_ttl + ledger.BUCKET / 2) / DAY  # a stream expires LEDGER_TTL after its bucket ends
     ttls = [conn.ttl(key) for key in conn.scan_iter(match=f"{family}*", count=1000)]
     ttls = [t for t in ttls if t > 0]

@@ -320,6 +320,7 @@ class DeliveryQueue:
             Queue.redis_queues_keys,
             ledger.stream_key(stream),
             stats.TOTAL_KEY,
+            ledger.index_key(stream),
         )
         owed = tally.take() if tally is not None else ({}, {})
         args = (

@@ -14,8 +14,12 @@ values, so every entry uses the same six names, ``d t y e s m``, and short codes
   attempt, ``s`` its duration in ms, ``m`` the handlers that ran (codes), and for a failure an
   extra ``x``: each failing handler's traceback (cut to :data:`TRACEBACK_LIMIT`).
 
-The entry id is the time. A delivery's page is read back by scanning the streams; state that
-only RQ knows right now (running, scheduled) is asked of RQ by the reader.
+The entry id is the time. Each stream has an index (``scb:ledger_ix:<bucket>``, a hash written in
+the same script as each entry): ``d:`` and a delivery's 16 bytes give its entry ids, ``t:`` and a
+task id its deliveries' 16 bytes, ``since`` the first entry indexed. A delivery's page reads the
+indexes and then the entries by id, so its cost follows what it shows, not the traffic; a stream
+written before indexes existed is scanned, as it was then. State that only RQ knows right now
+(running, scheduled) is asked of RQ by the reader.
 """
 
 from __future__ import annotations
@@ -118,6 +122,15 @@ SCAN_BATCH = 2000
 def stream_key(bucket: int) -> str:
     """The stream of one 6-hour bucket (Unix time // BUCKET)."""
     return f"{PREFIX}:{bucket}"
+
+
+INDEX_PREFIX = "scb:ledger_ix"
+"""Key prefix of each stream's index: a hash that finds a delivery's entries, and a task's deliveries, by id."""
+
+
+def index_key(bucket: int) -> str:
+    """The index of one bucket's stream: ``d:<16 bytes>`` -> its entry ids, ``t:<task id>`` -> 16-byte delivery ids."""
+    return f"{INDEX_PREFIX}:{bucket}"
 
 
 def stream_expiry(bucket: int, ttl: int) -> int:
@@ -233,15 +246,53 @@ class Ledger:
                     break
                 start = b"(" + page[-1][0]
 
-    def _matching(self, name: bytes, value: bytes) -> Iterator[tuple[bytes, dict[bytes, bytes]]]:
-        """Entries whose field ``name`` equals ``value``, newest first, filtered inside Redis."""
-        for bucket in self._buckets():
-            start: bytes | str = "+"
+    def _matching(
+        self, name: bytes, value: bytes, before: dict[int, bytes | None] | None = None
+    ) -> Iterator[tuple[bytes, dict[bytes, bytes]]]:
+        """Entries whose field ``name`` equals ``value``, newest first, filtered inside Redis.
+
+        With ``before``, only the buckets it names are read, each from just below the given id
+        down (the entries written before its index began; None for the whole stream).
+        """
+        for bucket in self._buckets() if before is None else list(before):
+            bound = None if before is None else before[bucket]
+            start: bytes | str = "+" if bound is None else b"(" + bound
             while start:
                 nxt, found = self._scan(keys=[stream_key(bucket)], args=[start, SCAN_BATCH, name, value])
                 for entry_id, flat in found:
                     yield entry_id, dict(zip(flat[::2], flat[1::2], strict=True))
                 start = nxt
+
+    def _indexed(self, field: bytes) -> tuple[list[tuple[int, bytes]], dict[int, bytes | None]]:
+        """What each bucket's index holds under ``field`` (newest bucket first), and where an index
+        cannot answer alone: a bucket with no index (written before indexes existed) wholly, one
+        whose index began after its first entry below that point (:meth:`_matching`'s ``before``).
+        """
+        buckets = self._buckets()
+        with self.connection.pipeline(transaction=False) as pipe:
+            for bucket in buckets:
+                pipe.hmget(index_key(bucket), field, "since")
+                pipe.xrange(stream_key(bucket), "-", "+", count=1)
+            replies = pipe.execute()
+        found: list[tuple[int, bytes]] = []
+        legacy: dict[int, bytes | None] = {}
+        for bucket, (value, since), first in zip(buckets, replies[::2], replies[1::2], strict=True):
+            if not first:
+                continue  # no stream (yet, or any more)
+            if value:
+                found.append((bucket, value))
+            if since is None:
+                legacy[bucket] = None
+            elif first[0][0] != since:
+                legacy[bucket] = since
+        return found, legacy
+
+    def _entries_by_id(self, wanted: list[tuple[int, bytes]]) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        """The entries of the given (bucket, entry id) pairs, as read by id: one pipeline."""
+        with self.connection.pipeline(transaction=False) as pipe:
+            for bucket, entry_id in wanted:
+                pipe.xrange(stream_key(bucket), entry_id, entry_id)
+            return [entry for reply in pipe.execute() for entry in reply]
 
     def handler_names(self) -> dict[str, str]:
         """Handler codes to dotted names, as the workers registered them."""
@@ -268,25 +319,54 @@ class Ledger:
         return found
 
     def deliveries_of_task(self, task_id: str) -> list[Entry]:
-        """Every delivery of a task still in the ledger, newest first (accept entries only)."""
-        return [_accepted(i, f) for i, f in self._matching(b"t", task_id.encode()) if task_id]
+        """Every delivery of a task still in the ledger, newest first (accept entries only).
+
+        Read through the streams' indexes: the cost follows the task's deliveries, not the traffic.
+        """
+        if not task_id:
+            return []
+        found, legacy = self._indexed(b"t:" + task_id.encode())
+        pairs = [(bucket, raw[i : i + 16]) for bucket, raw in found for i in range(0, len(raw), 16)]
+        with self.connection.pipeline(transaction=False) as pipe:
+            for bucket, delivery in pairs:
+                pipe.hget(index_key(bucket), b"d:" + delivery)
+            ids = pipe.execute()
+        accepts = [(bucket, value.split(b",")[0]) for (bucket, _), value in zip(pairs, ids, strict=True) if value]
+        entries = [_accepted(i, f) for i, f in self._entries_by_id(accepts)]
+        if legacy:
+            entries += [_accepted(i, f) for i, f in self._matching(b"t", task_id.encode(), legacy)]
+        return sorted(entries, key=lambda e: e.received_at, reverse=True)
 
     def delivery(self, delivery_id: str) -> Entry | None:
-        """One delivery with all its attempts, oldest first; None when the ledger no longer has it."""
+        """One delivery with all its attempts, oldest first; None when the ledger no longer has it.
+
+        Read through the streams' indexes: a handful of commands, however busy the ledger.
+        """
         try:
             wanted = raw_id(delivery_id)
         except (binascii.Error, ValueError):
             return None
+        found, legacy = self._indexed(b"d:" + wanted)
+        pairs = [(bucket, entry_id) for bucket, ids in found for entry_id in ids.split(b",")]
+        entries = self._entries_by_id(pairs)
+        if legacy:
+            entries += list(self._matching(b"d", wanted, legacy))
         names = self.handler_names()
         attempts: list[Attempt] = []
-        for entry_id, fields in self._matching(b"d", wanted):
+        accepted: Entry | None = None
+        for entry_id, fields in sorted(entries, key=lambda pair: _order(pair[0])):
             if _is_outcome(fields):
-                attempts.insert(0, _attempt(entry_id, fields, names))
-            else:
-                entry = _accepted(entry_id, fields)
-                entry.attempts = attempts
-                return entry
-        return None
+                attempts.append(_attempt(entry_id, fields, names))
+            else:  # accepted again (after DEDUP_TTL): the newest acceptance and the attempts since
+                accepted, attempts = _accepted(entry_id, fields), []
+        if accepted is not None:
+            accepted.attempts = attempts
+        return accepted
+
+
+def _order(entry_id: bytes) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition(b"-")
+    return int(ms), int(seq or 0)
 
 
 def _matches(entry: Entry, key: str, wanted: str) -> bool:
@@ -327,9 +407,17 @@ def record_outcome(
     """Queue an outcome entry on a pipeline (its stream expires ``ttl`` after its bucket ends)."""
     moment = datetime.now(UTC).timestamp() if now is None else now
     bucket = int(moment // BUCKET)
-    key = stream_key(bucket)
-    pipe.xadd(key, outcome_fields(delivery_id, kind, attempt, duration_ms, handlers, failures or {}))
-    pipe.expireat(key, stream_expiry(bucket, ttl))
+    fields = outcome_fields(delivery_id, kind, attempt, duration_ms, handlers, failures or {})
+    flat = [part for item in fields.items() for part in item]
+    pipe.eval(
+        scripts.LEDGER_OUTCOME,
+        2,
+        stream_key(bucket),
+        index_key(bucket),
+        stream_expiry(bucket, ttl),
+        raw_id(delivery_id),
+        *flat,
+    )
 
 
 def register_handlers(connection: redis.Redis, names: list[str]) -> None:

@@ -82,9 +82,11 @@ def handle_probe(connection: redis.Redis, delivery: dict[str, Any]) -> dict[str,
     )
     notice = notice_key(nonce) if _NONCE.fullmatch(nonce) else ""
     streams = [ledger.stream_key(stream), ledger.stream_key(stream + 1)]
-    keys = [*buckets, *streams, stats.TOTAL_KEY, notice, f"rq:job:{delivery_id}"]
+    indexes = [ledger.index_key(stream), ledger.index_key(stream + 1)]
+    keys = [*buckets, *streams, stats.TOTAL_KEY, notice, f"rq:job:{delivery_id}", *indexes]
     cleanup = connection.register_script(scripts.PROBE_CLEANUP)
-    cleanup(keys=keys, args=[len(buckets), ledger.raw_id(delivery_id), counter, PROBE_TTL])
+    task_id = str(delivery.get("task_id", ""))
+    cleanup(keys=keys, args=[len(buckets), ledger.raw_id(delivery_id), counter, PROBE_TTL, task_id])
     log.info(
         "probe processed",
         extra={

@@ -28,11 +28,25 @@ end
 """
 """The Lua function that scripts embed to apply a tally in the same round trip as their own work."""
 
+INDEX_ENTRY = """
+-- Notes a ledger entry in its stream's index (callback_server.ledger): under 'd:' and the delivery's
+-- 16 bytes, the entry ids of that delivery, comma-separated; 'since' is the first entry indexed.
+local function index_entry(index_key, delivery, entry, expire_at)
+  local field = 'd:' .. delivery
+  local ids = redis.call('HGET', index_key, field)
+  redis.call('HSET', index_key, field, ids and (ids .. ',' .. entry) or entry)
+  redis.call('HSETNX', index_key, 'since', entry)
+  redis.call('EXPIREAT', index_key, expire_at)
+end
+"""
+"""The Lua function that writes a ledger entry's index fields, for the scripts that add entries."""
+
 ACCEPT = (
     APPLY_TALLY
+    + INDEX_ENTRY
     + """
 -- KEYS: the identity buckets (newest first, ARGV[1] of them), the legacy identity key, job key,
---       queue key, rq:queues, ledger stream, counters hash.
+--       queue key, rq:queues, ledger stream, counters hash, the ledger stream's index.
 -- ARGV: bucket count, identity (16 bytes), job id, time, data, description, bucket expiry,
 --       ledger expiry, ledger values (task id, type, event, source, mode), counter fields for
 --       queued and for duplicate, the minute key, then a tally (callback_server.stats.as_args).
@@ -55,6 +69,9 @@ if new == 1 then
                           's', ARGV[12], 'm', ARGV[13])
   -- doctor's probe: its entry's id, so that the worker removes it in O(1) (PROBE_CLEANUP)
   if ARGV[10] == '%(probe_code)s' then redis.call('HSET', KEYS[n + 2], 'scb_ledger_id', entry) end
+  index_entry(KEYS[n + 7], ARGV[2], entry, ARGV[8])
+  local task_field = 't:' .. ARGV[9]
+  redis.call('HSET', KEYS[n + 7], task_field, (redis.call('HGET', KEYS[n + 7], task_field) or '') .. ARGV[2])
   redis.call('EXPIREAT', KEYS[n + 5], ARGV[8])
   redis.call('HINCRBYFLOAT', KEYS[n + 6], ARGV[14], 1)
   redis.call('HINCRBYFLOAT', minute, 'out|queued', 1)
@@ -96,17 +113,33 @@ return {nxt, found}
 """
 """One page of a ledger stream, newest first, filtered inside Redis (a search costs it ~1 ms a call)."""
 
+LEDGER_OUTCOME = (
+    INDEX_ENTRY
+    + """
+-- KEYS: the ledger stream, its index.  ARGV: expiry (Unix time), the delivery's 16 bytes, then the
+-- entry's field names and values.
+local entry = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))
+redis.call('EXPIREAT', KEYS[1], ARGV[1])
+index_entry(KEYS[2], ARGV[2], entry, ARGV[1])
+return entry
+"""
+)
+"""A worker's outcome entry, and its place in the stream's index, in one call."""
+
 PROBE_CLEANUP = """
 -- KEYS: the seen buckets around the acceptance, the ledger streams of its bucket and the next,
---       the counters hash, the notice list, the probe's job hash.
--- ARGV: bucket count, identity (16 bytes), counter field, notice TTL.
+--       the counters hash, the notice list, the probe's job hash, the two streams' indexes.
+-- ARGV: bucket count, identity (16 bytes), counter field, notice TTL, the probe's task id.
 -- O(1): the accept script noted the probe's ledger entry id in its job (scb_ledger_id).
 local n = tonumber(ARGV[1])
 for i = 1, n do redis.call('HDEL', KEYS[i], ARGV[2]) end
 local entry = redis.call('HGET', KEYS[n + 5], 'scb_ledger_id')
 for i = n + 1, n + 2 do
   if entry then redis.call('XDEL', KEYS[i], entry) end
-  if redis.call('EXISTS', KEYS[i]) == 1 and redis.call('XLEN', KEYS[i]) == 0 then redis.call('DEL', KEYS[i]) end
+  redis.call('HDEL', KEYS[i + 5], 'd:' .. ARGV[2], 't:' .. ARGV[5])
+  if redis.call('EXISTS', KEYS[i]) == 1 and redis.call('XLEN', KEYS[i]) == 0 then
+    redis.call('DEL', KEYS[i], KEYS[i + 5])
+  end
 end
 redis.call('HDEL', KEYS[n + 3], ARGV[3])
 if KEYS[n + 4] ~= '' then
