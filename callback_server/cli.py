@@ -25,14 +25,14 @@ from rq.serializers import JSONSerializer
 from callback_server import defaults
 from callback_server.config import Settings
 from callback_server.connection import connect
-from callback_server.deliveries import REPLAY, Delivery, DeliveryQueue
+from callback_server.deliveries import DeliveryQueue
 from callback_server.devserver import dev, local_stack_env
 from callback_server.doctor import FAIL, PROBE_TIMEOUT, run_doctor
-from callback_server.exceptions import CallbackServerError, InvalidCallbackError, NotFoundError
+from callback_server.exceptions import CallbackServerError, NotFoundError
 from callback_server.fetch import fetch_tasks
 from callback_server.jobs import failure_line, reset_retries
 from callback_server.logs import configure_logging
-from callback_server.quarantine import Quarantine
+from callback_server.quarantine import Quarantine, replay
 from callback_server.reconcile import (
     COMPLETED,
     CREATED,
@@ -47,7 +47,7 @@ from callback_server.reconcile import (
 from callback_server.reconcile_request import RunRequests
 from callback_server.render import printable
 from callback_server.reporting import init_sentry
-from callback_server.schemas import load_callback, parse_timestamp
+from callback_server.schemas import parse_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -144,21 +144,13 @@ def quarantine_replay(quarantine_ids: tuple[str, ...], replay_all: bool) -> None
     ids = store.ids(limit=1_000_000) if replay_all else list(quarantine_ids)
     failures = 0
     for quarantine_id in ids:
-        try:
-            item = store.get(quarantine_id)
-            body = load_callback(item.body)
-        except NotFoundError as exc:
-            failures += 1
-            click.echo(printable(f"{quarantine_id}  not found: {exc.message}"), err=True)
+        done = replay(store, deliveries, quarantine_id)
+        if done.ok:
+            click.echo(printable(f"{quarantine_id}  {done.outcome}  task {done.task_id}"))
             continue
-        except InvalidCallbackError as exc:
-            failures += 1
-            click.echo(printable(f"{quarantine_id}  still invalid: {exc.message}: {json.dumps(exc.details)}"), err=True)
-            continue
-        delivery = Delivery.from_body(body, mode=item.mode, source=REPLAY)
-        queued = deliveries.accept(delivery)
-        store.delete(quarantine_id)
-        click.echo(printable(f"{quarantine_id}  {'queued' if queued else 'duplicate'}  task {delivery.task_id}"))
+        failures += 1
+        detail = f"{done.detail}: {json.dumps(done.details)}" if done.details is not None else done.detail
+        click.echo(printable(f"{quarantine_id}  {done.outcome}: {detail}"), err=True)
     if failures:
         sys.exit(1)
 

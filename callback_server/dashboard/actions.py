@@ -24,13 +24,11 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 
-from callback_server import defaults
-from callback_server.deliveries import REPLAY, Delivery
-from callback_server.exceptions import CallbackServerError, InvalidCallbackError, NotFoundError
+from callback_server import defaults, quarantine
+from callback_server.exceptions import CallbackServerError, NotFoundError
 from callback_server.fetch import build_api, fetch_tasks
 from callback_server.jobs import reset_retries
 from callback_server.reconcile_request import COOLDOWN, RunRequests
-from callback_server.schemas import load_callback
 from callback_server.state import ReceiverState
 
 log = logging.getLogger(__name__)
@@ -108,31 +106,13 @@ def retry_now(state: ReceiverState, job_id: str) -> Outcome:
 
 
 def replay_quarantined(state: ReceiverState, quarantine_id: str) -> Outcome:
-    """Validate a kept body again and accept it (same dedup as callbacks); kept if still invalid.
-
-    Any error while reading the body again (one that breaks the parser itself, say) keeps it
-    too, with that error as its reason: one such body never stops a "Replay all".
-    """
-    store = state.quarantine
-    try:
-        item = store.get(quarantine_id)
-    except NotFoundError:
+    """Validate a kept body again and accept it (same dedup as callbacks); kept if still invalid."""
+    done = quarantine.replay(state.quarantine, state.deliveries, quarantine_id)
+    if done.ok:
+        return Outcome(quarantine_id, f"{done.outcome}: task {done.task_id}, delivery {done.delivery_id}")
+    if done.outcome == "not found":
         return Outcome(quarantine_id, "not found", ok=False)
-    try:
-        body = load_callback(item.body)
-        delivery = Delivery.from_body(body, mode=item.mode, source=REPLAY)
-    except InvalidCallbackError as exc:
-        return Outcome(quarantine_id, f"still invalid: {exc.message}", ok=False)
-    except Exception as exc:  # the body's fault, whatever it is: kept, with why
-        reason = f"replay failed: {type(exc).__name__}: {exc}"
-        store.note_reason(quarantine_id, reason)
-        return Outcome(quarantine_id, f"kept: {reason}"[:TARGET_CHARS], ok=False)
-    queued = state.deliveries.accept(delivery)
-    store.delete(quarantine_id)
-    return Outcome(
-        quarantine_id,
-        f"{'queued' if queued else 'duplicate'}: task {delivery.task_id}, delivery {delivery.delivery_id}",
-    )
+    return Outcome(quarantine_id, f"{done.outcome}: {done.detail}"[:TARGET_CHARS], ok=False)
 
 
 def delete_quarantined(state: ReceiverState, quarantine_id: str) -> Outcome:

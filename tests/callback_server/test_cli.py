@@ -67,6 +67,31 @@ def test_replay_after_a_fix_queues_once_and_clears(
     assert post(client, fixed).get_json() == {"status": "duplicate"}
 
 
+def test_replay_all_keeps_a_body_that_breaks_the_parser_and_goes_on(
+    runner: CliRunner, client: FlaskClient, redis_conn: redis.Redis
+) -> None:
+    poisoned = load_fixture("categorization")
+    poisoned["response"]["extra"] = []
+    poisoned["task"]["response"] = poisoned["response"]
+    assert post(
+        client, json.dumps(poisoned).replace('"extra": []', '"extra": ' + "[" * 1000 + "]" * 1000)
+    ).get_json() == {"status": "quarantined"}
+    poison_id = quarantined_id(redis_conn)
+    fine = load_fixture("phonecall")
+    fine["response"]["outcome"] = "voicemail"
+    post(client, fine)
+    fine_id = next(i.decode() for i in redis_conn.zrange("scb:quarantine", 0, -1) if i.decode() != poison_id)
+    fine["response"]["outcome"] = "success"
+    redis_conn.hset(f"scb:quarantine:{fine_id}", "body", json.dumps(fine))
+    replayed = runner.invoke(cli, ["quarantine", "replay", "--all"])
+    assert replayed.exit_code == 1 and isinstance(replayed.exception, SystemExit)  # one kept: exit 1, no crash
+    assert "Traceback" not in replayed.output
+    assert f"{poison_id}  kept: replay failed: RecursionError" in replayed.output
+    assert f"{fine_id}  queued" in replayed.output
+    kept = Quarantine(redis_conn).get(poison_id)
+    assert kept.reason.startswith("replay failed: RecursionError")
+
+
 def test_replay_all_and_delete(runner: CliRunner, client: FlaskClient, redis_conn: redis.Redis) -> None:
     post(client, b"[1]")
     post(client, b"{")
