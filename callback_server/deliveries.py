@@ -64,15 +64,16 @@ def delivery_id(body: dict[str, Any], mode: str = LIVE) -> str:
     without a new event), so a task from the list API has the identity of its callback. For a
     live task never audited it is exactly what it was before audits counted, so an upgrade in the
     middle of Scale's retries does not accept a delivery twice. A body that came with the test key
-    has an identity of its own, so it can never make the same body sent with the live key a
-    duplicate.
+    but does not say ``is_test`` has an identity of its own, so the test key can never make a live
+    task's delivery a duplicate; a test task's (``is_test: true``) is the same whichever key
+    brought it, as the reconciler, which sees no key, computes it.
     """
     task = body["task"]
     material: list[Any] = [body["task_id"], task.get("status"), _instant(task.get("completed_at")), body["response"]]
     audit_state = _audit_state(task)
     if audit_state is not None:
         material.append(audit_state)
-    if mode != LIVE:
+    if mode != LIVE and task.get("is_test") is not True:
         material.append({"mode": mode})
     canonical = _CANONICAL.encode(material)
     # surrogatepass: JSON may escape a lone surrogate inside a response; it hashes like any text.

@@ -178,6 +178,11 @@ def test_the_test_key_cannot_pre_empt_a_live_delivery_and_its_task_is_a_test(
     assert live_job.id == delivery_id(body)  # a live identity is what it always was
     assert test_job.id == delivery_id(body, "test") != live_job.id
     assert build_task(test_job.args[0]).is_test and not build_task(live_job.args[0]).is_test
+    test_task = load_fixture("annotation")
+    test_task["task"]["is_test"] = True  # a test task: one identity whichever key brings it (the reconciler's)
+    assert post(client, test_task, key=TEST_KEY).get_json() == {"status": "queued"}
+    assert post(client, test_task, key=LIVE_KEY).get_json() == {"status": "duplicate"}
+    assert delivery_id(test_task, "test") == delivery_id(test_task)
 
 
 @pytest.mark.parametrize(
