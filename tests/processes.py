@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -127,6 +128,19 @@ def gunicorn(env: dict[str, str], port: int, log: Path, *extra: str) -> Iterator
     with process(args, env, log) as proc:
         wait_for_gunicorn(proc, base, log)
         yield base
+
+
+def post_callback(
+    base: str, body: object, *, key: str | None = None, request_id: str | None = None
+) -> requests.Response:
+    """POST a callback (a dict, or text as it is) to a running receiver at ``base``, with our live key by default."""
+    from tests.conftest import LIVE_KEY
+
+    headers = {"scale-callback-auth": key or LIVE_KEY, "Content-Type": "application/json"}
+    if request_id is not None:
+        headers["X-Request-ID"] = request_id
+    data = body if isinstance(body, str) else json.dumps(body)
+    return requests.post(f"{base}/callback", data=data, headers=headers, timeout=10)
 
 
 def answers(url: str) -> bool:

@@ -22,9 +22,19 @@ import requests
 
 from callback_server import stats
 from callback_server.embedded import RedisProcess, free_port
-from tests.conftest import LIVE_KEY, load_fixture
+from tests.conftest import load_fixture
 from tests.logfmt import parse
-from tests.processes import answers, child_env, dev_args, gunicorn, process, stack_env, wait_for, worker_args
+from tests.processes import (
+    answers,
+    child_env,
+    dev_args,
+    gunicorn,
+    post_callback,
+    process,
+    stack_env,
+    wait_for,
+    worker_args,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -60,11 +70,7 @@ def _fields(line: str, log_format: str) -> dict[str, Any]:
 
 
 def post(base: str, body: object, request_id: str | None = None) -> requests.Response:
-    headers = {"scale-callback-auth": LIVE_KEY, "Content-Type": "application/json"}
-    if request_id is not None:
-        headers["X-Request-ID"] = request_id
-    data = body if isinstance(body, str) else json.dumps(body)
-    return requests.post(f"{base}/callback", data=data, headers=headers, timeout=10)
+    return post_callback(base, body, request_id=request_id)
 
 
 def counter(conn: redis.Redis, field: str) -> float:

@@ -39,7 +39,7 @@ from callback_server.config import Settings
 from callback_server.embedded import free_port
 from scale_sim.server import SimServer
 from tests.conftest import LIVE_KEY, load_fixture
-from tests.processes import ROOT, answers, prompt_sim_settings, wait_for
+from tests.processes import ROOT, answers, post_callback, prompt_sim_settings, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -272,15 +272,6 @@ def restart(dynos: dict[str, subprocess.Popen[bytes]]) -> dict[str, float]:
     return took
 
 
-def post(base: str, body: dict[str, object]) -> requests.Response:
-    return requests.post(
-        f"{base}/callback",
-        data=json.dumps(body),
-        headers={"scale-callback-auth": LIVE_KEY, "Content-Type": "application/json"},
-        timeout=10,
-    )
-
-
 def callback(task_id: str) -> dict[str, object]:
     body = load_fixture("categorization")
     body["task_id"] = body["task"]["task_id"] = task_id
@@ -318,7 +309,7 @@ def test_the_procfile_runs_from_the_production_install_on_tls_redis_and_a_restar
         wait_for(lambda: _up(dynos["web"], base, logs["web"]), timeout=60, what="the web dyno")
 
         # A callback is answered queued and run by the worker's handlers (the example handlers).
-        first = [post(base, callback(f"prod-task-{n}")) for n in range(5)]
+        first = [post_callback(base, callback(f"prod-task-{n}")) for n in range(5)]
         assert [(a.status_code, a.json()) for a in first] == [(200, {"status": "queued"})] * 5
         wait_for(lambda: done(conn) == 5, timeout=60, what="the worker to run the handlers")
         assert "categorization prod-task-0: " in logs["worker"].read_text()
@@ -384,7 +375,7 @@ def _up(proc: subprocess.Popen[bytes], base: str, log: Path) -> bool:
 
 def _post_into(base: str, task_id: str, statuses: list[int]) -> None:
     try:
-        statuses.append(post(base, callback(task_id)).status_code)
+        statuses.append(post_callback(base, callback(task_id)).status_code)
     except requests.RequestException:
         statuses.append(0)
 
@@ -393,7 +384,7 @@ def _keep_posting(base: str, statuses: list[int]) -> None:
     """Callbacks one after another until the web dyno stops answering (bounded: 2,000 at most)."""
     for n in range(2000):
         try:
-            statuses.append(post(base, callback(f"restart-{n}")).status_code)
+            statuses.append(post_callback(base, callback(f"restart-{n}")).status_code)
         except requests.RequestException:
             return
 

@@ -12,21 +12,19 @@ step of RQ's bookkeeping in turn.
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from pathlib import Path
 
 import pytest
 import redis
-import requests
 from rq import Queue
 from rq.serializers import JSONSerializer
 
 from callback_server.deliveries import delivery_id
 from callback_server.embedded import RedisProcess, free_port
-from tests.conftest import LIVE_KEY, load_fixture
-from tests.processes import gunicorn, process, stack_env, wait_for, worker_args
+from tests.conftest import load_fixture
+from tests.processes import gunicorn, post_callback, process, stack_env, wait_for, worker_args
 
 pytestmark = pytest.mark.slow
 
@@ -44,15 +42,6 @@ def body(task_id: str) -> dict[str, object]:
     callback["task_id"] = callback["task"]["task_id"] = task_id
     callback["task"]["metadata"] = {"note": "x" * 600}
     return callback
-
-
-def post(base: str, callback: dict[str, object]) -> requests.Response:
-    return requests.post(
-        f"{base}/callback",
-        data=json.dumps(callback),
-        headers={"scale-callback-auth": LIVE_KEY, "Content-Type": "application/json"},
-        timeout=10,
-    )
 
 
 def refused_writes(log: Path) -> int:
@@ -80,7 +69,7 @@ def test_every_delivery_answered_queued_while_redis_is_full_runs_or_stays_visibl
 
     def send(task_id: str) -> None:
         callback = body(task_id)
-        answer = post(base, callback)
+        answer = post_callback(base, callback)
         answers[answer.status_code] = answers.get(answer.status_code, 0) + 1
         if answer.status_code == 200 and answer.json() == {"status": "queued"}:
             queued.append(delivery_id(callback))
