@@ -110,7 +110,7 @@ def post_request(worker, req, environ, resp):
     it (sync and gthread workers close gracefully; the gevent worker does not). Bounded: 64 KB
     or 1 s, in this greenlet only.
     """
-    from callback_server.ingest import UNREAD_BODY
+    from callback_server.web.ingest import UNREAD_BODY
 
     sock = environ.get("gunicorn.socket")
     if not environ.get(UNREAD_BODY) or sock is None:

@@ -44,17 +44,17 @@ PIECES = (
     # (depth, label, module path, attribute path): what is timed, in print order
     (0, "whole request (WSGI)", "", ""),
     (1, "the view", "", ""),
-    (2, "request id", "callback_server.ingest", "_request_id"),
-    (2, "parse + validate + identity", "callback_server.ingest", "_delivery"),
-    (3, "parse + validate", "callback_server.ingest", "load_callback_text"),
+    (2, "request id", "callback_server.web.ingest", "_request_id"),
+    (2, "parse + validate + identity", "callback_server.web.ingest", "_delivery"),
+    (3, "parse + validate", "callback_server.web.ingest", "load_callback_text"),
     (3, "identity, event, envelope", "callback_server.deliveries", "Delivery.from_body"),
     (4, "identity", "callback_server.deliveries", "delivery_id"),
     (2, "accept", "callback_server.deliveries", "DeliveryQueue.accept"),
     (3, "job fields", "callback_server.deliveries", "DeliveryQueue._varying"),
     (3, "counters owed", "callback_server.stats", "Tally.take"),
     (3, "the round trip", "callback_server.deliveries", "DeliveryQueue._run_accept"),
-    (2, "answer", "callback_server.ingest", "_answer"),
-    (3, "the log line", "callback_server.ingest", "log.info"),
+    (2, "answer", "callback_server.web.ingest", "_answer"),
+    (3, "the log line", "callback_server.web.ingest", "log.info"),
     (3, "latency counted", "callback_server.stats", "Tally.add"),
 )
 
@@ -144,8 +144,8 @@ def main() -> None:
 def run(url: str, count: int, *, gevent: bool) -> None:
     os.environ.update(REDIS_URL=url, SCALE_CALLBACK_AUTH_KEY=KEY)
     from bench import apps
-    from callback_server import create_app
     from callback_server.logs import configure_logging
+    from callback_server.web import create_app
 
     # The ack line is formatted and written as in production, to a sink that costs nothing more.
     configure_logging()

@@ -31,7 +31,7 @@ APPS = {
     "bare": "bench.apps:bare()",
     "floor": "bench.apps:floor()",
     "naive": "bench.apps:naive()",
-    "real": "callback_server:create_app()",
+    "real": "callback_server.web:create_app()",
 }
 
 WRK_SCRIPT = r"""

@@ -1,32 +1,18 @@
-"""A receiver for Scale API callbacks: verify, validate, deduplicate, queue durably, never lose one."""
+"""A receiver for Scale API callbacks: verify, validate, deduplicate, queue durably, never lose one.
+
+The core is this package; the web tier is :mod:`callback_server.web`, the only part that loads
+Flask (workers and the command line never do).
+"""
 
 from __future__ import annotations
 
-import redis
-from flask import Flask
-
-from callback_server import defaults
-from callback_server.config import Settings
-from callback_server.state import EXTENSION, ReceiverState
+from typing import Any
 
 
-def create_app(settings: Settings | None = None, *, connection: redis.Redis | None = None) -> Flask:
-    """Build the web app; with no settings given, read them from the environment (fail-fast)."""
-    from callback_server import dashboard, error_handlers, health, ingest, metrics, reporting
+def __getattr__(name: str) -> Any:
+    """``callback_server:create_app()`` (the Procfile's before 0.2) still names the app factory, loaded on use."""
+    if name == "create_app":
+        from callback_server.web import create_app
 
-    settings = settings if settings is not None else Settings.from_env()
-    reporting.init_sentry(settings, "web")
-    app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
-    if settings.local_dev:
-        # The local stack's key and password are short and printed: no page may reach it by DNS rebinding.
-        app.config["TRUSTED_HOSTS"] = list(defaults.LOCAL_HOSTS)
-    # Nothing here is a browser session; JSON answers stay compact on the hot path.
-    app.json.compact = True  # type: ignore[attr-defined]
-    app.extensions[EXTENSION] = ReceiverState.build(settings, connection)
-    error_handlers.init_app(app)
-    app.register_blueprint(ingest.bp)
-    app.register_blueprint(health.bp)
-    dashboard.init_app(app)
-    metrics.init_app(app)
-    return app
+        return create_app
+    raise AttributeError(f"module 'callback_server' has no attribute {name!r}")

@@ -91,7 +91,7 @@ def local_stack_env(env: Mapping[str, str], data_dir: Path | None = None) -> tup
     return merged, redis_file
 
 
-WEB_APP = "callback_server:create_app()"
+WEB_APP = "callback_server.web:create_app()"
 """The WSGI app gunicorn serves (the Procfile's web line names it too)."""
 
 

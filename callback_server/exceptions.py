@@ -2,7 +2,7 @@
 
 Two kinds, as werkzeug's ``HTTPException`` and structlog's plain exceptions are kept apart:
 :class:`HTTPError` and its subclasses become an HTTP answer (their status and error name, mapped
-in :mod:`callback_server.error_handlers`); the others never reach HTTP (a bad setting stops a
+in :mod:`callback_server.web.error_handlers`); the others never reach HTTP (a bad setting stops a
 process, a handler module that cannot be imported stops a worker) and carry no status.
 """
 

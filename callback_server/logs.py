@@ -3,7 +3,7 @@
 Every process (gunicorn's master and workers, ``python -m workers`` and RQ's own lines, the
 clock, the simulator) prints through :func:`configure_logging`, in logfmt::
 
-    time=2026-11-28T10:00:00.123Z level=info logger=callback_server.ingest msg="callback queued" task_id=t1 ...
+    time=2026-11-28T10:00:00.123Z level=info logger=callback_server.web.ingest msg="callback queued" task_id=t1 ...
 
 or, with ``LOG_FORMAT=json``, one JSON object per line for drains that want JSON.
 

@@ -6,10 +6,10 @@ from dataclasses import replace
 
 import pytest
 
-from callback_server import create_app
 from callback_server.auth import KeyRing
 from callback_server.config import Secret, ServerSettings, Settings
 from callback_server.exceptions import CallbackAuthError, ConfigError
+from callback_server.web import create_app
 
 BASE = {"REDIS_URL": "redis://localhost:6379/0", "SCALE_CALLBACK_AUTH_KEY": "live-key-0123456789abcdef"}
 NEW, OLD, TEST = "new-key-0123456789ab", "old-key-0123456789ab", "test-key-0123456789ab"

@@ -26,12 +26,13 @@ from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 from rq.worker import Worker
 
-from callback_server import create_app, ledger, stats
+from callback_server import ledger, stats
 from callback_server.config import Secret, Settings
-from callback_server.dashboard import actions, guard
 from callback_server.deliveries import Delivery, DeliveryQueue
 from callback_server.reconcile_request import COOLDOWN_KEY, REQUEST_KEY, RunRequests
 from callback_server.schemas import load_callback
+from callback_server.web import create_app
+from callback_server.web.dashboard import actions, guard
 from tests.callback_server.test_ingest import post
 from tests.conftest import load_fixture
 from tests.processes import wait_for

@@ -35,7 +35,7 @@ def _record(msg: str = "callback %s", *args: object, exc: bool = False, **extra:
             raise ValueError("boom\nsecond line")
         except ValueError:
             exc_info = sys.exc_info()
-    record = logging.LogRecord("callback_server.ingest", logging.INFO, __file__, 1, msg, args or None, exc_info)
+    record = logging.LogRecord("callback_server.web.ingest", logging.INFO, __file__, 1, msg, args or None, exc_info)
     record.__dict__.update(extra)
     return record
 
@@ -85,7 +85,7 @@ def test_every_value_reads_back_exactly_from_one_line(value: str) -> None:
 @pytest.mark.parametrize(
     "line",
     [
-        "2026-01-01T00:00:00.000Z INFO callback_server.ingest callback queued task_id=t1",  # the old format
+        "2026-01-01T00:00:00.000Z INFO callback_server.web.ingest callback queued task_id=t1",  # the old format
         'k="unterminated',
         "k=a=b",
         'k="bad \\q escape"',
@@ -120,7 +120,7 @@ def test_a_forged_task_id_stays_one_line_with_the_right_fields() -> None:
     assert fields["task_id"] == NASTY
     assert fields["msg"] == "callback queued"
     assert fields["level"] == "info"
-    assert fields["logger"] == "callback_server.ingest"
+    assert fields["logger"] == "callback_server.web.ingest"
     assert fields["outcome"] == "queued" and fields["mode"] == "live" and fields["request_id"] == "req-1"
     assert "msg" in fields and list(fields).count("level") == 1
     assert set(fields) == {"time", "level", "logger", "msg", "task_id", "outcome", "mode", "request_id"}
@@ -246,7 +246,7 @@ def test_the_router_s_request_id_is_in_the_ack_line_and_the_job(
     headers = {"scale-callback-auth": LIVE_KEY}
     if header is not None:
         headers["X-Request-ID"] = header
-    with caplog.at_level(logging.INFO, logger="callback_server.ingest"):
+    with caplog.at_level(logging.INFO, logger="callback_server.web.ingest"):
         answer = client.post(
             "/callback",
             data=json.dumps(load_fixture("categorization")),

@@ -15,11 +15,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-from callback_server import create_app, stats
+from callback_server import stats
 from callback_server.config import Secret, Settings
 from callback_server.embedded import RedisProcess
-from callback_server.metrics import read_snapshot
 from callback_server.reconcile import RUNS_KEY
+from callback_server.web import create_app
+from callback_server.web.metrics import read_snapshot
 from tests.conftest import LIVE_KEY, TEST_KEY, load_fixture
 
 TOKEN = "metrics-token-0123456789abcdef"

@@ -19,10 +19,11 @@ from rq.serializers import JSONSerializer
 from sentry_sdk.envelope import Envelope
 from sentry_sdk.transport import Transport
 
-from callback_server import create_app, reporting
+from callback_server import reporting
 from callback_server.config import Secret, Settings
 from callback_server.deliveries import Delivery, DeliveryQueue
 from callback_server.exceptions import ConfigError
+from callback_server.web import create_app
 from tests.conftest import LIVE_KEY, load_fixture, make_settings
 
 DSN = "https://0123456789abcdef0123456789abcdef@sentry.invalid/42"

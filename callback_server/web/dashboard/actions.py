@@ -29,7 +29,7 @@ from callback_server.exceptions import CallbackServerError, NotFoundError
 from callback_server.fetch import build_api, fetch_tasks
 from callback_server.jobs import reset_retries
 from callback_server.reconcile_request import COOLDOWN, RunRequests
-from callback_server.state import ReceiverState
+from callback_server.web.state import ReceiverState
 
 log = logging.getLogger(__name__)
 

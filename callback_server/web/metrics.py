@@ -34,7 +34,7 @@ from callback_server import defaults, stats
 from callback_server.exceptions import StoreUnavailableError
 from callback_server.quarantine import INDEX_KEY as QUARANTINE_INDEX_KEY
 from callback_server.reconcile import RUNS_KEY
-from callback_server.state import receiver_state
+from callback_server.web.state import receiver_state
 
 bp = Blueprint("metrics", __name__)
 

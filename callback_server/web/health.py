@@ -5,7 +5,7 @@ from __future__ import annotations
 import redis
 from flask import Blueprint, Response, current_app, jsonify
 
-from callback_server.state import receiver_state
+from callback_server.web.state import receiver_state
 
 bp = Blueprint("health", __name__)
 

@@ -190,7 +190,7 @@ class Charts:
 
 def chart_data(connection: redis.Redis) -> Charts:
     """Per-minute counters of the last day, one pipeline."""
-    from callback_server.dashboard.charts import buckets
+    from callback_server.web.dashboard.charts import buckets
 
     minutes = stats.minutes(connection, 24 * 60)
     return Charts(hour=buckets(minutes[-60:], 1), day=buckets(minutes, 15))

@@ -21,11 +21,11 @@ from typing import Any
 from flask import Blueprint, Flask, Response, abort, current_app, g, render_template, request
 from markupsafe import Markup
 
-from callback_server.dashboard import actions, charts, data, guard
-from callback_server.dashboard.guard import DASHBOARD_USER
 from callback_server.exceptions import NotFoundError
 from callback_server.ledger import Entry, Ledger
-from callback_server.state import ReceiverState, receiver_state
+from callback_server.web.dashboard import actions, charts, data, guard
+from callback_server.web.dashboard.guard import DASHBOARD_USER
+from callback_server.web.state import ReceiverState, receiver_state
 
 __all__ = ["DASHBOARD_USER", "SECURITY_HEADERS", "bp", "init_app"]
 

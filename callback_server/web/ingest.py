@@ -30,7 +30,7 @@ from callback_server.exceptions import (
     UnsupportedMediaTypeError,
 )
 from callback_server.schemas import load_callback_text
-from callback_server.state import ReceiverState, receiver_state
+from callback_server.web.state import ReceiverState, receiver_state
 
 log = logging.getLogger(__name__)
 
