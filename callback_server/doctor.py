@@ -28,8 +28,9 @@ from callback_server.config import ServerSettings, Settings
 from callback_server.connection import connect
 from callback_server.exceptions import CallbackServerError
 from callback_server.probe import new_nonce, notice_key, probe_body
-from callback_server.reconcile import RUNS_KEPT, Marks, RunLog, ScaleAPI, ScaleAPIError
+from callback_server.reconcile import RUNS_KEPT, Marks, RunLog
 from callback_server.render import printable
+from callback_server.scale_api import ScaleAPI, ScaleAPIError
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 

@@ -28,13 +28,12 @@ from callback_server.reconcile import (
     QUEUED,
     SKIPPED,
     UNKNOWN_EVENT,
-    ScaleAPI,
-    ScaleAPIError,
     callback_body,
     keep_invalid,
     offer_task,
 )
 from callback_server.render import printable
+from callback_server.scale_api import ScaleAPI, ScaleAPIError
 
 log = logging.getLogger(__name__)
 

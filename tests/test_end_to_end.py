@@ -20,7 +20,8 @@ from callback_server.config import Secret as ReceiverSecret
 from callback_server.deliveries import DeliveryQueue
 from callback_server.embedded import RedisProcess, free_port
 from callback_server.quarantine import Quarantine
-from callback_server.reconcile import Reconciler, ScaleAPI
+from callback_server.reconcile import Reconciler
+from callback_server.scale_api import ScaleAPI
 from scale_sim.config import Secret, SimSettings
 from scale_sim.server import SimServer
 from tests.conftest import LIVE_KEY, TASK_TYPES, make_settings

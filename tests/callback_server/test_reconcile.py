@@ -35,8 +35,8 @@ from callback_server.reconcile import (
     Reconciler,
     RunLog,
     RunSummary,
-    ScaleAPI,
 )
+from callback_server.scale_api import ScaleAPI
 from tests.callback_server.test_ingest import queued_jobs
 from tests.conftest import load_fixture
 from tests.events_support import ATTACHMENT_ERROR
