@@ -13,7 +13,7 @@ from callback_server.cli import cli
 from callback_server.config import Settings
 from callback_server.quarantine import Quarantine
 from tests.callback_server.test_ingest import post, queued_jobs
-from tests.conftest import LIVE_KEY, load_fixture
+from tests.conftest import LIVE_KEY, load_fixture, poison_body
 
 
 @pytest.fixture
@@ -70,12 +70,7 @@ def test_replay_after_a_fix_queues_once_and_clears(
 def test_replay_all_keeps_a_body_that_breaks_the_parser_and_goes_on(
     runner: CliRunner, client: FlaskClient, redis_conn: redis.Redis
 ) -> None:
-    poisoned = load_fixture("categorization")
-    poisoned["response"]["extra"] = []
-    poisoned["task"]["response"] = poisoned["response"]
-    assert post(
-        client, json.dumps(poisoned).replace('"extra": []', '"extra": ' + "[" * 1000 + "]" * 1000)
-    ).get_json() == {"status": "quarantined"}
+    assert post(client, poison_body()).get_json() == {"status": "quarantined"}
     poison_id = quarantined_id(redis_conn)
     fine = load_fixture("phonecall")
     fine["response"]["outcome"] = "voicemail"

@@ -34,7 +34,7 @@ from callback_server.schemas import load_callback
 from callback_server.web import create_app
 from callback_server.web.dashboard import actions, guard
 from tests.callback_server.test_ingest import post
-from tests.conftest import load_fixture
+from tests.conftest import load_fixture, poison_body
 from tests.processes import wait_for
 
 PASSWORD = "s3cret-console-password"
@@ -532,11 +532,7 @@ def test_one_bad_target_never_stops_the_others_and_the_audit_entry_keeps_each_ou
     console: FlaskClient, settings: Settings, redis_conn: redis.Redis
 ) -> None:
     """A body that breaks the identity's encoder (1,000 nested arrays) is kept with why; the others go on."""
-    poisoned_body = load_fixture("categorization")
-    poisoned_body["response"]["extra"] = []
-    poisoned_body["task"]["response"] = poisoned_body["response"]
-    poison = json.dumps(poisoned_body).replace('"extra": []', '"extra": ' + "[" * 1000 + "]" * 1000)
-    assert post(console, poison).get_json() == {"status": "quarantined"}
+    assert post(console, poison_body()).get_json() == {"status": "quarantined"}
     body = load_fixture("categorization")
     body["task_id"] = body["task"]["task_id"] = "t-after-poison"
     assert post(console, json.dumps(body).replace('"completed"', '"kompleted"', 1)).get_json() == {

@@ -20,6 +20,14 @@ def queue_of(settings: Settings, conn: redis.Redis) -> Queue:
     return Queue(settings.callback_queue, connection=conn, serializer=JSONSerializer)
 
 
+def orphaned(settings: Settings, conn: redis.Redis) -> tuple[Queue, str]:
+    """The queue, and a job accepted through the real path then taken off it: in no list or registry."""
+    queue = queue_of(settings, conn)
+    job_id = enqueue(settings, conn, "categorization").delivery_id
+    conn.lrem(queue.key, 1, job_id)
+    return queue, job_id
+
+
 def test_a_job_in_no_list_is_queued_again_on_a_second_look_past_the_grace(
     settings: Settings, redis_conn: redis.Redis
 ) -> None:
@@ -57,9 +65,7 @@ def test_jobs_in_any_registry_finished_ones_and_other_queues_are_left_alone(
 def test_a_mark_from_a_passing_look_is_cleared_once_the_job_is_placed(
     settings: Settings, redis_conn: redis.Redis
 ) -> None:
-    queue = queue_of(settings, redis_conn)
-    job = enqueue(settings, redis_conn, "categorization").delivery_id
-    redis_conn.lrem(queue.key, 1, job)
+    queue, job = orphaned(settings, redis_conn)
     assert rescue_orphans(queue, now=1000.0, grace=10) == []
     redis_conn.rpush(queue.key, job)  # back in a list before the second look
     assert rescue_orphans(queue, now=1011.0, grace=10) == []
@@ -68,9 +74,7 @@ def test_a_mark_from_a_passing_look_is_cleared_once_the_job_is_placed(
 
 
 def test_one_sweep_per_interval_and_none_while_redis_is_full(settings: Settings, redis_conn: redis.Redis) -> None:
-    queue = queue_of(settings, redis_conn)
-    job = enqueue(settings, redis_conn, "categorization").delivery_id
-    redis_conn.lrem(queue.key, 1, job)
+    queue, job = orphaned(settings, redis_conn)
     sweep_if_due(queue, interval=30)  # marks it
     assert redis_conn.ttl(LOCK_KEY) > 0
     assert redis_conn.hget(f"rq:job:{job}", "scb_orphan_seen") is not None
@@ -115,9 +119,7 @@ def test_a_job_rq_drops_from_the_started_registry_is_queued_again_by_the_sweep(
     settings: Settings, redis_conn: redis.Redis
 ) -> None:
     """The loss: status no longer STARTED, so RQ's abandoned-job cleanup drops the entry and retries nothing."""
-    queue = queue_of(settings, redis_conn)
-    job_id = enqueue(settings, redis_conn, "categorization").delivery_id
-    redis_conn.lrem(queue.key, 1, job_id)
+    queue, job_id = orphaned(settings, redis_conn)
     redis_conn.zadd(queue.started_job_registry.key, {f"{job_id}:dead-execution": 1})  # its heartbeat long gone
     redis_conn.hset(f"rq:job:{job_id}", "status", "scheduled")  # as the refused failure record left it
     worker = build_worker(settings, connection=redis_conn)
