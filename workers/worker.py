@@ -126,7 +126,8 @@ REFUSED_WRITE_ERRORS = (
 
 
 class CallbackWorker(Worker):
-    """RQ's forking ``Worker`` with the hard-kill death penalty, and a note of a requested stop."""
+    """RQ's forking ``Worker`` with the hard-kill death penalty, a note of a requested stop, failures
+    that are recorded or raise, tries that a refused write does not spend, and the orphan sweep."""
 
     death_penalty_class = HandlerDeathPenalty
     stop_requested = False
@@ -153,8 +154,8 @@ class CallbackWorker(Worker):
         when Redis refuses the failure's record, :class:`FailureNotRecordedError` keeps the job where
         it is (RQ would log it and let the caller drop the job from its list).
         """
-        if self.horse_write_refused:
-            self.horse_write_refused = False
+        refused, self.horse_write_refused = self.horse_write_refused, False
+        if refused and job.retry_intervals:  # RQ can retry only a job given intervals
             job.retries_left = (job.retries_left or 0) + 1
             exc_string = (
                 "Redis refused a write while this try was being recorded (full, or unreachable); "
