@@ -23,6 +23,7 @@ from rq.timeouts import JobTimeoutException
 from callback_server import defaults, ledger, reporting, stats
 from callback_server.events import Event
 from callback_server.probe import PROBE_TYPE, handle_probe
+from callback_server.render import printable
 from workers.effects import Effects, effects_key
 from workers.payloads import Task, build_task
 from workers.registry import registry
@@ -124,11 +125,12 @@ SUMMARY_CHARS = 200
 
 
 def one_line(text: str) -> str:
-    """An error's text on one line (newlines escaped), cut at :data:`SUMMARY_CHARS`.
+    """An error's text on one line, cut at :data:`SUMMARY_CHARS`: every control or invisible character
+    (newlines, bidi overrides, lone surrogates) escaped by :func:`callback_server.render.printable`.
 
     A message, which a sender's body can fill, cannot then pose as another line.
     """
-    flat = _storable(text).replace("\\", "\\\\").replace("\r", "\\r").replace("\n", "\\n")
+    flat = printable(text)
     return flat[:SUMMARY_CHARS] + ("..." if len(flat) > SUMMARY_CHARS else "")
 
 
