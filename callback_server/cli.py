@@ -23,16 +23,16 @@ from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
 from callback_server import defaults
+from callback_server.accept import AcceptPath
 from callback_server.config import Settings
 from callback_server.connection import connect
-from callback_server.deliveries import DeliveryQueue
 from callback_server.devserver import dev, local_stack_env
 from callback_server.doctor import FAIL, PROBE_TIMEOUT, run_doctor
 from callback_server.exceptions import CallbackServerError, NotFoundError
 from callback_server.fetch import fetch_tasks
-from callback_server.jobs import failure_line, reset_retries
+from callback_server.jobs import NOT_FAILED, failure_line, replay_failed
 from callback_server.logs import configure_logging
-from callback_server.quarantine import Quarantine, replay
+from callback_server.quarantine import Quarantine
 from callback_server.reconcile import (
     COMPLETED,
     CREATED,
@@ -138,19 +138,17 @@ def quarantine_replay(quarantine_ids: tuple[str, ...], replay_all: bool) -> None
     if not quarantine_ids and not replay_all:
         raise click.UsageError("name quarantine ids, or give --all")
     settings = _settings()
-    connection = connect(settings)
-    store = Quarantine(connection)
-    deliveries = DeliveryQueue.from_settings(settings, connection)
-    ids = store.ids(limit=1_000_000) if replay_all else list(quarantine_ids)
+    path = AcceptPath.from_settings(settings, connect(settings))
+    ids = path.quarantine.ids(limit=1_000_000) if replay_all else list(quarantine_ids)
     failures = 0
     for quarantine_id in ids:
-        done = replay(store, deliveries, quarantine_id)
-        if done.ok:
+        done = path.replay(quarantine_id)
+        if done.accepted:
             click.echo(printable(f"{quarantine_id}  {done.outcome}  task {done.task_id}"))
             continue
         failures += 1
-        detail = f"{done.detail}: {json.dumps(done.details)}" if done.details is not None else done.detail
-        click.echo(printable(f"{quarantine_id}  {done.outcome}: {detail}"), err=True)
+        detail = f"{done.reason}: {json.dumps(done.details)}" if done.details is not None else done.reason
+        click.echo(printable(f"{quarantine_id}  {done.replay_outcome}: {detail}"), err=True)
     if failures:
         sys.exit(1)
 
@@ -211,13 +209,11 @@ def failed_replay(job_ids: tuple[str, ...], replay_all: bool) -> None:
     ids = registry.get_job_ids(cleanup=False) if replay_all else list(job_ids)
     missing = 0
     for job_id in ids:
-        job = Job.fetch_many([job_id], connection=connection, serializer=JSONSerializer)[0]
-        if job is None or job_id not in registry:
+        tries = replay_failed(registry, job_id)
+        if tries is None:
             missing += 1
-            click.echo(f"{job_id}  not in the failed registry", err=True)
+            click.echo(printable(f"{job_id}  {NOT_FAILED}"), err=True)
             continue
-        tries = reset_retries(job)
-        registry.requeue(job)
         click.echo(f"{job_id}  requeued ({tries} tries)")
     if missing:
         sys.exit(1)

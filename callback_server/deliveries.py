@@ -127,8 +127,12 @@ class Delivery:
         source: str = CALLBACK,
         raw: str | None = None,
         request_id: str | None = None,
+        event: Event | None = None,
     ) -> Delivery:
-        """Wrap a body that :func:`callback_server.schemas.load_callback` accepted (``raw``: its JSON text)."""
+        """Wrap a body that :func:`callback_server.schemas.load_callback` accepted (``raw``: its JSON text).
+
+        ``event`` is the one validation derived, when the caller has it (the accept path does).
+        """
         return cls(
             delivery_id=delivery_id(body, mode),
             task_id=body["task_id"],
@@ -138,7 +142,7 @@ class Delivery:
             received_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
             body=body,
             raw=raw,
-            event=derive_event(body["task"]),
+            event=event if event is not None else derive_event(body["task"]),
             request_id=request_id,
         )
 

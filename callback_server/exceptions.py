@@ -61,6 +61,21 @@ class InvalidCallbackError(CallbackServerError):
     """An authenticated body that is not JSON or fails validation: it is quarantined, not refused."""
 
 
+class UnkeepableError(CallbackServerError):
+    """A refused body could not even be quarantined (not by a Redis error): nothing was stored.
+
+    The accept path raises it so no caller mistakes a lost body for a kept one: the web tier
+    answers 503 (Scale tries again), the reconciler counts the task as an error and names it.
+    """
+
+    def __init__(self, cause: str, error: str) -> None:
+        super().__init__(f"{cause}, and not kept: {error}")
+        self.cause = cause
+        """Why the body was refused: the validation's message, or the unexpected error's."""
+        self.error = error
+        """The type of the error that kept it from the quarantine."""
+
+
 class StoreUnavailableError(HTTPError):
     """Redis did not answer in time: answer 503 so Scale retries, and mark nothing as seen."""
 

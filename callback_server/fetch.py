@@ -3,7 +3,7 @@
 The operator's question "Scale says task X is done; where is it?" has two answers: the ledger
 (the console's search) when the delivery arrived, and this when it did not. Each task is read
 with ``GET task/{id}`` and offered to the accept path exactly as the reconciler offers a listed
-task (:func:`callback_server.reconcile.offer_task`): same event, validation, quarantine,
+task (:meth:`callback_server.accept.AcceptPath.offer_task`): same event, validation, quarantine,
 identity and atomic dedup, so fetching a task whose callback did arrive, or fetching it twice,
 never makes a second job. Its source is ``fetch``.
 """
@@ -18,20 +18,9 @@ from typing import Any
 
 import redis
 
+from callback_server.accept import DUPLICATE, QUARANTINED, QUEUED, SKIPPED, UNKNOWN_EVENT, AcceptPath
 from callback_server.config import Settings
-from callback_server.deliveries import DeliveryQueue
-from callback_server.exceptions import ConfigError
-from callback_server.quarantine import Quarantine
-from callback_server.reconcile import (
-    ALREADY_HAD,
-    QUARANTINED,
-    QUEUED,
-    SKIPPED,
-    UNKNOWN_EVENT,
-    callback_body,
-    keep_invalid,
-    offer_task,
-)
+from callback_server.exceptions import ConfigError, UnkeepableError
 from callback_server.render import printable
 from callback_server.scale_api import ScaleAPI, ScaleAPIError
 
@@ -45,7 +34,7 @@ INVALID_ID = "invalid id"
 ERROR = "error"
 OUTCOMES = {
     QUEUED: "queued",
-    ALREADY_HAD: "already had",
+    DUPLICATE: "already had",
     QUARANTINED: "quarantined",
     SKIPPED: "no event yet",
     NOT_FOUND: NOT_FOUND,
@@ -132,8 +121,7 @@ def fetch_tasks(
     """
     own_api = api is None
     client = api if api is not None else build_api(settings)
-    deliveries = DeliveryQueue.from_settings(settings, connection)
-    quarantine = Quarantine(connection, ttl=settings.quarantine_ttl)
+    path = AcceptPath.from_settings(settings, connection)
     results: list[FetchResult] = []
     stopped: str = ""
     try:
@@ -144,7 +132,7 @@ def fetch_tasks(
             elif stopped:
                 results.append(FetchResult(task_id, ERROR, detail=stopped))
             else:
-                result = _fetch_one(client, deliveries, quarantine, task_id)
+                result = _fetch_one(client, path, task_id)
                 if result.outcome == ERROR and result.detail.startswith(("HTTP 401", "HTTP 403")):
                     stopped = result.detail
                 results.append(result)
@@ -154,7 +142,7 @@ def fetch_tasks(
     return results
 
 
-def _fetch_one(api: ScaleAPI, deliveries: DeliveryQueue, quarantine: Quarantine, task_id: str) -> FetchResult:
+def _fetch_one(api: ScaleAPI, path: AcceptPath, task_id: str) -> FetchResult:
     try:
         task = api.get_task(task_id)
     except ScaleAPIError as exc:
@@ -164,21 +152,9 @@ def _fetch_one(api: ScaleAPI, deliveries: DeliveryQueue, quarantine: Quarantine,
         detail = exc.message.split(": ", 1)[1] if exc.message.startswith("GET ") else exc.message
         return FetchResult(task_id, ERROR, detail=detail)
     try:
-        offered = offer_task(task, deliveries, quarantine, source=FETCH)
-    except redis.RedisError:
-        raise
-    except Exception as exc:  # the task is kept, with the reason, rather than lost to a traceback
-        kept = keep_invalid(
-            quarantine,
-            callback_body(task),
-            f"fetched task could not be handled: {type(exc).__name__}",
-            {"_schema": [printable(str(exc))[:300]]},
-        )
-        log.warning(
-            "fetched task could not be handled; quarantined",
-            extra={"task_id": task_id, "error": type(exc).__name__, "outcome": "quarantined"},
-        )
-        return FetchResult(task_id, QUARANTINED, quarantine_id=kept)
+        offered = path.offer_task(task, source=FETCH)
+    except UnkeepableError as exc:
+        return FetchResult(task_id, ERROR, detail=exc.message)
     log.info(
         "task fetched",
         extra={

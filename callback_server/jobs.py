@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from rq.exceptions import InvalidJobOperation
 from rq.job import Job
+from rq.registry import FailedJobRegistry
+
+NOT_FAILED = "not in the failed registry"
+"""What a replay of a job that is not (or no longer) in the failed registry says."""
 
 LEGACY_DEATH_COUNT = "scb_recoveries"
 """Job field in which the retired lease layer counted worker deaths; dropped on replay."""
@@ -49,3 +54,21 @@ def reset_retries(job: Job) -> int:
     job.number_of_retries = None
     job.connection.hdel(job.key, "number_of_retries", LEGACY_DEATH_COUNT)
     return retries + 1
+
+
+def replay_failed(registry: FailedJobRegistry, job_id: str) -> int | None:
+    """A failed job back on its queue with all its retries: the console's and the CLI's one replay.
+
+    Returns its tries, or None when the job is not in the failed registry (never was, was
+    deleted, or another replay took it first: RQ's requeue then raises, which means the same).
+    Handlers that had completed are skipped when it runs.
+    """
+    job = Job.fetch_many([job_id], connection=registry.connection, serializer=registry.serializer)[0]
+    if job is None or job_id not in registry:
+        return None
+    tries = reset_retries(job)
+    try:
+        registry.requeue(job)
+    except InvalidJobOperation:
+        return None
+    return tries

@@ -22,9 +22,7 @@ from typing import Any
 import redis
 
 from callback_server import defaults
-from callback_server.deliveries import REPLAY, Delivery, DeliveryQueue
-from callback_server.exceptions import InvalidCallbackError, NotFoundError
-from callback_server.schemas import load_callback
+from callback_server.exceptions import NotFoundError
 
 INDEX_KEY = defaults.QUARANTINE_PREFIX
 """Sorted set of quarantine ids, scored by the time they were (last) received."""
@@ -301,48 +299,3 @@ class Quarantine:
         deleted, _ = pipe.execute()
         if not deleted:
             raise NotFoundError(f"no quarantined delivery with id {quarantine_id!r}")
-
-
-@dataclass(frozen=True)
-class Replayed:
-    """What replaying one quarantined body did: ``outcome`` is queued, duplicate, not found, still invalid or kept."""
-
-    quarantine_id: str
-    outcome: str
-    detail: str = ""
-    """Why it was not accepted (the validation's message, the replay's error)."""
-    details: Any = None
-    """The validation's details, for a body still invalid."""
-    task_id: str = ""
-    delivery_id: str = ""
-
-    @property
-    def ok(self) -> bool:
-        """The body was accepted (queued, or already had) and is no longer kept."""
-        return self.outcome in ("queued", "duplicate")
-
-
-def replay(store: Quarantine, deliveries: DeliveryQueue, quarantine_id: str) -> Replayed:
-    """Validate a kept body again and accept it through the callbacks' dedup: the console's and the CLI's replay.
-
-    A body still invalid stays; so does one whose reading breaks the parser itself (a
-    ``RecursionError``, say), with that error as its reason: one such body never stops the
-    others. Redis errors are raised (nothing was changed).
-    """
-    try:
-        item = store.get(quarantine_id)
-    except NotFoundError as exc:
-        return Replayed(quarantine_id, "not found", exc.message)
-    try:
-        delivery = Delivery.from_body(load_callback(item.body), mode=item.mode, source=REPLAY)
-    except InvalidCallbackError as exc:
-        return Replayed(quarantine_id, "still invalid", exc.message, exc.details)
-    except Exception as exc:  # the body's fault, whatever it is: kept, with why
-        reason = f"replay failed: {type(exc).__name__}: {exc}"
-        store.note_reason(quarantine_id, reason)
-        return Replayed(quarantine_id, "kept", reason)
-    queued = deliveries.accept(delivery)
-    store.delete(quarantine_id)
-    return Replayed(
-        quarantine_id, "queued" if queued else "duplicate", task_id=delivery.task_id, delivery_id=delivery.delivery_id
-    )

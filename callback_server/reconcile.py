@@ -28,14 +28,13 @@ from typing import Any
 import redis
 
 from callback_server import defaults, stats
-from callback_server.auth import LIVE, TEST
+from callback_server.accept import DUPLICATE, QUARANTINED, QUEUED, SKIPPED, AcceptPath, event_name
 from callback_server.config import Settings
-from callback_server.deliveries import RECONCILE, Delivery, DeliveryQueue
-from callback_server.events import UnknownStatusError, derive_event, parse_instant
-from callback_server.exceptions import CallbackServerError
+from callback_server.deliveries import RECONCILE, DeliveryQueue
+from callback_server.events import parse_instant
+from callback_server.exceptions import CallbackServerError, UnkeepableError
 from callback_server.quarantine import Quarantine
 from callback_server.scale_api import ScaleAPI, ScaleAPIError, short_text
-from callback_server.schemas import validate_callback
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +68,6 @@ WINDOW_FIELDS = {UPDATED: "updated_at", COMPLETED: "completed_at", CREATED: "cre
 
 ACCOUNT = "(account)"
 """The scope of a run without SCALE_PROJECTS: the account listed as a whole."""
-
-UNKNOWN_EVENT = "unknown"
-"""The event count of a task that names no event Scale calls back with (it is quarantined)."""
 
 _EDGE = timedelta(milliseconds=1)
 """Slices overlap by this much, so a task updated exactly on a boundary is in one of them whether
@@ -210,8 +206,7 @@ class Reconciler:
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.api = api
-        self.deliveries = deliveries
-        self.quarantine = quarantine
+        self.accept = AcceptPath(deliveries, quarantine)
         self.connection = deliveries.connection
         self.projects = projects
         self.lookback = timedelta(seconds=lookback)
@@ -347,12 +342,20 @@ class Reconciler:
         """One task of the answer: its current event, offered to the accept path. Never raises but for Redis."""
         summary.seen += 1
         try:
-            offered = offer_task(task, self.deliveries, self.quarantine, source=RECONCILE)
+            offered = self.accept.offer_task(task, source=RECONCILE)
         except redis.RedisError:
             raise
-        except Exception as exc:  # one odd task must not end the run; it is kept with the reason
-            event = _event_name(task) if isinstance(task, dict) else UNKNOWN_EVENT
-            self._keep_failure(task, exc, summary, event)
+        except Exception as exc:  # not even quarantined: one odd task must not end the run; it is named
+            task_id = short_text(str(task.get("task_id")) if isinstance(task, dict) else "?", 80)
+            cause = exc.cause if isinstance(exc, UnkeepableError) else type(exc).__name__
+            error = exc.error if isinstance(exc, UnkeepableError) else type(exc).__name__
+            summary.task_errors += 1
+            summary.count(event_name(task), "errors")
+            summary.errors.append(f"task {task_id}: {cause}, and not kept: {error}")
+            log.error(
+                "reconciled task could not be handled or kept",
+                extra={"task_id": task_id, "error": error, "outcome": "error"},
+            )
             return
         if offered.outcome == SKIPPED:
             summary.skipped += 1
@@ -360,113 +363,15 @@ class Reconciler:
         if offered.outcome == QUEUED:
             summary.queued += 1
             summary.queued_task_ids.append(offered.task_id)
-        elif offered.outcome == ALREADY_HAD:
+        elif offered.outcome == DUPLICATE:
             summary.already_had += 1
         else:
             summary.quarantined += 1
-        summary.count(offered.event, offered.outcome)
-
-    def _keep(self, body: Any, reason: str, details: Any, summary: RunSummary, event: str) -> None:
-        keep_invalid(self.quarantine, body, reason, details)
-        summary.quarantined += 1
-        summary.count(event, QUARANTINED)
-
-    def _keep_failure(self, task: Any, exc: Exception, summary: RunSummary, event: str) -> None:
-        """A task that raised while being handled: quarantined with the error's type; counted if even that fails."""
-        task_id = short_text(str(task.get("task_id")) if isinstance(task, dict) else "?", 80)
-        body = callback_body(task) if isinstance(task, dict) else task
-        try:
-            self._keep(
-                body,
-                f"reconciled task could not be handled: {type(exc).__name__}",
-                {"_schema": [short_text(str(exc), 300)]},
-                summary,
-                event,
-            )
-        except redis.RedisError:
-            raise
-        except Exception as second:  # counted and reported instead
-            summary.task_errors += 1
-            summary.count(event, "errors")
-            summary.errors.append(f"task {task_id}: {type(exc).__name__}, and not kept: {type(second).__name__}")
-            log.error(
-                "reconciled task could not be handled or kept",
-                extra={"task_id": task_id, "error": type(exc).__name__, "outcome": "error"},
-            )
-            return
-        log.warning(
-            "reconciled task could not be handled; quarantined",
-            extra={"task_id": task_id, "error": type(exc).__name__, "outcome": "quarantined"},
-        )
+        summary.count(offered.event, TASK_OUTCOMES[offered.outcome])
 
 
-QUEUED, ALREADY_HAD, QUARANTINED, SKIPPED = "queued", "already_had", "quarantined", "skipped"
-"""What became of a task offered to the accept path (:func:`offer_task`)."""
-
-
-@dataclass(frozen=True)
-class Offered:
-    """One task's fate on the accept path: its outcome, its event, and the ids it was accepted under."""
-
-    outcome: str
-    event: str
-    task_id: str = ""
-    delivery_id: str = ""
-    quarantine_id: str = ""
-
-
-def callback_body(task: Mapping[str, Any]) -> dict[str, Any]:
-    """The callback Scale sends for a task in this state, built from the task as the API lists it."""
-    return {
-        "task_id": task.get("task_id"),
-        "status": task.get("status"),
-        "response": task.get("response"),
-        "task": task,
-    }
-
-
-def offer_task(task: Any, deliveries: DeliveryQueue, quarantine: Quarantine, *, source: str) -> Offered:
-    """A task as the API answers it, put through the callback path: the reconciler and ``fetch`` share this.
-
-    Its current event, the callback's validation (invalid ones are quarantined with the reason),
-    its identity and the atomic dedup, so a state already accepted (by a callback, a run, a
-    fetch) is ``already_had`` and never a second job. A task still waiting for its first
-    completion is ``skipped``: no event has happened, no callback is owed. Raises what
-    building the delivery raises; the caller decides what one odd task means.
-    """
-    if not isinstance(task, dict):
-        kept = keep_invalid(quarantine, task, "listed task is not a JSON object", {"_schema": ["Not an object."]})
-        return Offered(QUARANTINED, UNKNOWN_EVENT, quarantine_id=kept)
-    task_id = str(task.get("task_id"))
-    if task.get("status") == "pending" and not task.get("completed_at"):
-        return Offered(SKIPPED, UNKNOWN_EVENT, task_id=task_id)
-    event = _event_name(task)
-    body = callback_body(task)
-    errors = validate_callback(body)
-    if errors:
-        kept = keep_invalid(quarantine, body, "reconciled task does not match the callback schema", errors)
-        return Offered(QUARANTINED, event, task_id=task_id, quarantine_id=kept)
-    delivery = Delivery.from_body(body, mode=_mode(task), source=source)
-    # A cheap read first: most states were delivered, and this keeps them out of job building.
-    if deliveries.is_seen(delivery.delivery_id) or not deliveries.accept(delivery):
-        return Offered(ALREADY_HAD, event, task_id=delivery.task_id, delivery_id=delivery.delivery_id)
-    return Offered(QUEUED, event, task_id=delivery.task_id, delivery_id=delivery.delivery_id)
-
-
-def keep_invalid(quarantine: Quarantine, body: Any, reason: str, details: Any) -> str:
-    """Quarantine a task's callback body (never a key: there is none in it); returns the quarantine id."""
-    mode = _mode(body.get("task") if isinstance(body, dict) else None)
-    raw = json.dumps(body).encode("utf-8")
-    return quarantine.keep(raw, reason=reason, details=details, mode=mode, content_type="application/json")
-
-
-def _event_name(task: Mapping[str, Any]) -> str:
-    """The event a listed task's state means, or ``unknown`` (its validation then says why)."""
-    try:
-        event = derive_event(task)
-    except (UnknownStatusError, TypeError, ValueError, AttributeError):
-        return UNKNOWN_EVENT
-    return event.name
+TASK_OUTCOMES = {QUEUED: "queued", DUPLICATE: "already_had", QUARANTINED: "quarantined"}
+"""How a run's summary counts each offer's outcome, per event (stored in its history as these words)."""
 
 
 def _edge_key(task: Any, name: str, slice_end: datetime) -> tuple[tuple[str, str] | None, bool]:
@@ -476,10 +381,6 @@ def _edge_key(task: Any, name: str, slice_end: datetime) -> tuple[tuple[str, str
     moment = parse_instant(task.get(name))
     key = (str(task.get("task_id")), str(task.get(name)))
     return key, moment is not None and moment >= slice_end - _EDGE
-
-
-def _mode(task: Any) -> str:
-    return TEST if isinstance(task, dict) and task.get("is_test") is True else LIVE
 
 
 def _text(moment: datetime) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
-from callback_server.events import CANCELED, ERROR, RECALLED, STATUS_EVENTS, derive_event, parse_instant
+from callback_server.events import CANCELED, ERROR, RECALLED, STATUS_EVENTS, Event, derive_event, parse_instant
 from callback_server.exceptions import InvalidCallbackError
 
 MAX_COORDINATE = 2**31
@@ -667,35 +667,42 @@ _ERROR = ErrorResponse()
 
 
 def validate_callback(body: Any) -> dict[str, Any]:
-    """The validation errors of a parsed callback body, as marshmallow's nested dict; empty when valid.
+    """The validation errors of a parsed callback body, as marshmallow's nested dict; empty when valid."""
+    return check_callback(body)[0]
+
+
+def check_callback(body: Any) -> tuple[dict[str, Any], Event | None]:
+    """The validation errors of a parsed callback body (empty when valid) and the event it is.
 
     What is checked depends on the event (:func:`callback_server.events.derive_event`): the
     type's response schema for a completion or an audit, the documented error shape for an
-    error, nothing but "an object or null" for a recall or a cancellation.
+    error, nothing but "an object or null" for a recall or a cancellation. The event is
+    derived here once and handed on, so the accept path never derives it again; it is None
+    when the envelope itself is invalid.
     """
     if not isinstance(body, dict):
-        return {"_schema": ["The body must be a JSON object."]}
+        return {"_schema": ["The body must be a JSON object."]}, None
     errors: dict[str, Any] = {} if fast_envelope(body) else _ENVELOPE.validate(body)
     if errors:
-        return errors
+        return errors, None
     task = body["task"]
     event = derive_event(task)
     response = body["response"]
     if event.name in (RECALLED, CANCELED):
-        return {}
+        return {}, event
     if response is None:
-        return {"response": [f"Must be an object for a {event.name} event."]}
+        return {"response": [f"Must be an object for a {event.name} event."]}, event
     if event.name == ERROR:
         response_errors = _ERROR.validate(response)
     else:
         schema = _RESPONSES.get(task["type"])
         if schema is None:
-            return {}
+            return {}, event
         fast = FAST_RESPONSES.get(task["type"])
         response_errors = {} if fast is not None and fast(response) else schema.validate(response)
         if not response_errors and task["type"] == "categorization":
             response_errors = _categorization_matches_params(response, task.get("params") or {})
-    return {"response": response_errors} if response_errors else {}
+    return ({"response": response_errors} if response_errors else {}), event
 
 
 def _reject_constant(name: str) -> None:
@@ -730,11 +737,17 @@ def parse_json(raw: bytes) -> Any:
 
 
 def load_callback_text(raw: bytes) -> tuple[dict[str, Any], str]:
-    """Decode, parse and validate a callback body; :class:`InvalidCallbackError` says why not.
+    """Decode, parse and validate a callback body; see :func:`load_callback_event`."""
+    body, text, _ = load_callback_event(raw)
+    return body, text
 
-    Strict on purpose: UTF-8 only (``json.loads`` would guess UTF-16 from bytes), no NaN,
-    Infinity or numbers too large for a float, and Python's own limits on digits and nesting
-    turn into a specific reason.
+
+def load_callback_event(raw: bytes) -> tuple[dict[str, Any], str, Event]:
+    """Decode, parse and validate a callback body: the body, its text and its event.
+
+    :class:`InvalidCallbackError` says why not. Strict on purpose: UTF-8 only (``json.loads``
+    would guess UTF-16 from bytes), no NaN, Infinity or numbers too large for a float, and
+    Python's own limits on digits and nesting turn into a specific reason.
     """
     try:
         text = raw.decode("utf-8")
@@ -748,7 +761,7 @@ def load_callback_text(raw: bytes) -> tuple[dict[str, Any], str]:
         raise InvalidCallbackError("body nests too deeply to parse") from None
     except ValueError as exc:
         raise InvalidCallbackError("body is not valid JSON", str(exc)) from None
-    errors = validate_callback(body)
-    if errors:
+    errors, event = check_callback(body)
+    if errors or event is None:
         raise InvalidCallbackError("body does not match the callback schema", errors)
-    return body, text
+    return body, text, event

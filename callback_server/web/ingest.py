@@ -20,16 +20,16 @@ from gunicorn.http.errors import NoMoreData, ParseException
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
 from callback_server import stats
+from callback_server.accept import QUARANTINED
 from callback_server.auth import HEADER
-from callback_server.deliveries import Delivery
+from callback_server.deliveries import CALLBACK
 from callback_server.exceptions import (
-    InvalidCallbackError,
     MalformedRequestError,
     PayloadTooLargeError,
     StoreUnavailableError,
+    UnkeepableError,
     UnsupportedMediaTypeError,
 )
-from callback_server.schemas import load_callback_text
 from callback_server.web.state import ReceiverState, receiver_state
 
 log = logging.getLogger(__name__)
@@ -101,38 +101,30 @@ def receive() -> Response:
     if raw is None or (request.content_length is None and len(raw) >= limit):
         raise PayloadTooLargeError(f"body is over the limit of {limit} bytes")
     try:
-        delivery = _delivery(raw, mode, request_id)
-        try:
-            queued = state.deliveries.accept(delivery, state.tally)
-        except redis.RedisError as store_error:
-            raise _unavailable(state, mode, "could not queue the delivery; try again") from store_error
-        except Exception as exc:
-            raise _unqueueable(exc) from exc
-    except InvalidCallbackError as exc:
-        try:
-            quarantine_id = state.quarantine.keep(
-                raw, reason=exc.message, details=exc.details, mode=mode, content_type=request.mimetype
-            )
-        except redis.RedisError as store_error:
-            raise _unavailable(state, mode, "could not store the delivery; try again") from store_error
-        state.tally.add(*stats.outcome_counts("quarantined", mode))
+        offered = state.accept.offer(
+            raw, mode=mode, source=CALLBACK, content_type=request.mimetype, request_id=request_id, tally=state.tally
+        )
+    except (redis.RedisError, UnkeepableError) as store_error:
+        raise _unavailable(state, mode, "could not store the delivery; try again") from store_error
+    if offered.outcome == QUARANTINED:
+        state.tally.add(*stats.outcome_counts(QUARANTINED, mode))
         return _answer(
-            "quarantined",
+            QUARANTINED,
             started,
             state.tally,
             mode=mode,
-            reason=exc.message,
-            quarantine_id=quarantine_id,
+            reason=offered.reason,
+            quarantine_id=offered.quarantine_id,
             request_id=request_id,
         )
     return _answer(
-        "queued" if queued else "duplicate",
+        offered.outcome,
         started,
         state.tally,
-        task_id=delivery.task_id,
-        type=delivery.task_type,
-        event=delivery.event.name,
-        delivery_id=delivery.delivery_id,
+        task_id=offered.task_id,
+        type=offered.task_type,
+        event=offered.event,
+        delivery_id=offered.delivery_id,
         mode=mode,
         request_id=request_id,
     )
@@ -148,22 +140,3 @@ def _request_id() -> str:
     """
     given = request.headers.get(REQUEST_ID_HEADER, "")
     return given if _REQUEST_ID.fullmatch(given) else f"{random.getrandbits(128):032x}"
-
-
-def _delivery(raw: bytes, mode: str, request_id: str | None = None) -> Delivery:
-    """The delivery a body makes, or :class:`InvalidCallbackError`: never any other exception.
-
-    Validation is meant to catch everything a delivery cannot be built from; should anything
-    slip past it, the body is still kept (quarantined) rather than answered with a 500 that
-    Scale would retry for 24 hours and then drop.
-    """
-    body, text = load_callback_text(raw)
-    try:
-        return Delivery.from_body(body, mode=mode, raw=text, request_id=request_id)
-    except Exception as exc:
-        raise _unqueueable(exc) from exc
-
-
-def _unqueueable(exc: Exception) -> InvalidCallbackError:
-    log.error("valid body could not be queued; quarantined", exc_info=True, extra={"outcome": "quarantined"})
-    return InvalidCallbackError(f"body passed validation but could not be queued: {type(exc).__name__}")

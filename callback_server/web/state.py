@@ -8,6 +8,7 @@ import redis
 from flask import Flask
 
 from callback_server import stats
+from callback_server.accept import AcceptPath
 from callback_server.auth import KeyRing
 from callback_server.config import Settings
 from callback_server.connection import connect
@@ -24,9 +25,18 @@ class ReceiverState:
     settings: Settings
     connection: redis.Redis
     keyring: KeyRing
-    deliveries: DeliveryQueue
-    quarantine: Quarantine
+    accept: AcceptPath
     tally: stats.Tally
+
+    @property
+    def deliveries(self) -> DeliveryQueue:
+        """The accept path's queue (the console reads the dedup through it)."""
+        return self.accept.deliveries
+
+    @property
+    def quarantine(self) -> Quarantine:
+        """The accept path's quarantine (the console lists and deletes through it)."""
+        return self.accept.quarantine
 
     @classmethod
     def build(cls, settings: Settings, connection: redis.Redis | None = None) -> ReceiverState:
@@ -36,8 +46,7 @@ class ReceiverState:
             settings=settings,
             connection=connection,
             keyring=KeyRing.from_secrets(settings.live_keys, settings.test_keys),
-            deliveries=DeliveryQueue.from_settings(settings, connection),
-            quarantine=Quarantine(connection, ttl=settings.quarantine_ttl),
+            accept=AcceptPath.from_settings(settings, connection),
             tally=stats.Tally(),
         )
 

@@ -81,10 +81,10 @@ def test_replay_all_keeps_a_body_that_breaks_the_parser_and_goes_on(
     replayed = runner.invoke(cli, ["quarantine", "replay", "--all"])
     assert replayed.exit_code == 1 and isinstance(replayed.exception, SystemExit)  # one kept: exit 1, no crash
     assert "Traceback" not in replayed.output
-    assert f"{poison_id}  kept: replay failed: RecursionError" in replayed.output
+    assert f"{poison_id}  kept: body passed validation but could not be queued: RecursionError" in replayed.output
     assert f"{fine_id}  queued" in replayed.output
     kept = Quarantine(redis_conn).get(poison_id)
-    assert kept.reason.startswith("replay failed: RecursionError")
+    assert kept.reason.startswith("body passed validation but could not be queued: RecursionError")
 
 
 def test_replay_all_and_delete(runner: CliRunner, client: FlaskClient, redis_conn: redis.Redis) -> None:

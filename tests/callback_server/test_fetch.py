@@ -48,7 +48,7 @@ def test_a_dropped_callback_is_queued_once_then_already_had(
     assert (entry.source, entry.delivery_id) == (FETCH, first.delivery_id)
 
     [again] = fetch_tasks(fetch_settings, redis_conn, [task_id])
-    assert (again.outcome, again.delivery_id) == ("already_had", first.delivery_id)
+    assert (again.outcome, again.delivery_id) == ("duplicate", first.delivery_id)
     assert len(queued_jobs(redis_conn)) == 1
 
 
@@ -60,7 +60,7 @@ def test_a_task_whose_callback_arrived_is_already_had(
     body = {"task_id": task_id, "status": task["status"], "response": task["response"], "task": task}
     assert DeliveryQueue.from_settings(fetch_settings, redis_conn).accept(Delivery.from_body(body, mode="live"))
     [result] = fetch_tasks(fetch_settings, redis_conn, [task_id])
-    assert result.outcome == "already_had"
+    assert result.outcome == "duplicate"
     assert len(queued_jobs(redis_conn)) == 1
 
 

@@ -589,17 +589,17 @@ def test_invalid_and_unknown_tasks_are_quarantined_and_the_run_goes_on(
     assert (summary.seen, summary.queued, summary.quarantined) == (8, 4, 4)
     assert summary.events == {"completed": {"queued": 4, "quarantined": 3}, "unknown": {"quarantined": 1}}
     kept = Quarantine(redis_conn).recent()
-    assert {k.reason for k in kept} == {"reconciled task does not match the callback schema"}
+    assert {k.reason for k in kept} == {"reconcile: body does not match the callback schema"}
     assert sorted(json.loads(k.body)["task_id"] for k in kept) == ["task00002", "task00003", "task00005", "task\ud800"]
 
 
 class ExplodingQueue(DeliveryQueue):
     """The accept path failing in a way nobody foresaw, for one task."""
 
-    def accept(self, delivery: Delivery) -> bool:
+    def accept(self, delivery: Delivery, tally: Any = None) -> bool:
         if delivery.task_id == "task00001":
             raise RuntimeError("something nobody foresaw")
-        return super().accept(delivery)
+        return super().accept(delivery, tally)
 
 
 class BrokenQuarantine(Quarantine):
@@ -617,7 +617,7 @@ def test_any_exception_for_one_task_quarantines_it_and_the_run_goes_on(
     assert summary.complete
     assert (summary.queued, summary.quarantined, summary.task_errors) == (7, 1, 0)
     (kept,) = Quarantine(redis_conn).recent()
-    assert kept.reason == "reconciled task could not be handled: RuntimeError"
+    assert kept.reason == "reconcile: body passed validation but could not be queued: RuntimeError"
     assert json.loads(kept.body)["task_id"] == "task00001"
 
 
@@ -630,8 +630,8 @@ def test_a_task_that_cannot_even_be_quarantined_is_counted_and_named(
     ).run(*WINDOW)
     assert summary.complete and summary.queued == 6 and summary.task_errors == 2
     assert sorted(summary.errors) == [
-        "task task00001: RuntimeError, and not kept: ValueError",
-        "task task\\ud800: ValueError, and not kept: ValueError",
+        "task task00001: body passed validation but could not be queued: RuntimeError, and not kept: ValueError",
+        "task task\\ud800: body does not match the callback schema, and not kept: ValueError",
     ]
     assert summary.events["completed"] == {"queued": 6, "errors": 2}
 
@@ -644,7 +644,7 @@ def test_a_task_that_is_not_an_object_is_quarantined(
     summary = reconciler_for(fake, settings, redis_conn).run(*WINDOW)
     assert summary.complete and (summary.quarantined, summary.queued) == (1, 1)
     (kept,) = Quarantine(redis_conn).recent()
-    assert kept.reason == "listed task is not a JSON object"
+    assert kept.reason == "reconcile: body does not match the callback schema"
 
 
 def test_test_mode_tasks_are_marked_test(fake: FakeScale, settings: Settings, redis_conn: redis.Redis) -> None:

@@ -24,10 +24,11 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 
-from callback_server import defaults, quarantine
+from callback_server import defaults, jobs
+from callback_server.accept import NOT_FOUND
 from callback_server.exceptions import CallbackServerError, NotFoundError
 from callback_server.fetch import build_api, fetch_tasks
-from callback_server.jobs import reset_retries
+from callback_server.jobs import NOT_FAILED
 from callback_server.reconcile_request import COOLDOWN, RunRequests
 from callback_server.web.state import ReceiverState
 
@@ -71,15 +72,9 @@ def _fetch(state: ReceiverState, job_id: str) -> Job | None:
 
 def replay_failed(state: ReceiverState, job_id: str) -> Outcome:
     """A failed job back on the queue with all its retries (handlers that completed are skipped)."""
-    registry = FailedJobRegistry(queue=_queue(state))
-    job = _fetch(state, job_id)
-    if job is None or job_id not in registry:
-        return Outcome(job_id, "not in the failed registry", ok=False)
-    tries = reset_retries(job)
-    try:
-        registry.requeue(job)
-    except InvalidJobOperation:
-        return Outcome(job_id, "not in the failed registry", ok=False)
+    tries = jobs.replay_failed(FailedJobRegistry(queue=_queue(state)), job_id)
+    if tries is None:
+        return Outcome(job_id, NOT_FAILED, ok=False)
     return Outcome(job_id, f"requeued ({tries} tries)")
 
 
@@ -87,7 +82,7 @@ def delete_failed(state: ReceiverState, job_id: str) -> Outcome:
     """A failed job deleted for good (the ledger keeps its history)."""
     registry = FailedJobRegistry(queue=_queue(state))
     if job_id not in registry:
-        return Outcome(job_id, "not in the failed registry", ok=False)
+        return Outcome(job_id, NOT_FAILED, ok=False)
     registry.remove(job_id, delete_job=True)
     return Outcome(job_id, "deleted")
 
@@ -107,12 +102,12 @@ def retry_now(state: ReceiverState, job_id: str) -> Outcome:
 
 def replay_quarantined(state: ReceiverState, quarantine_id: str) -> Outcome:
     """Validate a kept body again and accept it (same dedup as callbacks); kept if still invalid."""
-    done = quarantine.replay(state.quarantine, state.deliveries, quarantine_id)
-    if done.ok:
+    done = state.accept.replay(quarantine_id)
+    if done.accepted:
         return Outcome(quarantine_id, f"{done.outcome}: task {done.task_id}, delivery {done.delivery_id}")
-    if done.outcome == "not found":
-        return Outcome(quarantine_id, "not found", ok=False)
-    return Outcome(quarantine_id, f"{done.outcome}: {done.detail}"[:TARGET_CHARS], ok=False)
+    if done.outcome == NOT_FOUND:
+        return Outcome(quarantine_id, NOT_FOUND, ok=False)
+    return Outcome(quarantine_id, f"{done.replay_outcome}: {done.reason}"[:TARGET_CHARS], ok=False)
 
 
 def delete_quarantined(state: ReceiverState, quarantine_id: str) -> Outcome:
