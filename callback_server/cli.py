@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,7 +21,7 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
-from callback_server import defaults
+from callback_server import clock, defaults
 from callback_server.accept import AcceptPath
 from callback_server.config import Settings
 from callback_server.connection import connect
@@ -38,13 +37,10 @@ from callback_server.reconcile import (
     CREATED,
     RUNS_KEPT,
     UPDATED,
-    Reconciler,
     RunLog,
     RunSummary,
     build_reconciler,
-    run_locked,
 )
-from callback_server.reconcile_request import RunRequests
 from callback_server.render import printable
 from callback_server.reporting import init_sentry
 from callback_server.schemas import parse_timestamp
@@ -222,38 +218,6 @@ def failed_replay(job_ids: tuple[str, ...], replay_all: bool) -> None:
 # --- reconciliation ------------------------------------------------------------------------------
 
 
-def _log_echo(message: str, err: bool = False) -> None:
-    """``click.echo`` for the clock: one log line (a warning for what would go to stderr)."""
-    log.log(logging.WARNING if err else logging.INFO, message.strip())
-
-
-def _print_summary(summary: RunSummary, echo: Callable[..., None] = click.echo) -> None:
-    echo(
-        f"window ({summary.by}) {summary.window_start} .. {summary.window_end}: seen {summary.seen}, "
-        f"already had {summary.already_had}, queued {summary.queued}, quarantined {summary.quarantined}, "
-        f"skipped {summary.skipped}, errors {len(summary.errors)}"
-    )
-    echo(f"  scope: {summary.scope}")
-    for event, counts in sorted(summary.events.items()):
-        outcomes = ", ".join(f"{outcome.replace('_', ' ')} {n}" for outcome, n in sorted(counts.items()))
-        echo(f"  {event}: {outcomes}")
-    for scope, reached in summary.reached.items():
-        echo(f"  {scope}: checked up to {reached}")
-    # Task ids, notes and errors come from Scale's API answers: escaped like every sender field.
-    for note in summary.notes:
-        echo(printable(f"  note: {note}"))
-    for task_id in summary.queued_task_ids:
-        echo(printable(f"  queued {task_id}"))
-    for error in summary.errors:
-        echo(printable(f"  error: {error}"), err=True)
-    if not summary.complete:
-        if summary.scheduled:
-            after = "the next run resumes from how far each project got"
-        else:
-            after = "sweep again from how far each project got (the scheduled mark was left alone)"
-        echo(f"RECONCILIATION INCOMPLETE: the window was not fully checked; {after}", err=True)
-
-
 def _parse_when(value: str, option: str) -> datetime:
     try:
         moment = parse_timestamp(value)
@@ -361,73 +325,29 @@ def reconcile_command(
         reconciler = build_reconciler(settings, connection)
     except CallbackServerError as exc:
         raise click.ClickException(exc.message) from None
-    try:
-        _reconcile_loop(ctx, reconciler, settings, window, schedule)
-    finally:
-        reconciler.close()
 
-
-def _reconcile_loop(
-    ctx: click.Context,
-    reconciler: Reconciler,
-    settings: Settings,
-    window: _ManualWindow | None,
-    schedule: bool,
-) -> None:
     def sweep() -> RunSummary:
         if window is None:
             return reconciler.run_scheduled()
         start, end = window.bounds()
         return reconciler.run(start, end, by=window.by)
 
-    # Between runs the clock watches for a run asked for from the console, and reports back on it.
-    requests = RunRequests(reconciler.connection)
-    requested = False
-    while True:
-        try:
-            summary = run_locked(reconciler, max(settings.reconcile_interval, 300), sweep)
-        except redis.RedisError as exc:
-            if not schedule:
-                raise click.ClickException(f"redis: {type(exc).__name__}: {exc}") from None
-            # The clock keeps going: the mark did not move, so the next run covers the same window.
-            _log_echo(f"RECONCILIATION SKIPPED: redis: {type(exc).__name__}", err=True)
-            _report_request(requests, requested, None, f"skipped: redis: {type(exc).__name__}")
-            requested = requests.wait(settings.reconcile_interval)
-            continue
-        # The clock's output is log lines, in the format of every other process (LOG_FORMAT).
-        echo = _log_echo if schedule else click.echo
-        if summary is None:
-            echo("another reconciliation is running; skipped", err=True)
-        else:
-            _print_summary(summary, echo)
-        if not schedule:
-            if summary is not None and (not summary.complete or summary.task_errors):
-                ctx.exit(1)
-            return
-        if summary is None:
-            _report_request(requests, requested, None, "another reconciliation was running; skipped")
-        else:
-            _report_request(requests, requested, summary.run_id, _summary_line(summary))
-        requested = requests.wait(settings.reconcile_interval)
-
-
-def _summary_line(summary: RunSummary) -> str:
-    """One line of a run's outcome, for the console."""
-    state = "complete" if summary.complete else "INCOMPLETE"
-    return (
-        f"{state}: seen {summary.seen}, already had {summary.already_had}, queued {summary.queued}, "
-        f"quarantined {summary.quarantined}, skipped {summary.skipped}, errors {len(summary.errors)}"
-    )
-
-
-def _report_request(requests: RunRequests, requested: bool, run_id: str | None, line: str) -> None:
-    """Tell the console how the run it asked for went (best effort: the run itself is logged)."""
-    if not requested:
-        return
     try:
-        requests.finished(run_id, line)
-    except redis.RedisError:
-        _log_echo("could not record the requested run's result: redis unavailable", err=True)
+        if schedule:
+            clock.run_forever(reconciler, settings, sweep)
+        try:
+            summary = clock.run_once(reconciler, settings, sweep)
+        except redis.RedisError as exc:
+            raise click.ClickException(f"redis: {type(exc).__name__}: {exc}") from None
+    finally:
+        reconciler.close()
+    if summary is None:
+        click.echo("another reconciliation is running; skipped", err=True)
+        return
+    for line, is_error in clock.summary_lines(summary):
+        click.echo(line, err=is_error)
+    if not summary.complete or summary.task_errors:
+        ctx.exit(1)
 
 
 @reconcile_command.command("runs")

@@ -95,7 +95,9 @@ def test_a_replay_accepts_and_forgets_or_keeps_with_the_new_reason(path: AcceptP
     assert done.outcome == QUEUED and Quarantine(redis_conn).count() == 0
     (job,) = queued_jobs(redis_conn)
     assert job.args[0]["source"] == "replay"
-    assert path.replay(kept) == Offered(NOT_FOUND, quarantine_id=kept, reason=f"no quarantined delivery with id {kept!r}")
+    assert path.replay(kept) == Offered(
+        NOT_FOUND, quarantine_id=kept, reason=f"no quarantined delivery with id {kept!r}"
+    )
 
 
 def test_a_listed_task_is_offered_as_its_callback(path: AcceptPath, redis_conn: redis.Redis) -> None:

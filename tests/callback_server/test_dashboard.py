@@ -545,8 +545,15 @@ def test_one_bad_target_never_stops_the_others_and_the_audit_entry_keeps_each_ou
     done = act(console, "quarantine-replay", scope="all", headers={"X-Forwarded-For": "203.0.113.7, 10.1.2.3"})
     assert done.status_code == 200
     text = done.get_data(as_text=True)
-    assert "kept: body passed validation but could not be queued: RecursionError" in text and "queued: task t-after-poison" in text
-    assert redis_conn.hget(f"scb:quarantine:{poisoned}", "reason").decode().startswith("body passed validation but could not be queued: RecursionError")
+    assert (
+        "kept: body passed validation but could not be queued: RecursionError" in text
+        and "queued: task t-after-poison" in text
+    )
+    assert (
+        redis_conn.hget(f"scb:quarantine:{poisoned}", "reason")
+        .decode()
+        .startswith("body passed validation but could not be queued: RecursionError")
+    )
     assert not redis_conn.exists(f"scb:quarantine:{fixable}")
     [entry] = actions.audit_log(redis_conn)
     assert entry["count"] == 2 and entry["failed"] == 1 and not entry["ok"]
