@@ -19,8 +19,6 @@ from urllib.parse import urlsplit
 
 import redis
 import requests
-from rq import Queue, Worker
-from rq.serializers import JSONSerializer
 
 from callback_server import defaults
 from callback_server.auth import HEADER
@@ -31,6 +29,7 @@ from callback_server.probe import new_nonce, notice_key, probe_body
 from callback_server.reconcile import RUNS_KEPT, Marks, RunLog
 from callback_server.render import printable
 from callback_server.scale_api import ScaleAPI, ScaleAPIError
+from callback_server.status import read_status
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 
@@ -364,24 +363,19 @@ def _api_failure(settings: Settings, project: str | None, exc: ScaleAPIError) ->
 
 
 def check_workers(settings: Settings, connection: redis.Redis) -> Check:
-    """At least one RQ worker listens on CALLBACK_QUEUE (their registrations expire when they die)."""
-    queue = Queue(settings.callback_queue, connection=connection, serializer=JSONSerializer)
-    workers = Worker.all(connection=connection, queue=queue, serializer=JSONSerializer)
-    if not workers:
-        queue_text = repr(settings.callback_queue)
+    """At least one RQ worker listens on CALLBACK_QUEUE, by the status snapshot's one rule of a live worker."""
+    status = read_status(connection, settings)
+    queue_text = repr(settings.callback_queue)
+    dead = f"; {status.workers_lapsed} registered worker(s) died without signing off" if status.workers_lapsed else ""
+    if not status.workers:
         return Check(
             "workers",
             FAIL,
-            f"no worker listens on queue {queue_text}; callbacks wait unprocessed",
+            f"no worker listens on queue {queue_text}; callbacks wait unprocessed{dead}",
             "start the worker process (heroku ps:scale worker=1; heroku logs --dyno worker)",
         )
-    beats = [w.last_heartbeat for w in workers if w.last_heartbeat is not None]
-    freshest = ""
-    if beats:
-        age = (datetime.now(UTC) - max(_aware(b) for b in beats)).total_seconds()
-        freshest = f", last heartbeat {max(age, 0):.0f} s ago"
-    waiting = f"{queue.count} waiting{freshest}"
-    return Check("workers", OK, f"{len(workers)} on queue {settings.callback_queue!r} ({waiting})")
+    oldest = f", the oldest for {status.oldest_age:.0f} s" if status.oldest_age is not None else ""
+    return Check("workers", OK, f"{status.workers} on queue {queue_text} ({status.depth} waiting{oldest}){dead}")
 
 
 def _aware(moment: datetime) -> datetime:

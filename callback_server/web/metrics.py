@@ -13,8 +13,6 @@ The route exists only when ``METRICS_TOKEN`` is set, and answers only to
 from __future__ import annotations
 
 import hmac
-import json
-import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,25 +22,17 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
-from rq import Queue
-from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
-from rq.serializers import JSONSerializer
 from rq.utils import utcparse
-from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
-from callback_server import defaults, stats
+from callback_server import stats
 from callback_server.exceptions import StoreUnavailableError
-from callback_server.quarantine import INDEX_KEY as QUARANTINE_INDEX_KEY
-from callback_server.reconcile import RUNS_KEY
+from callback_server.status import Status, read_status
 from callback_server.web.state import receiver_state
 
 bp = Blueprint("metrics", __name__)
 
 PREFIX = "scb"
 """Every metric's name starts with this (scale callbacks)."""
-
-RUNS_READ = 50
-"""How many of the newest reconciliation summaries a scrape reads to find each scope's latest run."""
 
 
 @dataclass(frozen=True)
@@ -154,91 +144,17 @@ def counter_families(fields: Mapping[str, float]) -> Iterator[Metric]:
     yield other
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    """What a scrape read from Redis, before it becomes metrics (kept apart so it is tested directly)."""
-
-    counters: Mapping[str, float]
-    queue: str
-    depth: int
-    oldest_enqueued_at: float | None
-    running: int
-    scheduled: int
-    failed: int
-    workers: int
-    memory_used: int
-    memory_limit: int
-    quarantined: int
-    unhandled_kept: int
-    runs: list[dict[str, Any]]
-    now: float
-
-
-def read_snapshot(connection: redis.Redis, queue_name: str) -> Snapshot:
-    """Everything a scrape exposes, in two pipelined round trips (no cleanup, no writes)."""
-    queue = Queue(queue_name, connection=connection, serializer=JSONSerializer)
-    pipe = connection.pipeline(transaction=False)
-    pipe.hgetall(stats.TOTAL_KEY)
-    pipe.llen(queue.key)
-    pipe.lindex(queue.key, 0)
-    for registry in (StartedJobRegistry, ScheduledJobRegistry, FailedJobRegistry):
-        pipe.zcard(registry(queue=queue).key)
-    pipe.smembers(WORKERS_BY_QUEUE_KEY % queue_name)
-    pipe.info("memory")
-    pipe.zcard(QUARANTINE_INDEX_KEY)
-    pipe.llen(defaults.UNHANDLED_KEY)
-    pipe.lrange(RUNS_KEY, 0, RUNS_READ - 1)
-    total, depth, head, running, scheduled, failed, worker_keys, memory, quarantined, unhandled, raw_runs = (
-        pipe.execute()
-    )
-    # Second trip: the oldest job's enqueue time, and which registered workers still have a live key
-    # (a worker that died leaves its name in the set until some worker cleans the registry).
-    keys = sorted(worker_keys)
-    pipe = connection.pipeline(transaction=False)
-    if head is not None:
-        pipe.hget(queue.job_class.key_for(head.decode()), "enqueued_at")
-    for key in keys:
-        pipe.exists(key)
-    answers = pipe.execute() if (head is not None or keys) else []
-    oldest = None
-    if head is not None:
-        enqueued = answers.pop(0)
-        oldest = utcparse(enqueued.decode()).timestamp() if enqueued else None
-    runs = []
-    for raw in raw_runs:
-        try:
-            runs.append(json.loads(raw))
-        except ValueError:
-            continue  # an unreadable summary is skipped, not a failed scrape
-    return Snapshot(
-        counters={name.decode(): float(value) for name, value in total.items()},
-        queue=queue_name,
-        depth=int(depth),
-        oldest_enqueued_at=oldest,
-        running=int(running),
-        scheduled=int(scheduled),
-        failed=int(failed),
-        workers=sum(1 for alive in answers if alive),
-        memory_used=int(memory.get("used_memory", 0)),
-        memory_limit=int(memory.get("maxmemory", 0)),
-        quarantined=int(quarantined),
-        unhandled_kept=int(unhandled),
-        runs=runs,
-        now=time.time(),
-    )
-
-
 def _gauge(name: str, help_text: str, value: float, labels: Mapping[str, str] | None = None) -> GaugeMetricFamily:
     family = GaugeMetricFamily(f"{PREFIX}_{name}", help_text, labels=list(labels or {}))
     family.add_metric(list((labels or {}).values()), value)
     return family
 
 
-def gauge_families(snap: Snapshot) -> Iterator[Metric]:
+def gauge_families(snap: Status) -> Iterator[Metric]:
     """The gauges of a snapshot: the queue and its registries, workers, Redis memory, reconciliation."""
     on_queue = {"queue": snap.queue}
     yield _gauge("queue_depth", "Deliveries waiting on the queue.", snap.depth, on_queue)
-    age = max(0.0, snap.now - snap.oldest_enqueued_at) if snap.oldest_enqueued_at is not None else 0.0
+    age = snap.oldest_age or 0.0
     yield _gauge(
         "queue_oldest_age_seconds", "Age of the oldest delivery waiting on the queue (0 when empty).", age, on_queue
     )
@@ -249,7 +165,7 @@ def gauge_families(snap: Snapshot) -> Iterator[Metric]:
     yield _gauge(
         "jobs_failed", "Deliveries out of retries (RQ's failed registry; `failed replay`).", snap.failed, on_queue
     )
-    yield _gauge("workers_alive", "RQ workers on the queue whose heartbeat key is alive.", snap.workers, on_queue)
+    yield _gauge("workers_alive", "RQ workers on the queue whose registration key is alive.", snap.workers, on_queue)
     yield _gauge("redis_memory_used_bytes", "Redis used_memory.", snap.memory_used)
     yield _gauge("redis_memory_limit_bytes", "Redis maxmemory (0: no limit).", snap.memory_limit)
     yield _gauge("quarantine_kept", "Quarantined bodies kept for replay.", snap.quarantined)
@@ -297,9 +213,9 @@ def _reconcile_families(runs: Iterable[Mapping[str, Any]]) -> Iterator[Metric]:
 
 
 class SnapshotCollector(Collector):
-    """A prometheus-client collector over one :class:`Snapshot` (a registry is built per scrape)."""
+    """A prometheus-client collector over one :class:`Status` (a registry is built per scrape)."""
 
-    def __init__(self, snapshot: Snapshot) -> None:
+    def __init__(self, snapshot: Status) -> None:
         self.snapshot = snapshot
 
     def collect(self) -> Iterable[Metric]:
@@ -308,7 +224,7 @@ class SnapshotCollector(Collector):
         yield from gauge_families(self.snapshot)
 
 
-def exposition(snapshot: Snapshot) -> bytes:
+def exposition(snapshot: Status) -> bytes:
     """The Prometheus text format of a snapshot."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SnapshotCollector(snapshot))
@@ -337,7 +253,7 @@ def metrics() -> Response | tuple[Response, int, dict[str, str]]:
     try:
         # This process's own counts still owed to Redis go first, so a scrape sees them too.
         stats.flush(state.connection, state.tally)
-        snapshot = read_snapshot(state.connection, state.settings.callback_queue)
+        snapshot = read_status(state.connection, state.settings)
     except redis.RedisError as exc:
         raise StoreUnavailableError("could not read the counters from Redis") from exc
     response = Response(exposition(snapshot), mimetype=None, content_type=CONTENT_TYPE_PLAIN_0_0_4)

@@ -378,17 +378,21 @@ def test_deliveries_search_filters_and_page(console: FlaskClient, settings: Sett
     assert "Body no longer kept" in done and ids["failed"] in done and "attempt 1 done" in done
 
 
-def test_workers_page_shows_live_and_lapsed(console: FlaskClient, redis_conn: redis.Redis) -> None:
-    Worker(["callbacks"], connection=redis_conn, name="alive-1").register_birth()
-    stale = Worker(["callbacks"], connection=redis_conn, name="stale-1")
-    stale.register_birth()
-    redis_conn.hset(stale.key, "last_heartbeat", "2020-01-01T00:00:00.000000Z")
+def test_workers_page_shows_live_and_dead_by_one_rule(console: FlaskClient, redis_conn: redis.Redis) -> None:
+    alive = Worker(["callbacks"], connection=redis_conn, name="alive-1")
+    alive.register_birth()
+    redis_conn.hset(alive.key, "last_heartbeat", "2020-01-01T00:00:00.000000Z")  # the key decides, not the stamp
+    dead = Worker(["callbacks"], connection=redis_conn, name="dead-1")
+    dead.register_birth()
+    redis_conn.delete(dead.key)  # as when its TTL ran out: the name stays registered
     redis_conn.sadd("rq:workers", "rq:worker:gone-1")
     html = page(console, "/dashboard/workers")
     rows = {name: row for name, row in re.findall(r"<tr[^>]*><td>([\w-]+)</td>(.*?)</tr>", html, re.S)}
-    assert "lease lapsed" not in rows["alive-1"] and "lease lapsed" in rows["stale-1"]
-    assert "lease lapsed" in rows["gone-1"]
-    assert "1 alive" in page(console, "/dashboard/")
+    assert "dead (key expired)" not in rows["alive-1"] and "dead (key expired)" in rows["dead-1"]
+    assert "dead (key expired)" in rows["gone-1"]
+    overview = page(console, "/dashboard/")
+    # The overview counts the queue's workers as /metrics and doctor do: one alive, one dead.
+    assert "1 alive" in overview and "1 dead" in overview
 
 
 # --- actions -----------------------------------------------------------------------------------------
@@ -757,3 +761,14 @@ def test_fetch_is_offered_for_an_unknown_task_only_with_an_api_key(console: Flas
     assert "SCALE_API_KEY is not set" in answer
     keyed = dashboard_app(replace(settings, scale_api_key=Secret("live_key_for_the_console_0123"))).test_client()
     assert 'data-action="fetch"' in page(keyed, "/dashboard/deliveries?q=never-seen-task")
+
+
+def test_the_overview_warns_when_redis_memory_is_high(console: FlaskClient, redis_conn: redis.Redis) -> None:
+    assert "MEMORY HIGH" not in page(console, "/dashboard/")
+    used = int(redis_conn.info("memory")["used_memory"])
+    redis_conn.config_set("maxmemory", str(int(used / 0.9)))  # past the 80 % headroom warning, under the limit
+    try:
+        overview = page(console, "/dashboard/")
+    finally:
+        redis_conn.config_set("maxmemory", "0")
+    assert "MEMORY HIGH: at the limit every callback is answered 503" in overview

@@ -19,8 +19,8 @@ from callback_server import stats
 from callback_server.config import Secret, Settings
 from callback_server.embedded import RedisProcess
 from callback_server.reconcile import RUNS_KEY
+from callback_server.status import read_status
 from callback_server.web import create_app
-from callback_server.web.metrics import read_snapshot
 from tests.conftest import LIVE_KEY, TEST_KEY, load_fixture
 
 TOKEN = "metrics-token-0123456789abcdef"
@@ -224,7 +224,7 @@ def test_gauges_of_the_queue_registries_workers_and_reconciliation(
 
 
 def test_an_empty_queue_has_no_backlog_age(redis_conn: redis.Redis, settings: Settings) -> None:
-    snapshot = read_snapshot(redis_conn, settings.callback_queue)
+    snapshot = read_status(redis_conn, settings)
     assert snapshot.depth == 0 and snapshot.oldest_enqueued_at is None and snapshot.counters == {}
 
 

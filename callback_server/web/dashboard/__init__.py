@@ -23,6 +23,7 @@ from markupsafe import Markup
 
 from callback_server.exceptions import NotFoundError
 from callback_server.ledger import Entry, Ledger
+from callback_server.status import read_status
 from callback_server.web.dashboard import actions, charts, data, guard
 from callback_server.web.dashboard.guard import DASHBOARD_USER
 from callback_server.web.state import ReceiverState, receiver_state
@@ -135,6 +136,12 @@ def _ago(moment: datetime | float | None) -> str:
     return f"{seconds // 86400} days"
 
 
+@bp.app_template_filter("mb")
+def _mb(size: int) -> str:
+    """Bytes as the overview shows memory: MB with one decimal (KB below 1 MB)."""
+    return f"{size / 2**20:.1f} MB" if size >= 2**20 else f"{size / 2**10:.0f} KB"
+
+
 def _page(template: str, refresh: str | None, **context: Any) -> str:
     return render_template(
         f"dashboard/{template}",
@@ -170,16 +177,13 @@ def overview() -> str:
             ),
             (f"Ack latency, {label}", charts.latency_lines(f"Ack latency, {label}", buckets)),
         ]
-    workers = data.workers(conn)
+    status = read_status(conn, settings)
     runs = data.reconciliation(conn, 1)["runs"]
     return _page(
         "overview.html",
         "overview",
-        counts=data.counts(conn, settings.callback_queue, state.quarantine),
-        oldest=data.oldest_queued_age(conn, settings.callback_queue),
-        workers_alive=sum(1 for w in workers if not w.lapsed),
-        workers_lapsed=sum(1 for w in workers if w.lapsed),
-        memory=data.redis_memory(conn),
+        counts=data.counts(status),
+        status=status,
         last_run=runs[0] if runs else None,
         charts=chart_list,
     )
@@ -330,7 +334,7 @@ def unhandled() -> str:
 @bp.get("/workers")
 def workers() -> str:
     """RQ's workers: host, state, current job and since when, heartbeat, counts; lapsed ones marked."""
-    return _page("workers.html", "list", workers=data.workers(_state().connection), lapsed_after=data.LAPSED_AFTER)
+    return _page("workers.html", "list", workers=data.workers(_state().connection))
 
 
 @bp.get("/reconciliation")

@@ -24,17 +24,15 @@ from rq.utils import utcparse
 from callback_server import defaults, stats
 from callback_server.jobs import failure_text, summary_line
 from callback_server.ledger import Entry, Ledger
-from callback_server.quarantine import Quarantine
 from callback_server.reconcile import RunLog
 from callback_server.reconcile_request import RunRequests
+from callback_server.status import Status, worker_is_live
 
 STATES = ("queued", "running", "waiting to retry", "retrying", "failed", "done")
 """The states a delivery can be shown in (the ledger's, refined by what RQ knows now)."""
 
 SOURCES = ("callback", "reconcile", "replay", "fetch")
 
-LAPSED_AFTER = 420
-"""Seconds without a heartbeat after which a worker is shown as lapsed (RQ's default worker TTL)."""
 
 LARGE_BODY = 4096
 """Characters of pretty-printed body above which the body is shown folded."""
@@ -99,38 +97,15 @@ class Registries:
         return entry.state
 
 
-def counts(connection: redis.Redis, queue_name: str, quarantine: Quarantine) -> dict[str, int]:
-    """The overview's counts."""
-    queue = Queue(queue_name, connection=connection, serializer=JSONSerializer)
+def counts(status: Status) -> dict[str, int]:
+    """The overview's counts, from the deployment's status snapshot (the same numbers as /metrics)."""
     return {
-        "queued": queue.count,
-        "running": StartedJobRegistry(queue=queue).get_job_count(cleanup=False),
-        "waiting to retry": ScheduledJobRegistry(queue=queue).get_job_count(cleanup=False),
-        "failed": FailedJobRegistry(queue=queue).get_job_count(cleanup=False),
-        "quarantined": quarantine.count(),
-        "unhandled": int(connection.llen(defaults.UNHANDLED_KEY)),
-    }
-
-
-def oldest_queued_age(connection: redis.Redis, queue_name: str) -> float | None:
-    """Seconds the job at the head of the queue has waited (None: the queue is empty)."""
-    queue = Queue(queue_name, connection=connection, serializer=JSONSerializer)
-    head = connection.lindex(queue.key, 0)
-    if head is None:
-        return None
-    enqueued = _when(connection.hget(Job.key_for(_text(head)), "enqueued_at"))
-    return (now() - enqueued).total_seconds() if enqueued else None
-
-
-def redis_memory(connection: redis.Redis) -> dict[str, Any]:
-    """Memory used, the limit and the eviction policy, from INFO (CONFIG may be disabled, as on Heroku)."""
-    info = connection.info("memory")
-    limit = int(info.get("maxmemory", 0) or 0)
-    return {
-        "used": info.get("used_memory_human", "?"),
-        "limit": info.get("maxmemory_human", "") if limit else "none",
-        "policy": info.get("maxmemory_policy", "?"),
-        "evicts": info.get("maxmemory_policy", "noeviction") != "noeviction",
+        "queued": status.depth,
+        "running": status.running,
+        "waiting to retry": status.scheduled,
+        "failed": status.failed,
+        "quarantined": status.quarantined,
+        "unhandled": status.unhandled_kept,
     }
 
 
@@ -141,7 +116,7 @@ class WorkerView:
     name: str
     host: str = ""
     pid: str = ""
-    state: str = "lapsed"
+    state: str = "dead"
     current_job: str = ""
     job_since: datetime | None = None
     last_heartbeat: datetime | None = None
@@ -151,7 +126,7 @@ class WorkerView:
 
 
 def workers(connection: redis.Redis) -> list[WorkerView]:
-    """Every worker RQ has registered, with those whose lease lapsed (key expired or heartbeat stale)."""
+    """Every worker RQ has registered; ``lapsed`` marks dead ones (:func:`callback_server.status.worker_is_live`)."""
     from rq.worker import Worker
 
     names = sorted(_text(key) for key in connection.smembers(Worker.redis_workers_keys))
@@ -161,9 +136,8 @@ def workers(connection: redis.Redis) -> list[WorkerView]:
     rows = pipe.execute() if names else []
     found: list[WorkerView] = []
     prefix = Worker.redis_worker_namespace_prefix
-    moment = now()
     for key, row in zip(names, rows, strict=True):
-        view = WorkerView(name=key[len(prefix) :] if key.startswith(prefix) else key)
+        view = WorkerView(name=key[len(prefix) :] if key.startswith(prefix) else key, lapsed=not worker_is_live(row))
         if row:
             data = {_text(k): _text(v) for k, v in row.items()}
             view.host = data.get("hostname", "")
@@ -173,7 +147,6 @@ def workers(connection: redis.Redis) -> list[WorkerView]:
             view.last_heartbeat = _when(data.get("last_heartbeat"))
             view.done = int(data.get("successful_job_count") or 0)
             view.failed = int(data.get("failed_job_count") or 0)
-            view.lapsed = view.last_heartbeat is None or (moment - view.last_heartbeat).total_seconds() > LAPSED_AFTER
             if view.current_job:
                 view.job_since = _when(connection.hget(Job.key_for(view.current_job), "started_at"))
         found.append(view)
