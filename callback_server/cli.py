@@ -33,17 +33,17 @@ from callback_server.jobs import NOT_FAILED, failure_line, replay_failed
 from callback_server.logs import configure_logging
 from callback_server.quarantine import Quarantine
 from callback_server.reconcile import (
-    COMPLETED,
-    CREATED,
+    BY_COMPLETED,
+    BY_CREATED,
+    BY_UPDATED,
     RUNS_KEPT,
-    UPDATED,
     RunLog,
     RunSummary,
     build_reconciler,
 )
 from callback_server.render import printable
 from callback_server.reporting import init_sentry
-from callback_server.schemas import parse_timestamp
+from callback_server.times import parse_instant
 
 log = logging.getLogger(__name__)
 
@@ -219,11 +219,10 @@ def failed_replay(job_ids: tuple[str, ...], replay_all: bool) -> None:
 
 
 def _parse_when(value: str, option: str) -> datetime:
-    try:
-        moment = parse_timestamp(value)
-    except ValueError:
-        raise click.BadParameter(f"not an ISO-8601 time: {value!r}", param_hint=option) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    moment = parse_instant(value)
+    if moment is None:
+        raise click.BadParameter(f"not an ISO-8601 time: {value!r}", param_hint=option)
+    return moment
 
 
 @dataclass(frozen=True)
@@ -257,22 +256,22 @@ def _manual_window(
     """The one window the options name, or None for the scheduled window (from the mark)."""
     named = [
         (by, since, until)
-        for by, (since, until) in ((UPDATED, updated), (COMPLETED, completed), (CREATED, created))
+        for by, (since, until) in ((BY_UPDATED, updated), (BY_COMPLETED, completed), (BY_CREATED, created))
         if since or until
     ]
     if hours is not None:
         if updated[0]:
             raise click.UsageError("give --since or --hours, not both")
-        named = [w for w in named if w[0] != UPDATED] + [(UPDATED, None, updated[1])]
+        named = [w for w in named if w[0] != BY_UPDATED] + [(BY_UPDATED, None, updated[1])]
     if len(named) > 1:
         raise click.UsageError("give one window: updated (--since/--until/--hours), --completed-* or --created-*")
     if not named:
         return None
     by, since, until = named[0]
     if not since and hours is None:
-        option = "--since" if by == UPDATED else f"--{by}-since"
+        option = "--since" if by == BY_UPDATED else f"--{by}-since"
         raise click.UsageError(f"{option} is required with its --until")
-    return _ManualWindow(by, since, until, hours if by == UPDATED else None)
+    return _ManualWindow(by, since, until, hours if by == BY_UPDATED else None)
 
 
 @cli.group("reconcile", invoke_without_command=True)

@@ -32,7 +32,8 @@ from callback_server import defaults, ledger, scripts, stats
 from callback_server.auth import LIVE
 from callback_server.config import Settings
 from callback_server.connection import ConnectionStack
-from callback_server.events import Event, derive_event, parse_instant
+from callback_server.events import Event, derive_event
+from callback_server.times import parse_instant, stamp
 
 DISPATCH_FUNCTION = "workers.dispatch.process_delivery"
 """What a worker runs for each delivery, by dotted path so the web tier imports no handler code."""
@@ -139,7 +140,7 @@ class Delivery:
             task_type=body["task"]["type"],
             mode=mode,
             source=source,
-            received_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
+            received_at=stamp(),
             body=body,
             raw=raw,
             event=event if event is not None else derive_event(body["task"]),

@@ -30,6 +30,7 @@ from callback_server.reconcile import RUNS_KEPT, Marks, RunLog
 from callback_server.render import printable
 from callback_server.scale_api import ScaleAPI, ScaleAPIError
 from callback_server.status import read_status
+from callback_server.times import parse_instant, stamp
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 
@@ -320,7 +321,7 @@ def check_scale_api(settings: Settings, **api_options: Any) -> Check:
         )
     options = {"retries": 1, "timeout": HTTP_TIMEOUT, **api_options}
     api = ScaleAPI(settings.scale_api_url, settings.scale_api_key, **options)
-    since = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    since = stamp()
     scopes: list[str | None] = list(settings.scale_projects) or [None]
     try:
         for project in scopes:
@@ -378,10 +379,6 @@ def check_workers(settings: Settings, connection: redis.Redis) -> Check:
     return Check("workers", OK, f"{status.workers} on queue {queue_text} ({status.depth} waiting{oldest}){dead}")
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def check_clock(settings: Settings, connection: redis.Redis) -> Check:
     """The clock's last scheduled reconciliation is recent and complete."""
     runs = [run for run in RunLog(connection).recent(RUNS_KEPT) if run.scheduled]
@@ -393,9 +390,8 @@ def check_clock(settings: Settings, connection: redis.Redis) -> Check:
             "start the clock process (heroku ps:scale clock=1); `reconcile` runs one now",
         )
     last = runs[0]
-    try:
-        started = _aware(datetime.fromisoformat(last.started_at.replace("Z", "+00:00")))
-    except ValueError:
+    started = parse_instant(last.started_at)
+    if started is None:
         return Check(
             "clock",
             FAIL,

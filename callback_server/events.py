@@ -18,10 +18,11 @@ canceled   ``status`` canceled                                                No
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
+
+from callback_server.times import parse_instant
 
 COMPLETED = "completed"
 AUDIT = "audit"
@@ -56,45 +57,6 @@ class Event(NamedTuple):
 
 class UnknownStatusError(ValueError):
     """The task's ``status`` is none that Scale calls back with."""
-
-
-_SLOPPY_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?=T|\s|$)")
-_AFTER_DATE = ("T", " ", "")
-
-
-def _pad_date(match: re.Match[str]) -> str:
-    year, month, day = match.groups()
-    return f"{year}-{int(month):02d}-{int(day):02d}"
-
-
-def _is_padded_date(value: str) -> bool:
-    """Whether a timestamp already starts YYYY-MM-DD (most do): the padding regex is its cost otherwise.
-
-    ASCII only, since \\d also matches other scripts' digits, which the padding turns into ASCII.
-    """
-    return len(value) >= 10 and value.isascii() and value[4] == "-" and value[7] == "-" and value[10:11] in _AFTER_DATE
-
-
-def parse_instant(value: object) -> datetime | None:
-    """A timestamp as an aware UTC datetime, or None when absent, malformed or unrepresentable.
-
-    Lenient on purpose: Scale's own docs print ``2016-9-03T07:38:32.368Z``; a timestamp that
-    cannot be read is kept as sent in ``raw`` rather than holding back a result.
-    """
-    if not isinstance(value, str) or not value or len(value) > 64:
-        return None
-    if not _is_padded_date(value):
-        value = _SLOPPY_DATE.sub(_pad_date, value, count=1)
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    try:
-        return moment.astimezone(UTC)
-    except OverflowError:  # 0001-01-01T00:00:00+14:00 has no UTC instant
-        return None
 
 
 def newest_audit(task: Mapping[str, Any]) -> Mapping[str, Any] | None:

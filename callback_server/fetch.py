@@ -31,19 +31,19 @@ FETCH = "fetch"
 
 NOT_FOUND = "not found"
 INVALID_ID = "invalid id"
-ERROR = "error"
-OUTCOMES = {
+API_ERROR = "error"
+OUTCOME_LABELS = {
     QUEUED: "queued",
     DUPLICATE: "already had",
     QUARANTINED: "quarantined",
     SKIPPED: "no event yet",
     NOT_FOUND: NOT_FOUND,
     INVALID_ID: INVALID_ID,
-    ERROR: ERROR,
+    API_ERROR: API_ERROR,
 }
 """Each outcome as an operator reads it."""
 
-FAILURES = frozenset({NOT_FOUND, INVALID_ID, ERROR})
+FAILURES = frozenset({NOT_FOUND, INVALID_ID, API_ERROR})
 """Outcomes that mean the task was not looked at or not found (the command exits non-zero)."""
 
 MAX_TASK_ID = 200
@@ -58,7 +58,7 @@ API_TIMEOUT = 15.0
 
 @dataclass(frozen=True)
 class FetchResult:
-    """What became of one task id: ``outcome`` (a key of :data:`OUTCOMES`) and the ids to look for."""
+    """What became of one task id: ``outcome`` (a key of :data:`OUTCOME_LABELS`) and the ids to look for."""
 
     task_id: str
     outcome: str
@@ -74,7 +74,7 @@ class FetchResult:
 
     def line(self) -> str:
         """One terminal-safe line: the id, what happened, and where to look next."""
-        parts = [self.task_id, OUTCOMES.get(self.outcome, self.outcome)]
+        parts = [self.task_id, OUTCOME_LABELS.get(self.outcome, self.outcome)]
         if self.event and self.event != UNKNOWN_EVENT:
             parts.append(self.event)
         if self.delivery_id:
@@ -130,10 +130,10 @@ def fetch_tasks(
             if problem:
                 results.append(FetchResult(task_id, INVALID_ID, detail=problem))
             elif stopped:
-                results.append(FetchResult(task_id, ERROR, detail=stopped))
+                results.append(FetchResult(task_id, API_ERROR, detail=stopped))
             else:
                 result = _fetch_one(client, path, task_id)
-                if result.outcome == ERROR and result.detail.startswith(("HTTP 401", "HTTP 403")):
+                if result.outcome == API_ERROR and result.detail.startswith(("HTTP 401", "HTTP 403")):
                     stopped = result.detail
                 results.append(result)
     finally:
@@ -150,11 +150,11 @@ def _fetch_one(api: ScaleAPI, path: AcceptPath, task_id: str) -> FetchResult:
             return FetchResult(task_id, NOT_FOUND, detail="Scale's API has no such task for this key")
         # The message is the API's, already redacted of the key; the path is dropped as noise.
         detail = exc.message.split(": ", 1)[1] if exc.message.startswith("GET ") else exc.message
-        return FetchResult(task_id, ERROR, detail=detail)
+        return FetchResult(task_id, API_ERROR, detail=detail)
     try:
         offered = path.offer_task(task, source=FETCH)
     except UnkeepableError as exc:
-        return FetchResult(task_id, ERROR, detail=exc.message)
+        return FetchResult(task_id, API_ERROR, detail=exc.message)
     log.info(
         "task fetched",
         extra={

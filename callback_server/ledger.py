@@ -36,7 +36,7 @@ import redis
 from callback_server import scripts
 from callback_server.auth import LIVE, TEST
 from callback_server.events import Event
-from callback_server.schemas import COMMON_TYPES, TASK_TYPES
+from callback_server.schemas import COMMON_TYPES, REFERENCE_TYPES
 
 PREFIX = "scb:ledger"
 """Key prefix of the daily ledger streams."""
@@ -48,7 +48,7 @@ BUCKET = 6 * 3600
 """Seconds of entries one stream holds: it outlives its last entry by LEDGER_TTL, its first by 6 h more."""
 
 TYPE_CODES = (
-    *TASK_TYPES,  # the 2016 seven, a frozen list
+    *REFERENCE_TYPES,  # the 2016 seven, a frozen list
     *COMMON_TYPES,  # frozen too: new common types go at the end of this tuple, not there
     "polygonannotation",
     "lineannotation",

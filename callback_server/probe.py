@@ -20,6 +20,7 @@ import redis
 
 from callback_server import defaults, ledger, scripts, stats
 from callback_server.deliveries import SEEN_BUCKET, seen_bucket_key
+from callback_server.times import parse_instant, stamp
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def notice_key(nonce: str) -> str:
 
 def probe_body(nonce: str, now: datetime | None = None) -> dict[str, Any]:
     """The probe callback: a completed task of type ``scb_probe``, valid as any unknown type is."""
-    moment = (now or datetime.now(UTC)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    moment = stamp(now)
     task_id = f"{PROBE_TYPE}_{nonce}"
     task = {
         "task_id": task_id,
@@ -101,8 +102,5 @@ def handle_probe(connection: redis.Redis, delivery: dict[str, Any]) -> dict[str,
 
 def _received_at(value: Any) -> float:
     """When the receiver accepted it (the envelope's ``received_at``), as a Unix time; now if unreadable."""
-    try:
-        moment = datetime.fromisoformat(str(value))
-    except ValueError:
-        return datetime.now(UTC).timestamp()
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+    moment = parse_instant(value)
+    return (moment or datetime.now(UTC)).timestamp()

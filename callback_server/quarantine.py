@@ -23,6 +23,7 @@ import redis
 
 from callback_server import defaults
 from callback_server.exceptions import NotFoundError
+from callback_server.times import stamp
 
 INDEX_KEY = defaults.QUARANTINE_PREFIX
 """Sorted set of quarantine ids, scored by the time they were (last) received."""
@@ -147,7 +148,7 @@ class QuarantinedDelivery:
         """When it will be forgotten, ISO 8601 UTC (as of reading it)."""
         if self.expires_in is None:
             return None
-        return (datetime.now(UTC) + timedelta(seconds=self.expires_in)).isoformat(timespec="seconds")
+        return stamp(datetime.now(UTC) + timedelta(seconds=self.expires_in), timespec="seconds")
 
     def summary(self) -> dict[str, Any]:
         """What `quarantine list` prints: everything but the body."""
@@ -203,11 +204,11 @@ class Quarantine:
         quarantine_id = hashlib.sha256(body).hexdigest()[:24]
         key = _record_key(quarantine_id)
         now = datetime.now(UTC)
-        stamp = now.isoformat(timespec="milliseconds")
+        received = stamp(now)
         if len(reason) > MAX_REASON_CHARS:
             reason = reason[:MAX_REASON_CHARS] + "... (cut)"
         pipe = self.connection.pipeline(transaction=True)
-        pipe.hsetnx(key, "first_received_at", stamp)
+        pipe.hsetnx(key, "first_received_at", received)
         pipe.hset(
             key,
             mapping={
@@ -216,7 +217,7 @@ class Quarantine:
                 "details": json.dumps(cap_details(details), default=str),
                 "mode": mode,
                 "content_type": content_type,
-                "last_received_at": stamp,
+                "last_received_at": received,
             },
         )
         pipe.hincrby(key, "times_received", 1)

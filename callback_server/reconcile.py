@@ -31,10 +31,10 @@ from callback_server import defaults, stats
 from callback_server.accept import DUPLICATE, QUARANTINED, QUEUED, SKIPPED, AcceptPath, event_name
 from callback_server.config import Settings
 from callback_server.deliveries import RECONCILE, DeliveryQueue
-from callback_server.events import parse_instant
 from callback_server.exceptions import CallbackServerError, UnkeepableError
 from callback_server.quarantine import Quarantine
 from callback_server.scale_api import ScaleAPI, ScaleAPIError, short_text
+from callback_server.times import parse_instant, stamp
 
 log = logging.getLogger(__name__)
 
@@ -53,17 +53,17 @@ LOCK_KEY = "scb:reconcile:lock"
 MARKS_KEY = "scb:reconcile:marks"
 """Redis hash: per project (or the account), the update time up to which every task was checked."""
 
-UPDATED = "updated"
-COMPLETED = "completed"
-CREATED = "created"
+BY_UPDATED = "updated"
+BY_COMPLETED = "completed"
+BY_CREATED = "created"
 WINDOW_PARAMETERS = {
-    UPDATED: ("updated_after", "updated_before"),
-    COMPLETED: ("completed_after", "completed_before"),
-    CREATED: ("start_time", "end_time"),
+    BY_UPDATED: ("updated_after", "updated_before"),
+    BY_COMPLETED: ("completed_after", "completed_before"),
+    BY_CREATED: ("start_time", "end_time"),
 }
 """What a window bounds, and the list API's parameters for it."""
 
-WINDOW_FIELDS = {UPDATED: "updated_at", COMPLETED: "completed_at", CREATED: "created_at"}
+WINDOW_FIELDS = {BY_UPDATED: "updated_at", BY_COMPLETED: "completed_at", BY_CREATED: "created_at"}
 """The task field each kind of window bounds."""
 
 ACCOUNT = "(account)"
@@ -82,7 +82,7 @@ class RunSummary:
     started_at: str
     window_start: str
     window_end: str
-    by: str = UPDATED
+    by: str = BY_UPDATED
     scheduled: bool = False
     scope: str = ""
     finished_at: str = ""
@@ -158,17 +158,13 @@ class Marks:
         raw = self.connection.hget(MARKS_KEY, scope)
         if raw is None:
             return None
-        try:
-            moment = datetime.fromisoformat(raw.decode())
-        except (UnicodeDecodeError, ValueError):
-            return None
-        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return parse_instant(raw)
 
     def advance(self, scope: str, moment: datetime) -> None:
         """Move a scope's mark forward to ``moment`` (never back: an earlier run may have got further)."""
         current = self.get(scope)
         if current is None or moment > current:
-            self.connection.hset(MARKS_KEY, scope, _text(moment))
+            self.connection.hset(MARKS_KEY, scope, stamp(moment))
 
     def all(self) -> dict[str, str]:
         """Every scope's mark, as stored."""
@@ -228,12 +224,12 @@ class Reconciler:
     def run_scheduled(self) -> RunSummary:
         """One scheduled run: per scope, tasks updated since its mark minus the overlap; marks advance."""
         end = self.now()
-        summary = self._new_summary(UPDATED)
+        summary = self._new_summary(BY_UPDATED)
         summary.scheduled = True
         sweeps = [Sweep(project, self._scheduled_start(project, end, summary), end) for project in self._scopes()]
-        return self._run(sweeps, UPDATED, summary, advance_marks=True)
+        return self._run(sweeps, BY_UPDATED, summary, advance_marks=True)
 
-    def run(self, start: datetime, end: datetime, *, by: str = UPDATED) -> RunSummary:
+    def run(self, start: datetime, end: datetime, *, by: str = BY_UPDATED) -> RunSummary:
         """A sweep by hand over [start, end] by update, completion or creation time; marks are left alone."""
         if by not in WINDOW_PARAMETERS:
             raise ValueError(f"a window is by one of {', '.join(WINDOW_PARAMETERS)}, not {by!r}")
@@ -241,7 +237,7 @@ class Reconciler:
         forgotten = self.now() - self.dedup_ttl
         if start.astimezone(UTC) < forgotten:
             summary.notes.append(
-                f"the window starts more than DEDUP_TTL ago: states accepted before {_text(forgotten)} are "
+                f"the window starts more than DEDUP_TTL ago: states accepted before {stamp(forgotten)} are "
                 "forgotten and may be queued again (handlers already done for them are skipped within EFFECTS_TTL)"
             )
         sweeps = [Sweep(project, start.astimezone(UTC), end.astimezone(UTC)) for project in self._scopes()]
@@ -256,7 +252,7 @@ class Reconciler:
         else:
             scope = "the whole account (SCALE_PROJECTS is unset)"
         return RunSummary(
-            run_id=uuid.uuid4().hex[:12], started_at=_now_text(), window_start="", window_end="", by=by, scope=scope
+            run_id=uuid.uuid4().hex[:12], started_at=stamp(), window_start="", window_end="", by=by, scope=scope
         )
 
     def _scheduled_start(self, project: str | None, end: datetime, summary: RunSummary) -> datetime:
@@ -265,24 +261,24 @@ class Reconciler:
         floor = end - self.dedup_ttl
         mark = self.marks.get(scope)
         if mark is None:
-            summary.notes.append(f"{scope}: first run, from the look-back ({_text(end - self.lookback)})")
+            summary.notes.append(f"{scope}: first run, from the look-back ({stamp(end - self.lookback)})")
             return end - self.lookback
         if mark < floor:
             start = end - self.lookback
             gap = (
-                f"GAP {scope}: the last sweep reached {_text(mark)}, longer ago than DEDUP_TTL; started from the "
-                f"look-back instead: tasks updated from {_text(mark)} to {_text(start)} were NOT checked "
+                f"GAP {scope}: the last sweep reached {stamp(mark)}, longer ago than DEDUP_TTL; started from the "
+                f"look-back instead: tasks updated from {stamp(mark)} to {stamp(start)} were NOT checked "
                 f"(sweep them by hand with --since/--until; states accepted then may be queued again)"
             )
             summary.notes.append(gap)
-            log.error("RECONCILIATION GAP: %s", gap, extra={"window": f"{_text(mark)}..{_text(start)}"})
+            log.error("RECONCILIATION GAP: %s", gap, extra={"window": f"{stamp(mark)}..{stamp(start)}"})
             return start
         # Past DEDUP_TTL the overlap would re-queue forgotten states; the mark itself is within it.
         return min(max(mark - self.overlap, floor), end)
 
     def _run(self, sweeps: list[Sweep], by: str, summary: RunSummary, *, advance_marks: bool) -> RunSummary:
-        summary.window_start = _text(min(s.start for s in sweeps))
-        summary.window_end = _text(max(s.end for s in sweeps))
+        summary.window_start = stamp(min(s.start for s in sweeps))
+        summary.window_end = stamp(max(s.end for s in sweeps))
         failed = False
         for sweep in sweeps:
             try:
@@ -297,7 +293,7 @@ class Reconciler:
                 summary.errors.append(f"redis: {type(exc).__name__}: {exc}")
                 break
         summary.complete = not failed
-        summary.finished_at = _now_text()
+        summary.finished_at = stamp()
         log_fields = {"window": f"{summary.window_start}..{summary.window_end}", "count": summary.queued}
         if summary.complete:
             log.info("reconciliation done", extra={**log_fields, "outcome": "complete"})
@@ -318,11 +314,11 @@ class Reconciler:
         """List one scope slice by slice, oldest first; after each finished slice it is checked up to its end."""
         after, before = WINDOW_PARAMETERS[by]
         cursor = sweep.start
-        summary.reached[sweep.scope] = _text(cursor)
+        summary.reached[sweep.scope] = stamp(cursor)
         on_edge: set[tuple[str, str]] = set()  # listed by the previous slice too: not counted twice
         while cursor < sweep.end:
             slice_end = min(cursor + self.slice, sweep.end)
-            params: dict[str, Any] = {after: _query_time(cursor - _EDGE), before: _query_time(slice_end + _EDGE)}
+            params: dict[str, Any] = {after: stamp(cursor - _EDGE), before: stamp(slice_end + _EDGE)}
             if sweep.project is not None:
                 params["project"] = sweep.project
             previous_edge, on_edge = on_edge, set()
@@ -334,7 +330,7 @@ class Reconciler:
                     on_edge.add(key)
                 self._one(task, summary)
             cursor = slice_end
-            summary.reached[sweep.scope] = _text(cursor)
+            summary.reached[sweep.scope] = stamp(cursor)
             if advance_marks:
                 self.marks.advance(sweep.scope, cursor)
 
@@ -381,19 +377,6 @@ def _edge_key(task: Any, name: str, slice_end: datetime) -> tuple[tuple[str, str
     moment = parse_instant(task.get(name))
     key = (str(task.get("task_id")), str(task.get(name)))
     return key, moment is not None and moment >= slice_end - _EDGE
-
-
-def _text(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _query_time(moment: datetime) -> str:
-    """A bound as the list API takes it: ISO 8601 UTC with milliseconds and Z."""
-    return _text(moment)
-
-
-def _now_text() -> str:
-    return _text(datetime.now(UTC))
 
 
 def build_reconciler(settings: Settings, connection: redis.Redis, **api_options: Any) -> Reconciler:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 import redis
+
+from callback_server.times import stamp
 
 REQUEST_KEY = "scb:reconcile:request"
 """The flag: present while a run is asked for and not yet started (its value: who asked, when)."""
@@ -35,7 +36,7 @@ REQUEST_TTL = 24 * 3600
 
 
 def _stamp() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    return stamp(timespec="seconds")
 
 
 class RunRequests:

@@ -9,19 +9,19 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 import orjson
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
-from callback_server.events import CANCELED, ERROR, RECALLED, STATUS_EVENTS, Event, derive_event, parse_instant
+from callback_server.events import CANCELED, ERROR, RECALLED, STATUS_EVENTS, Event, derive_event
 from callback_server.exceptions import InvalidCallbackError
+from callback_server.times import parse_instant
 
 MAX_COORDINATE = 2**31
 """Bounding-box numbers beyond this are no pixel position; they are garbage or an attack."""
 
-TASK_TYPES = (
+REFERENCE_TYPES = (
     "categorization",
     "transcription",
     "phonecall",
@@ -30,7 +30,7 @@ TASK_TYPES = (
     "datacollection",
     "audiotranscription",
 )
-"""The task types of the 2016 API (the simulator serves these, plus today's common ones)."""
+"""The seven task types of the 2016 reference: a schema each (the simulator serves these, plus COMMON_TYPES)."""
 
 COMMON_TYPES = (
     "imageannotation",
@@ -41,11 +41,11 @@ COMMON_TYPES = (
     "videoplaybackannotation",
     "lidarannotation",
 )
-"""Today's commonest types: typed classes exist for them, and the simulator creates them."""
+"""Today's commonest types: typed payload classes exist for them, and the simulator creates them."""
 
 SCALE_TYPES = frozenset(
     {
-        *TASK_TYPES,
+        *REFERENCE_TYPES,
         *COMMON_TYPES,
         "cuboidannotation", "documentmodel", "laneannotation", "lidarlinking", "lidarsegmentation",
         "lidartopdown", "lineannotation", "pointannotation", "polygonannotation", "segmentannotation",
@@ -191,17 +191,6 @@ MAX_ITEM_ERRORS = 20
 """How many invalid items of one list a validation error lists; checking stops there."""
 
 
-def parse_timestamp(value: str) -> datetime:
-    """A Scale timestamp as an aware UTC datetime; ValueError when it names no instant.
-
-    Accepts what Scale prints, sloppy forms included (``2016-9-03T07:38:32.368Z``).
-    """
-    moment = parse_instant(value)
-    if moment is None:
-        raise ValueError(f"not an ISO-8601 instant: {value!r}")
-    return moment
-
-
 class Timestamp(fields.Field):
     """A timestamp the pipeline relies on (``completed_at``): it must name an instant; kept as sent."""
 
@@ -271,7 +260,7 @@ class EnvelopeSchema(_Open):
             raise ValidationError("must equal task.task_id", field_name="task_id")
 
 
-class CategorizationResponse(_Open):
+class CategorizationResponseSchema(_Open):
     """2016: ``category`` (a string, or a list), ``category_id`` alike; today: ``taxonomies``."""
 
     category = StringOrList()
@@ -303,14 +292,14 @@ def _categorization_matches_params(response: dict[str, Any], params: dict[str, A
     return {}
 
 
-class FieldsResponse(_Open):
+class FieldsResponseSchema(_Open):
     """transcription and datacollection: ``fields``, keyed like the request's ``fields``."""
 
     # Schema.fields is marshmallow's own attribute, hence another name for the "fields" key.
     answers = fields.Dict(required=True, data_key="fields")
 
 
-class PhonecallResponse(_Open):
+class PhonecallResponseSchema(_Open):
     """``outcome`` in no_pickup | hung_up | success, with optional ``fields`` and ``choice``."""
 
     outcome = StrictString(required=True, validate=validate.OneOf(["no_pickup", "hung_up", "success"]))
@@ -318,7 +307,7 @@ class PhonecallResponse(_Open):
     choice = StrictString(allow_none=True)
 
 
-class ComparisonResponse(_Open):
+class ComparisonResponseSchema(_Open):
     """``choice`` and/or ``fields``: at least one of them was requested."""
 
     choice = StrictString(allow_none=True)
@@ -334,7 +323,7 @@ _COORD = {"minimum": -MAX_COORDINATE, "maximum": MAX_COORDINATE}
 _SIZE = {"minimum": 0, "maximum": MAX_COORDINATE}
 
 
-class Box(_Open):
+class BoxSchema(_Open):
     """One bounding box, in pixels (``attributes`` and ``uuid`` when Scale sends them)."""
 
     left = JsonNumber(required=True, **_COORD)
@@ -370,13 +359,13 @@ def _fast_box(item: dict[str, Any]) -> bool:
     )
 
 
-class AnnotationResponse(_Open):
+class AnnotationResponseSchema(_Open):
     """``annotations``: a list of boxes."""
 
-    annotations = ListOf(Box, _fast_box, required=True)
+    annotations = ListOf(BoxSchema, _fast_box, required=True)
 
 
-class Vertex(_Open):
+class VertexSchema(_Open):
     """A point of a polygon or a line."""
 
     x = JsonNumber(required=True, **_COORD)
@@ -403,7 +392,7 @@ def _fast_vertices(vertices: Any) -> bool:
     return True
 
 
-class Geometry(_Open):
+class GeometrySchema(_Open):
     """One imageannotation shape: a box, polygon, line, point, cuboid, ellipse, or one Scale adds later."""
 
     type = StrictString(allow_none=True)
@@ -415,19 +404,19 @@ class Geometry(_Open):
     def _shape(self, data: dict[str, Any], **kwargs: Any) -> None:
         shape = data.get("type") or "box"
         if shape == "box":
-            errors = Box().validate(data)
+            errors = BoxSchema().validate(data)
         elif shape in ("polygon", "line"):
-            errors = _Vertices().validate(data)
+            errors = _VerticesSchema().validate(data)
         elif shape == "point":
-            errors = Vertex().validate(data)
+            errors = VertexSchema().validate(data)
         else:
             errors = {}  # cuboid, ellipse and shapes to come: kept as sent
         if errors:
             raise ValidationError(errors)
 
 
-class _Vertices(_Open):
-    vertices = ListOf(Vertex, _fast_vertex, required=True)
+class _VerticesSchema(_Open):
+    vertices = ListOf(VertexSchema, _fast_vertex, required=True)
 
 
 def _fast_geometry(item: dict[str, Any]) -> bool:
@@ -443,20 +432,20 @@ def _fast_geometry(item: dict[str, Any]) -> bool:
     return True
 
 
-class ImageannotationResponse(_Open):
+class ImageannotationResponseSchema(_Open):
     """imageannotation (and the polygon/line/point/cuboid types): typed shapes, ``global_attributes``."""
 
-    annotations = ListOf(Geometry, _fast_geometry, required=True)
+    annotations = ListOf(GeometrySchema, _fast_geometry, required=True)
     global_attributes = fields.Dict(allow_none=True)
 
 
-class TextcollectionResponse(_Open):
+class TextcollectionResponseSchema(_Open):
     """``annotations``: values keyed by the request's field ids."""
 
     annotations = fields.Dict(required=True)
 
 
-class Entity(_Open):
+class EntitySchema(_Open):
     """A named entity: a labelled span of the text."""
 
     id = StrictString(allow_none=True)
@@ -472,7 +461,7 @@ def _fast_entity(item: dict[str, Any]) -> bool:
     )
 
 
-class Relationship(_Open):
+class RelationshipSchema(_Open):
     """A named link between two entities."""
 
     id = StrictString(allow_none=True)
@@ -485,14 +474,14 @@ def _fast_relationship(item: dict[str, Any]) -> bool:
     return all(_is_optional_string(item.get(n)) for n in ("id", "source_ref", "target_ref", "name"))
 
 
-class NamedEntityResponse(_Open):
+class NamedEntityResponseSchema(_Open):
     """namedentityrecognition: ``annotations`` (entities) and ``relationships``."""
 
-    annotations = ListOf(Entity, _fast_entity, required=True)
-    relationships = ListOf(Relationship, _fast_relationship, allow_none=True)
+    annotations = ListOf(EntitySchema, _fast_entity, required=True)
+    relationships = ListOf(RelationshipSchema, _fast_relationship, allow_none=True)
 
 
-class DocumentField(_Open):
+class DocumentFieldSchema(_Open):
     """One transcribed field of a document."""
 
     uuid = StrictString(allow_none=True)
@@ -512,26 +501,26 @@ def _fast_document_field(item: dict[str, Any]) -> bool:
     )
 
 
-class DocumentTranscriptionResponse(_Open):
+class DocumentTranscriptionResponseSchema(_Open):
     """documenttranscription: ``annotations``, one per transcribed field."""
 
-    annotations = ListOf(DocumentField, _fast_document_field, required=True)
+    annotations = ListOf(DocumentFieldSchema, _fast_document_field, required=True)
 
 
-class FileLink(_Open):
+class FileLinkSchema(_Open):
     """Where Scale put a result file (older video results held the frames inline instead)."""
 
     url = StrictString(allow_none=True)
 
 
-class FileResultResponse(_Open):
+class FileResultResponseSchema(_Open):
     """video and lidar types: the result is a file, ``annotations: {url}`` (and ``events: {url}``)."""
 
-    annotations = fields.Nested(FileLink, required=True)
-    events = fields.Nested(FileLink, allow_none=True)
+    annotations = fields.Nested(FileLinkSchema, required=True)
+    events = fields.Nested(FileLinkSchema, allow_none=True)
 
 
-class AttachmentError(_Open):
+class AttachmentErrorSchema(_Open):
     """An attachment Scale could not fetch, with the HTTP status it got."""
 
     url = StrictString(allow_none=True)
@@ -543,15 +532,15 @@ def _fast_attachment_error(item: dict[str, Any]) -> bool:
     return _is_optional_string(item.get("url")) and (code is None or _is_number(code, -math.inf, math.inf))
 
 
-class ErrorResponse(_Open):
+class ErrorResponseSchema(_Open):
     """An error at creation: ``{"error", "attachments": [...]}`` (or ``frames`` for lidar and video)."""
 
     error = StrictString(required=True)
-    attachments = ListOf(AttachmentError, _fast_attachment_error, allow_none=True)
+    attachments = ListOf(AttachmentErrorSchema, _fast_attachment_error, allow_none=True)
     frames = fields.List(fields.Raw(), allow_none=True)
 
 
-class AudiotranscriptionResponse(_Open):
+class AudiotranscriptionResponseSchema(_Open):
     """``transcript`` and ``duration``, or ``error`` with a partial ``transcript``."""
 
     transcript = StrictString(allow_none=True)
@@ -646,24 +635,24 @@ asked (as :func:`fast_envelope` does for the envelope); they never accept what t
 
 
 RESPONSE_SCHEMAS: dict[str, type[Schema]] = {
-    "categorization": CategorizationResponse,
-    "transcription": FieldsResponse,
-    "phonecall": PhonecallResponse,
-    "comparison": ComparisonResponse,
-    "annotation": AnnotationResponse,
-    "datacollection": FieldsResponse,
-    "audiotranscription": AudiotranscriptionResponse,
-    **dict.fromkeys(GEOMETRY_TYPES, ImageannotationResponse),
-    "textcollection": TextcollectionResponse,
-    "namedentityrecognition": NamedEntityResponse,
-    "documenttranscription": DocumentTranscriptionResponse,
-    **dict.fromkeys(FILE_RESULT_TYPES, FileResultResponse),
+    "categorization": CategorizationResponseSchema,
+    "transcription": FieldsResponseSchema,
+    "phonecall": PhonecallResponseSchema,
+    "comparison": ComparisonResponseSchema,
+    "annotation": AnnotationResponseSchema,
+    "datacollection": FieldsResponseSchema,
+    "audiotranscription": AudiotranscriptionResponseSchema,
+    **dict.fromkeys(GEOMETRY_TYPES, ImageannotationResponseSchema),
+    "textcollection": TextcollectionResponseSchema,
+    "namedentityrecognition": NamedEntityResponseSchema,
+    "documenttranscription": DocumentTranscriptionResponseSchema,
+    **dict.fromkeys(FILE_RESULT_TYPES, FileResultResponseSchema),
 }
 """Which schema checks the ``response`` of each known task type (other types are kept unchecked)."""
 
 _ENVELOPE = EnvelopeSchema()
 _RESPONSES: dict[str, Schema] = {name: schema() for name, schema in RESPONSE_SCHEMAS.items()}
-_ERROR = ErrorResponse()
+_ERROR = ErrorResponseSchema()
 
 
 def validate_callback(body: Any) -> dict[str, Any]:

@@ -48,10 +48,6 @@ HEADROOM_CHECK_INTERVAL = 60.0
 FLUSH_INTERVAL = 1.0
 """Seconds between a process's deliveries of counts that no accept carried along."""
 
-OUTCOMES = ("queued", "duplicate", "quarantined", "unavailable")
-"""What an authenticated callback can come to: ``unavailable`` is the 503 when Redis is away."""
-
-
 OTHER_TYPE = "other"
 """The counters' label for a task type Scale does not name: a sender's made-up types add no series."""
 

@@ -23,7 +23,6 @@ import redis
 from rq import Queue
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
-from rq.utils import utcparse
 from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
 from callback_server import defaults, stats
@@ -31,6 +30,7 @@ from callback_server.config import Settings
 from callback_server.connection import memory_is_high
 from callback_server.quarantine import INDEX_KEY as QUARANTINE_INDEX_KEY
 from callback_server.reconcile import RUNS_KEY
+from callback_server.times import parse_instant
 
 RUNS_READ = 50
 """Run summaries a snapshot reads: enough to find each project's latest."""
@@ -112,7 +112,8 @@ def read_status(connection: redis.Redis, settings: Settings) -> Status:
     oldest = None
     if head is not None:
         enqueued = answers.pop(0)
-        oldest = utcparse(enqueued.decode()).timestamp() if enqueued else None
+        enqueued_at = parse_instant(enqueued)
+        oldest = enqueued_at.timestamp() if enqueued_at is not None else None
     live = sum(1 for exists in answers if worker_is_live(exists))
     runs = []
     for raw in raw_runs:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from scale_sim import defaults
-from scale_sim.validation import FILE_RESULT_TYPES, FRAME_TYPES
+from scale_sim.validation import FRAME_TYPES, SIM_FILE_RESULT_TYPES
 
 IMAGE_SIZES = ((640, 480), (800, 600), (1024, 768), (1280, 720), (1920, 1080))
 """Plausible image sizes the boxes of an annotation response fit inside."""
@@ -355,6 +355,6 @@ def generate_response(task: dict[str, Any], seed: int, *, oversize: bool = False
     rng = rng_for(seed, task["task_id"], salt)
     if task["type"] == "annotation":
         return annotation(task["params"], rng, oversize=oversize)
-    if task["type"] in FILE_RESULT_TYPES:
+    if task["type"] in SIM_FILE_RESULT_TYPES:
         return file_result(task)
     return _GENERATORS[task["type"]](task["params"], rng)

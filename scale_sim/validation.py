@@ -14,20 +14,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from callback_server.schemas import COMMON_TYPES, TASK_TYPES
+from callback_server.schemas import COMMON_TYPES, FILE_RESULT_TYPES, REFERENCE_TYPES
 from scale_sim import defaults
 from scale_sim.config import is_http_url
 from scale_sim.exceptions import FaultSpecError, InvalidRequestError
 from scale_sim.faults import FaultValues, parse_fault_list
 
-LEGACY_TYPES = TASK_TYPES
-"""The seven types of the 2016 reference: the receiver's own list (it has a schema for each)."""
-
-MODERN_TYPES = COMMON_TYPES
-"""Today's common types the simulator serves, with their documented parameters and response shapes."""
-
-FILE_RESULT_TYPES = ("videoannotation", "videoplaybackannotation", "lidarannotation")
-"""Types whose result is a file: the response holds `annotations: {url}` (and `events` for playback)."""
+SIM_FILE_RESULT_TYPES = tuple(t for t in COMMON_TYPES if t in FILE_RESULT_TYPES)
+"""The file-result types the simulator serves (video and lidar): the response holds `annotations: {url}`
+(and `events` for playback)."""
 
 FRAME_TYPES = ("videoannotation", "videoplaybackannotation", "lidarannotation")
 """Types whose error at creation lists `frames` instead of `attachments` (video and lidar)."""
@@ -553,7 +548,7 @@ _CHECKERS: dict[str, Callable[[_Reader, dict[str, Any]], dict[str, Any]]] = {
     "lidarannotation": _lidarannotation,
 }
 
-SIM_TYPES = LEGACY_TYPES + MODERN_TYPES
+SIM_TYPES = REFERENCE_TYPES + COMMON_TYPES
 """Every type `POST /v1/task/{type}` creates."""
 
 

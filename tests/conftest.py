@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 
 from callback_server.config import Settings
 from callback_server.embedded import RedisProcess
-from callback_server.schemas import TASK_TYPES  # noqa: F401 - re-exported for the tests
+from callback_server.schemas import REFERENCE_TYPES  # noqa: F401 - re-exported for the tests
 from callback_server.web import create_app
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -24,7 +24,7 @@ from callback_server.reconcile import Reconciler
 from callback_server.scale_api import ScaleAPI
 from scale_sim.config import Secret, SimSettings
 from scale_sim.server import SimServer
-from tests.conftest import LIVE_KEY, TASK_TYPES, make_settings
+from tests.conftest import LIVE_KEY, REFERENCE_TYPES, make_settings
 from tests.processes import gunicorn, process, prompt_sim_settings, run_cli, stack_env, wait_for, worker_args
 from tests.scale_sim.support import json_body
 from tests.scale_sim.test_client import CLIENT_TYPES
@@ -95,9 +95,9 @@ def test_every_type_through_the_client_each_handler_once_even_with_duplicates_an
     stack: Stack,
 ) -> None:
     # A reordered callback is held until the next task's goes out, so the plain ones come last.
-    reordered = [stack.create(t, faults=["reorder"]) for t in TASK_TYPES]
-    duplicated = [stack.create(t, faults=["duplicate=3"]) for t in TASK_TYPES]
-    plain = [stack.create(t) for t in TASK_TYPES]
+    reordered = [stack.create(t, faults=["reorder"]) for t in REFERENCE_TYPES]
+    duplicated = [stack.create(t, faults=["duplicate=3"]) for t in REFERENCE_TYPES]
+    plain = [stack.create(t) for t in REFERENCE_TYPES]
     everything = plain + duplicated + reordered
     wait_for(lambda: all(delivered(stack, t) for t in everything), timeout=60, what="every callback")
     wait_for(lambda: len(stack.handled()) == len(everything), timeout=30, what="every delivery handled")
@@ -114,10 +114,10 @@ def test_every_type_through_the_client_each_handler_once_even_with_duplicates_an
 
 def test_reconciler_recovers_dropped_rejected_and_unreachable_callbacks_exactly_once(stack: Stack) -> None:
     closed = f"http://127.0.0.1:{free_port()}/callback"  # a receiver that is down for the whole schedule
-    ok = [stack.create(t) for t in TASK_TYPES]
-    dropped = [stack.create(t, faults=["drop"]) for t in TASK_TYPES]
-    wrong_key = [stack.create(t, faults=["wrong_key"]) for t in TASK_TYPES]
-    down = [stack.create(t, callback_url=closed) for t in TASK_TYPES]
+    ok = [stack.create(t) for t in REFERENCE_TYPES]
+    dropped = [stack.create(t, faults=["drop"]) for t in REFERENCE_TYPES]
+    wrong_key = [stack.create(t, faults=["wrong_key"]) for t in REFERENCE_TYPES]
+    down = [stack.create(t, callback_url=closed) for t in REFERENCE_TYPES]
     wait_for(lambda: all(delivered(stack, t) for t in ok), timeout=60, what="the healthy callbacks")
     wait_for(
         lambda: all(gave_up(stack, t) for t in wrong_key + down),
@@ -151,7 +151,7 @@ def test_reconciler_recovers_dropped_rejected_and_unreachable_callbacks_exactly_
 
 
 def test_reconciliation_racing_live_callbacks_makes_no_duplicate(stack: Stack) -> None:
-    task_ids = [stack.create(TASK_TYPES[i % 7], faults=["delay=0.3"]) for i in range(21)]
+    task_ids = [stack.create(REFERENCE_TYPES[i % 7], faults=["delay=0.3"]) for i in range(21)]
     settings = make_settings(stack.env["REDIS_URL"])
     api = ScaleAPI(stack.sim.api_url, ReceiverSecret(API_KEY))
     reconciler = Reconciler(api, DeliveryQueue.from_settings(settings, stack.conn), Quarantine(stack.conn))
@@ -193,7 +193,9 @@ def test_rate_limited_pagination_over_several_pages(
     with SimServer(settings) as sim:
         client = ScaleClient(API_KEY, api_instance_url=sim.api_url)
         for i in range(230):
-            client.create_task(CLIENT_TYPES[TASK_TYPES[i % 7]], **json_body("http://127.0.0.1:9/cb", TASK_TYPES[i % 7]))
+            client.create_task(
+                CLIENT_TYPES[REFERENCE_TYPES[i % 7]], **json_body("http://127.0.0.1:9/cb", REFERENCE_TYPES[i % 7])
+            )
         wait_for(
             lambda: client.api.get_request("tasks", params={"status": "completed", "limit": 1})["total"] == 230,
             timeout=60,

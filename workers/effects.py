@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import UTC, datetime
 
 import redis
 
 from callback_server import defaults
+from callback_server.times import stamp
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +61,13 @@ class Effects:
         HSET and EXPIRE go in one MULTI/EXEC: one round trip, and repeating it is harmless,
         so a try whose reply was lost in a restart can simply be made again.
         """
-        stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
+        done_at = stamp()
         deadline = time.monotonic() + self.patience
         delay = FIRST_BACKOFF
         while True:
             try:
                 with self.connection.pipeline(transaction=True) as pipe:
-                    pipe.hset(self.key, handler, stamp)
+                    pipe.hset(self.key, handler, done_at)
                     pipe.expire(self.key, self.ttl)
                     pipe.execute()
                 return

@@ -12,8 +12,9 @@ from datetime import datetime
 from typing import Any
 
 from callback_server.auth import TEST
-from callback_server.events import AUDIT, COMPLETED, ERROR, Event, derive_event, parse_instant
+from callback_server.events import AUDIT, COMPLETED, ERROR, Event, derive_event
 from callback_server.schemas import FILE_RESULT_TYPES, GEOMETRY_TYPES
+from callback_server.times import parse_instant
 
 
 @dataclass(frozen=True)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import UTC, datetime
 
 from rq import get_current_job
 
 from callback_server import defaults, stats
+from callback_server.times import stamp
 from workers.payloads import Task
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ def record_unhandled(task: Task) -> None:
         "type": task.type,
         "event": task.event,
         "review_status": task.review_status,
-        "recorded_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "recorded_at": stamp(),
     }
     pipe = connection.pipeline(transaction=False)
     pipe.lpush(defaults.UNHANDLED_KEY, json.dumps(note))

@@ -22,11 +22,11 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
-from rq.utils import utcparse
 
 from callback_server import stats
 from callback_server.exceptions import StoreUnavailableError
 from callback_server.status import Status, read_status
+from callback_server.times import parse_instant
 from callback_server.web.state import receiver_state
 
 bp = Blueprint("metrics", __name__)
@@ -197,10 +197,8 @@ def _reconcile_families(runs: Iterable[Mapping[str, Any]]) -> Iterator[Metric]:
         if scope in seen_scopes:
             continue
         seen_scopes.add(scope)
-        try:
-            moment = utcparse(str(run.get("finished_at") or run.get("started_at"))).timestamp()
-        except ValueError:
-            moment = 0.0
+        when = parse_instant(run.get("finished_at") or run.get("started_at"))
+        moment = when.timestamp() if when is not None else 0.0
         finished.add_metric([scope], moment)
         complete.add_metric([scope], 1.0 if run.get("complete") else 0.0)
         for outcome in ("seen", "already_had", "queued", "quarantined", "skipped", "task_errors"):

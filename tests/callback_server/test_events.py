@@ -12,18 +12,9 @@ import redis
 from flask.testing import FlaskClient
 
 from callback_server.deliveries import delivery_id
-from callback_server.events import (
-    AUDIT,
-    CANCELED,
-    COMPLETED,
-    ERROR,
-    RECALLED,
-    Event,
-    UnknownStatusError,
-    derive_event,
-    parse_instant,
-)
+from callback_server.events import AUDIT, CANCELED, COMPLETED, ERROR, RECALLED, Event, UnknownStatusError, derive_event
 from callback_server.schemas import validate_callback
+from callback_server.times import parse_instant
 from tests.callback_server.test_ingest import post, queued_jobs
 from tests.conftest import FIXTURES, load_fixture
 from tests.events_support import callback, categorization_life, error_callback

@@ -19,7 +19,7 @@ from rq.serializers import JSONSerializer
 from callback_server.deliveries import SEEN_BUCKET, delivery_id, seen_bucket_key, seen_key
 from callback_server.embedded import RedisProcess
 from callback_server.quarantine import Quarantine
-from tests.conftest import LIVE_KEY, OLD_LIVE_KEY, TASK_TYPES, TEST_KEY, load_fixture
+from tests.conftest import LIVE_KEY, OLD_LIVE_KEY, REFERENCE_TYPES, TEST_KEY, load_fixture
 from workers.payloads import build_task
 
 
@@ -37,7 +37,9 @@ def queued_jobs(conn: redis.Redis) -> list[Job]:
     return queue.get_jobs()
 
 
-@pytest.mark.parametrize("name", [*TASK_TYPES, "categorization_multiple", "audiotranscription_error", "unknown_type"])
+@pytest.mark.parametrize(
+    "name", [*REFERENCE_TYPES, "categorization_multiple", "audiotranscription_error", "unknown_type"]
+)
 def test_each_recorded_callback_is_queued_once(client: FlaskClient, redis_conn: redis.Redis, name: str) -> None:
     body = load_fixture(name)
     first = post(client, body)

@@ -20,7 +20,7 @@ from rq.serializers import JSONSerializer
 
 from callback_server import schemas
 from callback_server.schemas import _ENVELOPE, _RESPONSES, FAST_RESPONSES, fast_envelope
-from tests.conftest import LIVE_KEY, TASK_TYPES, load_fixture
+from tests.conftest import LIVE_KEY, REFERENCE_TYPES, load_fixture
 from tests.events_support import callback, categorization_life, error_callback
 
 EXAMPLES = 40
@@ -61,7 +61,7 @@ def _modern(task_type: str) -> dict[str, Any]:
 
 
 BODIES: dict[str, dict[str, Any]] = {
-    **{name: load_fixture(name) for name in TASK_TYPES},
+    **{name: load_fixture(name) for name in REFERENCE_TYPES},
     **{name: _modern(name) for name in MODERN},
     "error": error_callback("annotation"),
     **{name.replace(" ", "_"): body for name, body in categorization_life()[1:5]},
@@ -170,7 +170,7 @@ def test_the_fast_checks_never_accept_what_the_schemas_refuse(name: str) -> None
     assert agreed.get("envelope", 0) > 0  # the property was exercised on bodies the fast check accepts
 
 
-@pytest.mark.parametrize("name", [*TASK_TYPES, "categorization_multiple", "audiotranscription_error"])
+@pytest.mark.parametrize("name", [*REFERENCE_TYPES, "categorization_multiple", "audiotranscription_error"])
 def test_recorded_callbacks_take_the_fast_path(name: str) -> None:
     body = load_fixture(name)
     assert fast_envelope(body)
@@ -196,7 +196,7 @@ def test_the_fast_item_checks_never_accept_what_the_item_schemas_refuse(
 ) -> None:
     """ListOf skips marshmallow for items its fast predicate accepts: each must agree with its schema."""
     if schemas._fast_box(item):
-        assert schemas.Box().validate(item) == {}, item
+        assert schemas.BoxSchema().validate(item) == {}, item
     geometry = {**item, "vertices": vertices, **({"type": shape} if shape else {})}
     if schemas._fast_geometry(geometry):
-        assert schemas.Geometry().validate(geometry) == {}, geometry
+        assert schemas.GeometrySchema().validate(geometry) == {}, geometry

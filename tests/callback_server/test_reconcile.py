@@ -24,7 +24,6 @@ from werkzeug.serving import make_server
 
 from callback_server.config import Secret, Settings
 from callback_server.deliveries import Delivery, DeliveryQueue
-from callback_server.events import parse_instant
 from callback_server.exceptions import ConfigError
 from callback_server.quarantine import Quarantine
 from callback_server.reconcile import (
@@ -37,6 +36,7 @@ from callback_server.reconcile import (
     RunSummary,
 )
 from callback_server.scale_api import ScaleAPI
+from callback_server.times import parse_instant
 from tests.callback_server.test_ingest import queued_jobs
 from tests.conftest import load_fixture
 from tests.events_support import ATTACHMENT_ERROR

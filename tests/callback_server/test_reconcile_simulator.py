@@ -21,7 +21,7 @@ from callback_server.config import Secret
 from callback_server.deliveries import Delivery, DeliveryQueue
 from callback_server.embedded import RedisProcess
 from callback_server.reconcile import Marks, build_reconciler
-from callback_server.schemas import parse_timestamp
+from callback_server.times import parse_instant
 from tests.callback_server.dropping_sim import Sim, dropping_sim
 from tests.callback_server.test_ingest import queued_jobs
 from tests.conftest import make_settings
@@ -56,7 +56,7 @@ def test_one_run_recovers_a_late_completion_an_error_an_audit_and_a_recall_each_
     # A month between creation and completion (week urgency, then rework), without sleeping.
     sim.call("POST", f"task/{late}/backdate", seconds=MONTH)
     done = sim.complete(late)
-    assert parse_timestamp(done["completed_at"]) - parse_timestamp(done["created_at"]) >= timedelta(days=30)
+    assert parse_instant(done["completed_at"]) - parse_instant(done["created_at"]) >= timedelta(days=30)
     sim.call("POST", f"task/{failed}/error")
     # These two completions did reach the receiver; only the audit's and the recall's callbacks were lost.
     queue = DeliveryQueue.from_settings(make_settings(redis_server.url), redis_conn)

@@ -17,7 +17,7 @@ import requests
 
 from callback_server.devserver import web_command
 from callback_server.embedded import RedisProcess, free_port
-from tests.conftest import LIVE_KEY, TASK_TYPES, load_fixture
+from tests.conftest import LIVE_KEY, REFERENCE_TYPES, load_fixture
 from tests.processes import ROOT, child_env, gunicorn, process, stack_env, wait_for, worker_args
 from tests.workers.conftest import effects
 
@@ -97,7 +97,7 @@ def test_fifty_concurrent_http_copies_make_one_job(server: str, redis_conn: redi
 def test_end_to_end_all_types_each_handler_once_duplicates_run_nothing(
     server: str, server_env: dict[str, str], redis_conn: redis.Redis, tmp_path: Path
 ) -> None:
-    names = [*TASK_TYPES, "unknown_type"]
+    names = [*REFERENCE_TYPES, "unknown_type"]
     for name in names:
         assert post(server, load_fixture(name)).json() == {"status": "queued"}
         assert post(server, load_fixture(name)).json() == {"status": "duplicate"}

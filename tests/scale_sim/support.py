@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-from scale_sim.validation import TASK_TYPES  # noqa: F401 - re-exported for the tests
+from scale_sim.validation import REFERENCE_TYPES  # noqa: F401 - re-exported for the tests
 from tests.processes import wait_for
 
 T = TypeVar("T")

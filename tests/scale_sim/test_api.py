@@ -17,7 +17,7 @@ from tests.scale_sim.support import (
     FORM,
     LIVE_KEY,
     OTHER_TEST_KEY,
-    TASK_TYPES,
+    REFERENCE_TYPES,
     TEST_KEY,
     basic_auth,
     curl_data,
@@ -67,7 +67,7 @@ def test_test_keys_make_test_tasks_and_live_keys_do_not(client: FlaskClient) -> 
 # -- create ------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("task_type", TASK_TYPES)
+@pytest.mark.parametrize("task_type", REFERENCE_TYPES)
 def test_create_from_the_reference_curl_example(client: FlaskClient, task_type: str) -> None:
     answer = client.post(
         f"/v1/task/{task_type}",

@@ -17,7 +17,7 @@ from scaleapi.exceptions import (
 from scaleapi.tasks import Task, TaskStatus, TaskType
 
 from scale_sim.server import SimServer
-from tests.scale_sim.support import OTHER_TEST_KEY, TASK_TYPES, TEST_KEY, Receiver, json_body, wait_for
+from tests.scale_sim.support import OTHER_TEST_KEY, REFERENCE_TYPES, TEST_KEY, Receiver, json_body, wait_for
 
 
 class _Type:
@@ -55,7 +55,7 @@ def create(client: ScaleClient, task_type: str = "categorization", **extra: Any)
     return client.create_task(CLIENT_TYPES[task_type], **{**json_body(CB, task_type), **extra})
 
 
-@pytest.mark.parametrize("task_type", TASK_TYPES)
+@pytest.mark.parametrize("task_type", REFERENCE_TYPES)
 def test_create_every_type(pending_sim: SimServer, task_type: str) -> None:
     task = create(client_for(pending_sim), task_type)
     assert len(task.id) == 24

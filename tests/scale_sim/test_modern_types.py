@@ -17,7 +17,7 @@ from scaleapi.tasks import TaskType
 from scale_sim.exceptions import InvalidRequestError
 from scale_sim.responses import generate_response
 from scale_sim.server import SimServer
-from scale_sim.validation import MODERN_TYPES, validate_task
+from scale_sim.validation import COMMON_TYPES, validate_task
 from tests.scale_sim.support import FORM, MODERN_BODIES, TEST_KEY, basic_auth, json_body, wait_for
 
 CB = "http://127.0.0.1:9/callback"
@@ -39,7 +39,7 @@ def task_of(task_type: str, **changes: Any) -> dict[str, Any]:
     return {"task_id": "6b0b1e014fc6fb127e0052a1", "type": spec.type, "params": spec.params}
 
 
-@pytest.mark.parametrize("task_type", MODERN_TYPES)
+@pytest.mark.parametrize("task_type", COMMON_TYPES)
 def test_each_modern_type_is_created_with_its_params(client: FlaskClient, task_type: str) -> None:
     answer = client.post(f"/v1/task/{task_type}", json=spec_for(task_type), headers=basic_auth(TEST_KEY))
     assert answer.status_code == 200, answer.get_json()
@@ -251,7 +251,7 @@ CLIENT_MODERN_TYPES = {
 }
 
 
-@pytest.mark.parametrize("task_type", MODERN_TYPES)
+@pytest.mark.parametrize("task_type", COMMON_TYPES)
 def test_the_official_client_creates_each_modern_type(start_sim: Callable[..., SimServer], task_type: str) -> None:
     sim = start_sim(completion_delay=0.0)
     client = ScaleClient(TEST_KEY, api_instance_url=sim.api_url)

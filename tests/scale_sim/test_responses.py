@@ -9,7 +9,7 @@ import pytest
 
 from scale_sim.responses import IMAGE_SIZES, PHONECALL_OUTCOMES, generate_response
 from scale_sim.validation import validate_task
-from tests.scale_sim.support import MIB, TASK_TYPES, json_body
+from tests.scale_sim.support import MIB, REFERENCE_TYPES, json_body
 
 TASK_ID = "5774cc78b01249ab09f089dd"
 
@@ -106,7 +106,7 @@ def test_verbatim_transcripts_keep_fillers() -> None:
     assert {"um", "hm", "uh"} & set(response["transcript"].lower().rstrip(".").split())
 
 
-@pytest.mark.parametrize("task_type", TASK_TYPES)
+@pytest.mark.parametrize("task_type", REFERENCE_TYPES)
 def test_same_seed_same_response_and_seeds_differ(task_type: str) -> None:
     t = task(task_type, **({"fields": {"a": "A", "b": "B"}} if task_type == "comparison" else {}))
     assert generate_response(t, seed=7) == generate_response(t, seed=7)

@@ -9,7 +9,7 @@ import pytest
 from scale_sim.exceptions import InvalidRequestError
 from scale_sim.forms import parse_form
 from scale_sim.validation import TaskSpec, canonical_type, validate_task
-from tests.scale_sim.support import TASK_TYPES, json_body, reference_bodies
+from tests.scale_sim.support import REFERENCE_TYPES, json_body, reference_bodies
 
 CB = "http://www.example.com/callback"
 
@@ -116,7 +116,7 @@ def test_audiotranscription_curl_example_gets_the_default_instruction() -> None:
     assert spec.params["attachment_type"] == "audio"
 
 
-@pytest.mark.parametrize("task_type", TASK_TYPES)
+@pytest.mark.parametrize("task_type", REFERENCE_TYPES)
 def test_json_bodies_of_every_type(task_type: str) -> None:
     spec = from_json(task_type, json_body(CB, task_type))
     assert spec.type == task_type

@@ -23,7 +23,7 @@ from callback_server.deliveries import Delivery, DeliveryQueue
 from callback_server.jobs import failure_line, failure_text
 from callback_server.ledger import Ledger
 from callback_server.schemas import load_callback
-from tests.conftest import LIVE_KEY, TASK_TYPES, load_fixture
+from tests.conftest import LIVE_KEY, REFERENCE_TYPES, load_fixture
 from tests.workers.conftest import effects, enqueue
 from workers.effects import effects_key
 from workers.registry import registry
@@ -45,7 +45,7 @@ def failed_ids(settings: Settings, conn: redis.Redis) -> list[str]:
     return FailedJobRegistry(queue=queue).get_job_ids()
 
 
-@pytest.mark.parametrize("name", TASK_TYPES)
+@pytest.mark.parametrize("name", REFERENCE_TYPES)
 def test_each_type_runs_every_handler_once(
     fast_settings: Settings, redis_conn: redis.Redis, recording: ModuleType, name: str
 ) -> None:

@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 
 from callback_server.deliveries import Delivery
-from tests.conftest import TASK_TYPES, load_fixture
+from tests.conftest import REFERENCE_TYPES, load_fixture
 from workers.payloads import Task, build_task
 
 HANDLERS: dict[str, Callable[[Any], None]] = {
-    name: getattr(importlib.import_module(f"workers.handlers.{name}"), f"log_{name}") for name in TASK_TYPES
+    name: getattr(importlib.import_module(f"workers.handlers.{name}"), f"log_{name}") for name in REFERENCE_TYPES
 }
 """Each example handler, by the 2016 type it logs (one module per type, ``log_<type>`` in it)."""
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import TASK_TYPES, load_fixture
+from tests.conftest import REFERENCE_TYPES, load_fixture
 from workers import payloads
 
 
@@ -15,7 +15,7 @@ def delivery(name: str) -> dict[str, Any]:
     return {"delivery_id": "d" * 32, "mode": "live", "source": "callback", "body": load_fixture(name)}
 
 
-@pytest.mark.parametrize("name", TASK_TYPES)
+@pytest.mark.parametrize("name", REFERENCE_TYPES)
 def test_every_type_builds_its_own_dataclass(name: str) -> None:
     task = payloads.build_task(delivery(name))
     assert type(task) is payloads.TASK_CLASSES[name]

@@ -14,7 +14,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -30,6 +29,7 @@ from callback_server.exceptions import CallbackServerError, NotFoundError
 from callback_server.fetch import build_api, fetch_tasks
 from callback_server.jobs import NOT_FAILED
 from callback_server.reconcile_request import COOLDOWN, RunRequests
+from callback_server.times import stamp
 from callback_server.web.state import ReceiverState
 
 log = logging.getLogger(__name__)
@@ -275,7 +275,7 @@ def audit(connection: redis.Redis, action: str, outcomes: list[Outcome], actor: 
     """
     failed = sum(1 for o in outcomes if not o.ok)
     entry = {
-        "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "at": stamp(),
         "action": action,
         "ok": failed == 0,
         "count": len(outcomes),

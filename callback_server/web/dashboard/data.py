@@ -19,7 +19,6 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 from rq.results import Result
 from rq.serializers import JSONSerializer
-from rq.utils import utcparse
 
 from callback_server import defaults, stats
 from callback_server.jobs import failure_text, summary_line
@@ -27,6 +26,7 @@ from callback_server.ledger import Entry, Ledger
 from callback_server.reconcile import RunLog
 from callback_server.reconcile_request import RunRequests
 from callback_server.status import Status, worker_is_live
+from callback_server.times import parse_instant
 
 STATES = ("queued", "running", "waiting to retry", "retrying", "failed", "done")
 """The states a delivery can be shown in (the ledger's, refined by what RQ knows now)."""
@@ -53,11 +53,7 @@ def _when(value: bytes | str | None) -> datetime | None:
     text = _text(value)
     if not text:
         return None
-    try:
-        moment = utcparse(text)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return parse_instant(text)
 
 
 @dataclass
