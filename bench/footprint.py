@@ -26,7 +26,7 @@ from bench import start_web
 from bench.ingest import callback_body
 from callback_server import defaults, ledger
 from callback_server.config import Settings
-from callback_server.deliveries import SEEN_BUCKET
+from callback_server.deliveries import SEEN_PERIOD
 from callback_server.embedded import RedisProcess, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,7 +39,7 @@ FAMILIES = (
     ("rq:job:", "RQ job hashes"),
     ("rq:queue:", "RQ queues"),
     ("rq:", "RQ registries and workers"),
-    ("scb:done:", "handler completions"),
+    ("scb:done:", "effects records"),
     ("scb:seen:", "delivery identities"),
     ("scb:ledger:", "delivery ledger"),
     ("scb:ledger_ix:", "ledger index"),
@@ -87,9 +87,9 @@ def measure(conn: redis.Redis) -> dict[str, int]:
 def retention_days(family: str, conn: redis.Redis, settings: Settings) -> float:
     """How long a delivery's share of a family is kept, in days (0: gone once processed)."""
     if family == "scb:seen:":
-        return (settings.dedup_ttl + SEEN_BUCKET / 2) / DAY  # its bucket outlives it by half a bucket on average
+        return (settings.dedup_ttl + SEEN_PERIOD / 2) / DAY  # its bucket outlives it by half a bucket on average
     if family in ("scb:ledger:", "scb:ledger_ix:"):
-        return (settings.ledger_ttl + ledger.BUCKET / 2) / DAY  # a stream expires LEDGER_TTL after its bucket ends
+        return (settings.ledger_ttl + ledger.PERIOD / 2) / DAY  # a stream expires LEDGER_TTL after its bucket ends
     ttls = [conn.ttl(key) for key in conn.scan_iter(match=f"{family}*", count=1000)]
     ttls = [t for t in ttls if t > 0]
     return (sum(ttls) / len(ttls)) / DAY if ttls else 0.0

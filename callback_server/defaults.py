@@ -78,7 +78,7 @@ SEEN_PREFIX = "scb:seen"
 """Redis key prefix of delivery identities already accepted."""
 
 EFFECTS_PREFIX = "scb:done"
-"""Redis key prefix of the per-delivery record of handlers that completed."""
+"""Redis key prefix of a delivery's effects record (handlers that completed; :mod:`workers.effects`)."""
 
 UNHANDLED_KEY = "scb:unhandled"
 """Redis list of deliveries whose task type no handler serves (recorded by the fallback)."""

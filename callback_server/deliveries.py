@@ -202,17 +202,17 @@ def _outcome_fields(task_type: str, event: str, mode: str) -> tuple[str, str]:
 _TEMPLATE_DELIVERY = Delivery("0" * 32, "template", "template", LIVE, CALLBACK, "", {})
 
 
-SEEN_BUCKET = 6 * 3600
+SEEN_PERIOD = 6 * 3600
 """Seconds of accepted identities one hash holds: a lookup checks DEDUP_TTL / 6 h + 1 hashes."""
 
 
-def seen_bucket_key(bucket: int) -> str:
-    """The hash of the identities accepted in one 6-hour bucket (fields: 16-byte identities)."""
-    return f"{defaults.SEEN_PREFIX}:h{bucket}"
+def seen_period_key(period: int) -> str:
+    """The hash of the identities accepted in one 6-hour period (fields: 16-byte identities)."""
+    return f"{defaults.SEEN_PREFIX}:h{period}"
 
 
 def seen_key(identity: str) -> str:
-    """The key that remembered one accepted delivery before identities were kept in buckets.
+    """The key that remembered one accepted delivery before identities were kept in periods.
 
     Still checked, so deliveries accepted just before an upgrade stay duplicates after it.
     """
@@ -239,9 +239,9 @@ class DeliveryQueue:
         self.queue = Queue(queue_name, connection=connection, serializer=JSONSerializer)
         self.dedup_ttl = dedup_ttl
         self.ledger_ttl = ledger_ttl
-        # An identity lives in its bucket until the bucket's end plus DEDUP_TTL: check every such bucket.
-        self._seen_buckets = -(-dedup_ttl // SEEN_BUCKET) + 1
-        self._bucket_keys: tuple[int, list[str]] = (-1, [])
+        # An identity lives in its period until the period's end plus DEDUP_TTL: check every such period.
+        self._seen_periods = -(-dedup_ttl // SEEN_PERIOD) + 1
+        self._period_keys: tuple[int, list[str]] = (-1, [])
         self.job_timeout = job_timeout
         self.retry = Retry(max=len(retry_intervals), interval=list(retry_intervals)) if retry_intervals else None
         template = self.build_job(_TEMPLATE_DELIVERY).to_dict()
@@ -314,12 +314,12 @@ class DeliveryQueue:
         was marked as seen, and the tally still owes what it did.
         """
         now = time.time()
-        buckets = self._seen_bucket_keys(now)
-        stream = int(now // ledger.BUCKET)
+        periods = self._seen_period_keys(now)
+        stream = int(now // ledger.PERIOD)
         identity = ledger.raw_id(delivery.delivery_id)
         queued_field, duplicate_field = _outcome_fields(delivery.task_type, delivery.event.name, delivery.mode)
         keys = (
-            *buckets,
+            *periods,
             seen_key(delivery.delivery_id),
             Job.key_for(delivery.delivery_id),
             self.queue.key,
@@ -330,11 +330,11 @@ class DeliveryQueue:
         )
         owed = tally.take() if tally is not None else ({}, {})
         args = (
-            len(buckets),
+            len(periods),
             identity,
             delivery.delivery_id,
             *self._varying(delivery),
-            (int(now // SEEN_BUCKET) + 1) * SEEN_BUCKET + self.dedup_ttl,
+            (int(now // SEEN_PERIOD) + 1) * SEEN_PERIOD + self.dedup_ttl,
             ledger.stream_expiry(stream, self.ledger_ttl),
             delivery.task_id,
             ledger.type_code(delivery.task_type),
@@ -357,18 +357,18 @@ class DeliveryQueue:
         """Whether a delivery's identity was accepted within the dedup TTL (a read; accept decides)."""
         identity = ledger.raw_id(delivery_id)
         pipe = self.connection.pipeline(transaction=False)
-        for key in self._seen_bucket_keys(time.time()):
+        for key in self._seen_period_keys(time.time()):
             pipe.hexists(key, identity)
         pipe.exists(seen_key(delivery_id))
         return any(pipe.execute())
 
-    def _seen_bucket_keys(self, now: float) -> list[str]:
+    def _seen_period_keys(self, now: float) -> list[str]:
         """The identity hashes an identity accepted within DEDUP_TTL of ``now`` may be in, newest first."""
-        bucket = int(now // SEEN_BUCKET)
-        cached_bucket, keys = self._bucket_keys
-        if cached_bucket != bucket:  # once in six hours; every callback in between reuses the list
-            keys = [seen_bucket_key(b) for b in range(bucket, bucket - self._seen_buckets, -1)]
-            self._bucket_keys = (bucket, keys)
+        period = int(now // SEEN_PERIOD)
+        cached_period, keys = self._period_keys
+        if cached_period != period:  # once in six hours; every callback in between reuses the list
+            keys = [seen_period_key(b) for b in range(period, period - self._seen_periods, -1)]
+            self._period_keys = (period, keys)
         return keys
 
     def _run_accept(self, keys: tuple[str, ...], args: tuple[Any, ...]) -> Any:

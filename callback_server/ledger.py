@@ -1,6 +1,6 @@
 """The delivery ledger: what arrived, and what became of it, for ``LEDGER_TTL`` (3 days by default).
 
-One Redis stream per 6 hours (``scb:ledger:<bucket>``), newest entries last, each expiring
+One Redis stream per 6 hours (``scb:ledger:<period>``), newest entries last, each expiring
 ``LEDGER_TTL`` after its last entry could have been written. Streams are the cheapest Redis
 structure for this: an entry whose field names repeat the stream's first entry stores only its
 values, so every entry uses the same six names, ``d t y e s m``, and short codes. Two kinds:
@@ -14,7 +14,7 @@ values, so every entry uses the same six names, ``d t y e s m``, and short codes
   attempt, ``s`` its duration in ms, ``m`` the handlers that ran (codes), and for a failure an
   extra ``x``: each failing handler's traceback (cut to :data:`TRACEBACK_LIMIT`).
 
-The entry id is the time. Each stream has an index (``scb:ledger_ix:<bucket>``, a hash written in
+The entry id is the time. Each stream has an index (``scb:ledger_ix:<period>``, a hash written in
 the same script as each entry): ``d:`` and a delivery's 16 bytes give its entry ids, ``t:`` and a
 task id its deliveries' 16 bytes, ``since`` the first entry indexed. A delivery's page reads the
 indexes and then the entries by id, so its cost follows what it shows, not the traffic; a stream
@@ -44,7 +44,7 @@ PREFIX = "scb:ledger"
 HANDLER_NAMES_KEY = "scb:handler_names"
 """Hash of handler code -> dotted name, so an outcome entry names handlers in a few bytes."""
 
-BUCKET = 6 * 3600
+PERIOD = 6 * 3600
 """Seconds of entries one stream holds: it outlives its last entry by LEDGER_TTL, its first by 6 h more."""
 
 TYPE_CODES = (
@@ -119,23 +119,23 @@ SCAN_BATCH = 2000
 """Entries one scan call reads: about a millisecond of Redis, so a search never stalls the ack path."""
 
 
-def stream_key(bucket: int) -> str:
-    """The stream of one 6-hour bucket (Unix time // BUCKET)."""
-    return f"{PREFIX}:{bucket}"
+def stream_key(period: int) -> str:
+    """The stream of one 6-hour period (Unix time // PERIOD)."""
+    return f"{PREFIX}:{period}"
 
 
 INDEX_PREFIX = "scb:ledger_ix"
 """Key prefix of each stream's index: a hash that finds a delivery's entries, and a task's deliveries, by id."""
 
 
-def index_key(bucket: int) -> str:
-    """The index of one bucket's stream: ``d:<16 bytes>`` -> its entry ids, ``t:<task id>`` -> 16-byte delivery ids."""
-    return f"{INDEX_PREFIX}:{bucket}"
+def index_key(period: int) -> str:
+    """The index of one period's stream: ``d:<16 bytes>`` -> its entry ids, ``t:<task id>`` -> 16-byte delivery ids."""
+    return f"{INDEX_PREFIX}:{period}"
 
 
-def stream_expiry(bucket: int, ttl: int) -> int:
-    """When a bucket's stream expires: LEDGER_TTL after the bucket ends."""
-    return (bucket + 1) * BUCKET + ttl
+def stream_expiry(period: int, ttl: int) -> int:
+    """When a period's stream expires: LEDGER_TTL after the period ends."""
+    return (period + 1) * PERIOD + ttl
 
 
 def raw_id(delivery_id: str) -> bytes:
@@ -230,17 +230,17 @@ class Ledger:
         self.ttl = ttl
         self._scan = connection.register_script(scripts.LEDGER_SCAN)
 
-    def _buckets(self, now: float | None = None) -> list[int]:
-        """The buckets whose streams may still exist, newest first."""
-        current = int((datetime.now(UTC).timestamp() if now is None else now) // BUCKET)
-        return list(range(current, current - self.ttl // BUCKET - 2, -1))
+    def _periods(self, now: float | None = None) -> list[int]:
+        """The periods whose streams may still exist, newest first."""
+        current = int((datetime.now(UTC).timestamp() if now is None else now) // PERIOD)
+        return list(range(current, current - self.ttl // PERIOD - 2, -1))
 
     def _entries(self) -> Iterator[tuple[bytes, dict[bytes, bytes]]]:
         """Every entry, newest first (each day's stream read in pages)."""
-        for bucket in self._buckets():
+        for period in self._periods():
             start = b"+"
             while True:
-                page = self.connection.xrevrange(stream_key(bucket), start, "-", count=SCAN_BATCH)
+                page = self.connection.xrevrange(stream_key(period), start, "-", count=SCAN_BATCH)
                 yield from page
                 if len(page) < SCAN_BATCH:
                     break
@@ -251,47 +251,47 @@ class Ledger:
     ) -> Iterator[tuple[bytes, dict[bytes, bytes]]]:
         """Entries whose field ``name`` equals ``value``, newest first, filtered inside Redis.
 
-        With ``before``, only the buckets it names are read, each from just below the given id
+        With ``before``, only the periods it names are read, each from just below the given id
         down (the entries written before its index began; None for the whole stream).
         """
-        for bucket in self._buckets() if before is None else list(before):
-            bound = None if before is None else before[bucket]
+        for period in self._periods() if before is None else list(before):
+            bound = None if before is None else before[period]
             start: bytes | str = "+" if bound is None else b"(" + bound
             while start:
-                nxt, found = self._scan(keys=[stream_key(bucket)], args=[start, SCAN_BATCH, name, value])
+                nxt, found = self._scan(keys=[stream_key(period)], args=[start, SCAN_BATCH, name, value])
                 for entry_id, flat in found:
                     yield entry_id, dict(zip(flat[::2], flat[1::2], strict=True))
                 start = nxt
 
     def _indexed(self, field: bytes) -> tuple[list[tuple[int, bytes]], dict[int, bytes | None]]:
-        """What each bucket's index holds under ``field`` (newest bucket first), and where an index
-        cannot answer alone: a bucket with no index (written before indexes existed) wholly, one
+        """What each period's index holds under ``field`` (newest period first), and where an index
+        cannot answer alone: a period with no index (written before indexes existed) wholly, one
         whose index began after its first entry below that point (:meth:`_matching`'s ``before``).
         """
-        buckets = self._buckets()
+        periods = self._periods()
         with self.connection.pipeline(transaction=False) as pipe:
-            for bucket in buckets:
-                pipe.hmget(index_key(bucket), field, "since")
-                pipe.xrange(stream_key(bucket), "-", "+", count=1)
+            for period in periods:
+                pipe.hmget(index_key(period), field, "since")
+                pipe.xrange(stream_key(period), "-", "+", count=1)
             replies = pipe.execute()
         found: list[tuple[int, bytes]] = []
         legacy: dict[int, bytes | None] = {}
-        for bucket, (value, since), first in zip(buckets, replies[::2], replies[1::2], strict=True):
+        for period, (value, since), first in zip(periods, replies[::2], replies[1::2], strict=True):
             if not first:
                 continue  # no stream (yet, or any more)
             if value:
-                found.append((bucket, value))
+                found.append((period, value))
             if since is None:
-                legacy[bucket] = None
+                legacy[period] = None
             elif first[0][0] != since:
-                legacy[bucket] = since
+                legacy[period] = since
         return found, legacy
 
     def _entries_by_id(self, wanted: list[tuple[int, bytes]]) -> list[tuple[bytes, dict[bytes, bytes]]]:
-        """The entries of the given (bucket, entry id) pairs, as read by id: one pipeline."""
+        """The entries of the given (period, entry id) pairs, as read by id: one pipeline."""
         with self.connection.pipeline(transaction=False) as pipe:
-            for bucket, entry_id in wanted:
-                pipe.xrange(stream_key(bucket), entry_id, entry_id)
+            for period, entry_id in wanted:
+                pipe.xrange(stream_key(period), entry_id, entry_id)
             return [entry for reply in pipe.execute() for entry in reply]
 
     def handler_names(self) -> dict[str, str]:
@@ -326,12 +326,12 @@ class Ledger:
         if not task_id:
             return []
         found, legacy = self._indexed(b"t:" + task_id.encode())
-        pairs = [(bucket, raw[i : i + 16]) for bucket, raw in found for i in range(0, len(raw), 16)]
+        pairs = [(period, raw[i : i + 16]) for period, raw in found for i in range(0, len(raw), 16)]
         with self.connection.pipeline(transaction=False) as pipe:
-            for bucket, delivery in pairs:
-                pipe.hget(index_key(bucket), b"d:" + delivery)
+            for period, delivery in pairs:
+                pipe.hget(index_key(period), b"d:" + delivery)
             ids = pipe.execute()
-        accepts = [(bucket, value.split(b",")[0]) for (bucket, _), value in zip(pairs, ids, strict=True) if value]
+        accepts = [(period, value.split(b",")[0]) for (period, _), value in zip(pairs, ids, strict=True) if value]
         entries = [_accepted(i, f) for i, f in self._entries_by_id(accepts)]
         if legacy:
             entries += [_accepted(i, f) for i, f in self._matching(b"t", task_id.encode(), legacy)]
@@ -347,7 +347,7 @@ class Ledger:
         except (binascii.Error, ValueError):
             return None
         found, legacy = self._indexed(b"d:" + wanted)
-        pairs = [(bucket, entry_id) for bucket, ids in found for entry_id in ids.split(b",")]
+        pairs = [(period, entry_id) for period, ids in found for entry_id in ids.split(b",")]
         entries = self._entries_by_id(pairs)
         if legacy:
             entries += list(self._matching(b"d", wanted, legacy))
@@ -404,17 +404,17 @@ def record_outcome(
     failures: dict[str, str] | None = None,
     now: float | None = None,
 ) -> None:
-    """Queue an outcome entry on a pipeline (its stream expires ``ttl`` after its bucket ends)."""
+    """Queue an outcome entry on a pipeline (its stream expires ``ttl`` after its period ends)."""
     moment = datetime.now(UTC).timestamp() if now is None else now
-    bucket = int(moment // BUCKET)
+    period = int(moment // PERIOD)
     fields = outcome_fields(delivery_id, kind, attempt, duration_ms, handlers, failures or {})
     flat = [part for item in fields.items() for part in item]
     pipe.eval(
         scripts.LEDGER_OUTCOME,
         2,
-        stream_key(bucket),
-        index_key(bucket),
-        stream_expiry(bucket, ttl),
+        stream_key(period),
+        index_key(period),
+        stream_expiry(period, ttl),
         raw_id(delivery_id),
         *flat,
     )

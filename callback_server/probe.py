@@ -19,7 +19,7 @@ from typing import Any
 import redis
 
 from callback_server import defaults, ledger, scripts, stats
-from callback_server.deliveries import SEEN_BUCKET, seen_bucket_key
+from callback_server.deliveries import SEEN_PERIOD, seen_period_key
 from callback_server.times import parse_instant, stamp
 
 log = logging.getLogger(__name__)
@@ -75,19 +75,19 @@ def handle_probe(connection: redis.Redis, delivery: dict[str, Any]) -> dict[str,
     response = body.get("response") if isinstance(body, dict) else None
     nonce = str(response.get("probe", "")) if isinstance(response, dict) else ""
     received = _received_at(delivery.get("received_at"))
-    bucket = int(received // SEEN_BUCKET)
-    buckets = [seen_bucket_key(b) for b in (bucket - 1, bucket, bucket + 1)]
-    stream = int(received // ledger.BUCKET)
+    period = int(received // SEEN_PERIOD)
+    periods = [seen_period_key(b) for b in (period - 1, period, period + 1)]
+    stream = int(received // ledger.PERIOD)
     counter = stats.field(
         "delivery", "queued", PROBE_TYPE, delivery.get("event", "completed"), delivery.get("mode", "")
     )
     notice = notice_key(nonce) if _NONCE.fullmatch(nonce) else ""
     streams = [ledger.stream_key(stream), ledger.stream_key(stream + 1)]
     indexes = [ledger.index_key(stream), ledger.index_key(stream + 1)]
-    keys = [*buckets, *streams, stats.TOTAL_KEY, notice, f"rq:job:{delivery_id}", *indexes]
+    keys = [*periods, *streams, stats.TOTAL_KEY, notice, f"rq:job:{delivery_id}", *indexes]
     cleanup = connection.register_script(scripts.PROBE_CLEANUP)
     task_id = str(delivery.get("task_id", ""))
-    cleanup(keys=keys, args=[len(buckets), ledger.raw_id(delivery_id), counter, PROBE_TTL, task_id])
+    cleanup(keys=keys, args=[len(periods), ledger.raw_id(delivery_id), counter, PROBE_TTL, task_id])
     log.info(
         "probe processed",
         extra={

@@ -45,9 +45,9 @@ ACCEPT = (
     APPLY_TALLY
     + INDEX_ENTRY
     + """
--- KEYS: the identity buckets (newest first, ARGV[1] of them), the legacy identity key, job key,
+-- KEYS: the identity periods (newest first, ARGV[1] of them), the legacy identity key, job key,
 --       queue key, rq:queues, ledger stream, counters hash, the ledger stream's index.
--- ARGV: bucket count, identity (16 bytes), job id, time, data, description, bucket expiry,
+-- ARGV: period count, identity (16 bytes), job id, time, data, description, period expiry,
 --       ledger expiry, ledger values (task id, type, event, source, mode), counter fields for
 --       queued and for duplicate, the minute key, then a tally (callback_server.stats.as_args).
 -- The job's fixed fields are written into the script's text below.
@@ -127,9 +127,9 @@ return entry
 """A worker's outcome entry, and its place in the stream's index, in one call."""
 
 PROBE_CLEANUP = """
--- KEYS: the seen buckets around the acceptance, the ledger streams of its bucket and the next,
+-- KEYS: the seen periods around the acceptance, the ledger streams of its period and the next,
 --       the counters hash, the notice list, the probe's job hash, the two streams' indexes.
--- ARGV: bucket count, identity (16 bytes), counter field, notice TTL, the probe's task id.
+-- ARGV: period count, identity (16 bytes), counter field, notice TTL, the probe's task id.
 -- O(1): the accept script noted the probe's ledger entry id in its job (scb_ledger_id).
 local n = tonumber(ARGV[1])
 for i = 1, n do redis.call('HDEL', KEYS[i], ARGV[2]) end

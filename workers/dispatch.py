@@ -3,7 +3,7 @@
 Handlers are isolated: each runs even if another raised, and each completion is recorded
 on its own, so when one of three fails only that one runs again on the retry. At the end of
 an attempt one pipeline writes what became of it: the ledger's outcome entry, the counters,
-and (when every handler is done) a short life for the completion records, which are only
+and (when every handler is done) a short life for the effects record, which is only
 needed while the delivery can still run again.
 """
 

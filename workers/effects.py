@@ -1,4 +1,8 @@
-"""The record of which handlers completed for which delivery, so a re-run skips them.
+"""The effects record: which handlers completed for which delivery, so a re-run skips them.
+
+One concept, one word: the *effects record* of a delivery is the Redis hash
+``scb:done:<delivery_id>`` (handler name -> when it completed), kept ``EFFECTS_TTL`` while the
+delivery can still run again, and an hour once every handler is done.
 
 RQ delivers at least once: a retry after one handler failed, a replay from the failed
 registry, a job retried after its worker died. Each handler's completion is written right
@@ -24,10 +28,10 @@ RETRYABLE = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.OutOfMe
 """Redis errors that pass by themselves: a restart, a failover, a full Redis under noeviction."""
 
 FIRST_BACKOFF = 0.1
-"""Seconds before the first retry of a completion record; doubled each time, up to MAX_BACKOFF."""
+"""Seconds before the first retry of an effects record write; doubled each time, up to MAX_BACKOFF."""
 
 MAX_BACKOFF = 2.0
-"""The longest wait between two tries of a completion record."""
+"""The longest wait between two tries of an effects record write."""
 
 
 def effects_key(delivery_id: str) -> str:

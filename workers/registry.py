@@ -51,7 +51,7 @@ def _events(task_type: str, events: EventsArg) -> frozenset[str] | None:
 
 
 def handler_name(fn: Handler) -> str:
-    """A stable name for a handler: its dotted path, which keys its completion records."""
+    """A stable name for a handler: its dotted path, which keys its entry in the effects record."""
     return f"{fn.__module__}.{getattr(fn, '__qualname__', repr(fn))}"
 
 

@@ -16,7 +16,7 @@ from rq import Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from callback_server.deliveries import SEEN_BUCKET, delivery_id, seen_bucket_key, seen_key
+from callback_server.deliveries import SEEN_PERIOD, delivery_id, seen_key, seen_period_key
 from callback_server.embedded import RedisProcess
 from callback_server.quarantine import Quarantine
 from tests.conftest import LIVE_KEY, OLD_LIVE_KEY, REFERENCE_TYPES, TEST_KEY, load_fixture
@@ -131,7 +131,7 @@ def test_dedup_key_expires_after_the_configured_ttl(client: FlaskClient, redis_c
     ttl = redis_conn.ttl(key)
     dedup_ttl = app.extensions["callback_server"].settings.dedup_ttl
     # An identity is kept in a 6-hour bucket, which expires DEDUP_TTL after the bucket ends.
-    assert dedup_ttl - 5 <= ttl <= dedup_ttl + SEEN_BUCKET
+    assert dedup_ttl - 5 <= ttl <= dedup_ttl + SEEN_PERIOD
     assert redis_conn.hlen(key) == 1
 
 
@@ -140,9 +140,9 @@ def test_an_identity_in_an_older_bucket_is_still_a_duplicate(client: FlaskClient
     post(client, body)
     (key,) = redis_conn.keys("scb:seen:h*")
     bucket = int(key.decode().rsplit("h", 1)[1])
-    redis_conn.rename(key, seen_bucket_key(bucket - 4))  # accepted a day ago
+    redis_conn.rename(key, seen_period_key(bucket - 4))  # accepted a day ago
     assert post(client, body).get_json() == {"status": "duplicate"}
-    redis_conn.rename(seen_bucket_key(bucket - 4), seen_bucket_key(bucket - 40))  # ten days ago: forgotten
+    redis_conn.rename(seen_period_key(bucket - 4), seen_period_key(bucket - 40))  # ten days ago: forgotten
     assert post(client, body).get_json() == {"status": "queued"}
 
 

@@ -89,9 +89,9 @@ def test_the_ledger_expires_ledger_ttl_after_its_bucket(
 ) -> None:
     post(client, load_fixture("categorization"))
     (key,) = redis_conn.keys("scb:ledger:*")
-    bucket = int(key.decode().rsplit(":", 1)[1])
+    period = int(key.decode().rsplit(":", 1)[1])
     ttl = app.extensions["callback_server"].settings.ledger_ttl
-    assert redis_conn.expiretime(key) == (bucket + 1) * ledger.BUCKET + ttl
+    assert redis_conn.expiretime(key) == (period + 1) * ledger.PERIOD + ttl
 
 
 def test_types_and_events_are_coded_and_read_back(client: FlaskClient, redis_conn: redis.Redis) -> None:
@@ -185,7 +185,7 @@ def test_a_delivery_and_a_task_are_read_through_the_index_whatever_the_traffic(
     pipe = redis_conn.pipeline(transaction=False)
     ledger.record_outcome(pipe, 86400, accepted.delivery_id, ledger.DONE, 1, 2.0, ["app.h"])
     pipe.execute()
-    stream = ledger.stream_key(int(time.time() // ledger.BUCKET))
+    stream = ledger.stream_key(int(time.time() // ledger.PERIOD))
     with redis_conn.pipeline(transaction=False) as fill:  # a busy day: 30,000 entries of other deliveries
         for n in range(30_000):
             fill.xadd(stream, {"d": n.to_bytes(16, "big"), "t": f"other-{n}", "y": "0", "e": "c", "s": "c", "m": "l"})
@@ -197,25 +197,25 @@ def test_a_delivery_and_a_task_are_read_through_the_index_whatever_the_traffic(
     assert found is not None and found.task_id == body["task_id"] and [a.outcome for a in found.attempts] == ["d"]
     assert [e.delivery_id for e in of_task] == [accepted.delivery_id]
     assert "xrevrange" not in calls and "evalsha" not in calls  # no stream was scanned
-    assert calls["xrange"] <= 2 * len(book._buckets()) + 4  # a look per bucket, then the entries by id
+    assert calls["xrange"] <= 2 * len(book._periods()) + 4  # a look per period, then the entries by id
 
 
 def test_entries_written_before_the_index_are_still_found(redis_conn: redis.Redis) -> None:
     """A stream from before this version has no index: it is scanned, as before; a mixed one in part."""
     book = Ledger(redis_conn, ttl=3 * 86400)
-    bucket = int(time.time() // ledger.BUCKET) - 1
+    period = int(time.time() // ledger.PERIOD) - 1
     old = "ab" * 16
     redis_conn.xadd(
-        ledger.stream_key(bucket), {"d": bytes.fromhex(old), "t": "old-task", "y": "0", "e": "c", "s": "c", "m": "l"}
+        ledger.stream_key(period), {"d": bytes.fromhex(old), "t": "old-task", "y": "0", "e": "c", "s": "c", "m": "l"}
     )
     assert book.delivery(old) is not None and [e.delivery_id for e in book.deliveries_of_task("old-task")] == [old]
     newer = "cd" * 16  # the index began after the old entry: it answers for the new one, a scan for the old
     redis_conn.xadd(
-        ledger.stream_key(bucket), {"d": bytes.fromhex(newer), "t": "old-task", "y": "0", "e": "c", "s": "c", "m": "l"}
+        ledger.stream_key(period), {"d": bytes.fromhex(newer), "t": "old-task", "y": "0", "e": "c", "s": "c", "m": "l"}
     )
-    last = redis_conn.xrevrange(ledger.stream_key(bucket), count=1)[0][0]
+    last = redis_conn.xrevrange(ledger.stream_key(period), count=1)[0][0]
     redis_conn.hset(
-        ledger.index_key(bucket),
+        ledger.index_key(period),
         mapping={"since": last, b"d:" + bytes.fromhex(newer): last, "t:old-task": bytes.fromhex(newer)},
     )
     assert {e.delivery_id for e in book.deliveries_of_task("old-task")} == {old, newer}

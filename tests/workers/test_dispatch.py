@@ -169,7 +169,7 @@ def test_a_finished_job_leaves_its_outcome_in_the_ledger_and_no_rq_result(
     entry = Ledger(redis_conn, fast_settings.ledger_ttl).delivery(delivery.delivery_id)
     assert entry is not None and entry.state == "done"
     assert entry.attempts[0].handlers == ["workers.handlers.categorization.log_categorization"]
-    # The completion records only live as long as the delivery could run again.
+    # The effects records only live as long as the delivery could run again.
     assert 0 < redis_conn.ttl(f"scb:done:{delivery.delivery_id}") <= 3600
     counts = stats.totals(redis_conn)
     assert counts["handler_run|workers.handlers.categorization.log_categorization|categorization|done"] == 1

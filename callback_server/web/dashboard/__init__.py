@@ -165,17 +165,17 @@ def overview() -> str:
     outcomes = list(charts.COLORS)[:4]
     chart_list: list[tuple[str, Markup]] = []
     spans = (("last hour, per minute", series.hour, 1), ("last day, per 15 minutes", series.day, 15))
-    for label, buckets, size in spans:
+    for label, bars, size in spans:
         chart_list += [
             (
                 f"Callbacks by outcome, {label}",
-                charts.stacked_bars(f"Callbacks by outcome, {label}", buckets, "out", outcomes, size),
+                charts.stacked_bars(f"Callbacks by outcome, {label}", bars, "out", outcomes, size),
             ),
             (
                 f"Handler runs by outcome, {label}",
-                charts.stacked_bars(f"Handler runs by outcome, {label}", buckets, "run", ("done", "failed"), size),
+                charts.stacked_bars(f"Handler runs by outcome, {label}", bars, "run", ("done", "failed"), size),
             ),
-            (f"Ack latency, {label}", charts.latency_lines(f"Ack latency, {label}", buckets)),
+            (f"Ack latency, {label}", charts.latency_lines(f"Ack latency, {label}", bars)),
         ]
     status = read_status(conn, settings)
     runs = data.reconciliation(conn, 1)["runs"]

@@ -31,23 +31,23 @@ COLORS = {
 
 
 @dataclass(frozen=True)
-class Bucket:
+class Bar:
     """Counts of a span of minutes starting at ``start`` (a Unix minute)."""
 
     start: int
     counts: dict[str, float]
 
 
-def buckets(minutes: Sequence[tuple[int, dict[str, float]]], size: int) -> list[Bucket]:
-    """Minutes summed into buckets of ``size`` minutes (the last day in 15-minute bars, say)."""
-    out: list[Bucket] = []
+def bars(minutes: Sequence[tuple[int, dict[str, float]]], size: int) -> list[Bar]:
+    """Minutes summed into bars of ``size`` minutes (the last day in 15-minute bars, say)."""
+    out: list[Bar] = []
     for index in range(0, len(minutes), size):
         chunk = minutes[index : index + size]
         summed: dict[str, float] = {}
         for _, counts in chunk:
             for name, value in counts.items():
                 summed[name] = summed.get(name, 0.0) + value
-        out.append(Bucket(chunk[0][0], summed))
+        out.append(Bar(chunk[0][0], summed))
     return out
 
 
@@ -91,8 +91,8 @@ def _frame(
     return parts
 
 
-def stacked_bars(title: str, data: Sequence[Bucket], prefix: str, series: Sequence[str], minutes_each: int) -> Markup:
-    """Bars of ``prefix|<series>`` counts per bucket, stacked in ``series`` order."""
+def stacked_bars(title: str, data: Sequence[Bar], prefix: str, series: Sequence[str], minutes_each: int) -> Markup:
+    """Bars of ``prefix|<series>`` counts per bar, stacked in ``series`` order."""
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     totals = [sum(b.counts.get(stats.field(prefix, s), 0.0) for s in series) for b in data]
     top = _nice_max(max(totals, default=0.0))
@@ -107,10 +107,10 @@ def stacked_bars(title: str, data: Sequence[Bucket], prefix: str, series: Sequen
         "bars",
         sum(totals),
     )
-    for index, bucket in enumerate(data):
+    for index, bar in enumerate(data):
         base = float(TOP + plot_h)
         for name in series:
-            value = bucket.counts.get(stats.field(prefix, name), 0.0)
+            value = bar.counts.get(stats.field(prefix, name), 0.0)
             if value <= 0:
                 continue
             height = value / top * plot_h
@@ -118,14 +118,14 @@ def stacked_bars(title: str, data: Sequence[Bucket], prefix: str, series: Sequen
             parts.append(
                 f'<rect class="bar" x="{LEFT + index * slot + 0.5:.1f}" y="{base:.1f}" '
                 f'width="{max(slot - 1, 0.8):.1f}" height="{height:.1f}" fill="{COLORS.get(name, "#666")}">'
-                f"<title>{_clock(bucket.start)} {escape(name)}: {value:g}</title></rect>"
+                f"<title>{_clock(bar.start)} {escape(name)}: {value:g}</title></rect>"
             )
     parts.append("</svg>")
     return Markup("".join(parts))
 
 
-def latency_lines(title: str, data: Sequence[Bucket]) -> Markup:
-    """Ack latency p50 and p99 per bucket (the upper bound of the histogram bucket), in ms."""
+def latency_lines(title: str, data: Sequence[Bar]) -> Markup:
+    """Ack latency p50 and p99 per bar (the upper bound of the histogram bucket), in ms."""
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     quantiles = {
         name: [stats.quantile(b.counts, "ack", stats.ACK_BUCKETS_MS, q) for b in data]

@@ -151,7 +151,7 @@ def workers(connection: redis.Redis) -> list[WorkerView]:
 
 @dataclass
 class Charts:
-    """The chart buckets of the last hour (per minute) and the last day (per 15 minutes)."""
+    """The chart bars of the last hour (per minute) and the last day (per 15 minutes)."""
 
     hour: list[Any] = field(default_factory=list)
     day: list[Any] = field(default_factory=list)
@@ -159,10 +159,10 @@ class Charts:
 
 def chart_data(connection: redis.Redis) -> Charts:
     """Per-minute counters of the last day, one pipeline."""
-    from callback_server.web.dashboard.charts import buckets
+    from callback_server.web.dashboard.charts import bars
 
     minutes = stats.minutes(connection, 24 * 60)
-    return Charts(hour=buckets(minutes[-60:], 1), day=buckets(minutes, 15))
+    return Charts(hour=bars(minutes[-60:], 1), day=bars(minutes, 15))
 
 
 @dataclass
