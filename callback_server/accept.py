@@ -25,7 +25,7 @@ from callback_server.deliveries import CALLBACK, REPLAY, Delivery, DeliveryQueue
 from callback_server.events import UnknownStatusError, derive_event
 from callback_server.exceptions import InvalidCallbackError, NotFoundError, UnkeepableError
 from callback_server.quarantine import Quarantine
-from callback_server.render import printable
+from callback_server.render import shorten
 from callback_server.schemas import load_callback_event
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ class AcceptPath:
                 extra={"outcome": QUARANTINED, "source": source, "error": type(exc).__name__},
             )
             reason = f"body passed validation but could not be queued: {type(exc).__name__}"
-            details = {"_schema": [printable(str(exc))[:300]]}
+            details = {"_schema": [shorten(exc, 300)]}
             refused = Offered(QUARANTINED, event, reason=reason, details=details, unexpected=True)
         else:
             if kept is not None:

@@ -38,7 +38,7 @@ class KeyRing:
     def __repr__(self) -> str:
         return f"KeyRing(live={len(self.live)} keys, test={len(self.test)} keys)"
 
-    def mode_of(self, header: str | None) -> str:
+    def authenticate(self, header: str | None) -> str:
         """The mode (``live`` or ``test``) whose key the header matches; else :class:`CallbackAuthError`."""
         if not header:
             raise CallbackAuthError("missing scale-callback-auth header")

@@ -42,7 +42,7 @@ from callback_server.reconcile import (
     build_reconciler,
 )
 from callback_server.render import printable
-from callback_server.reporting import init_sentry
+from callback_server.sentry import init_sentry
 from callback_server.times import parse_instant
 
 log = logging.getLogger(__name__)

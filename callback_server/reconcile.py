@@ -33,7 +33,8 @@ from callback_server.config import Settings
 from callback_server.deliveries import RECONCILE, DeliveryQueue
 from callback_server.exceptions import CallbackServerError, UnkeepableError
 from callback_server.quarantine import Quarantine
-from callback_server.scale_api import ScaleAPI, ScaleAPIError, short_text
+from callback_server.render import shorten
+from callback_server.scale_api import ScaleAPI, ScaleAPIError
 from callback_server.times import parse_instant, stamp
 
 log = logging.getLogger(__name__)
@@ -342,7 +343,7 @@ class Reconciler:
         except redis.RedisError:
             raise
         except Exception as exc:  # not even quarantined: one odd task must not end the run; it is named
-            task_id = short_text(str(task.get("task_id")) if isinstance(task, dict) else "?", 80)
+            task_id = shorten(task.get("task_id") if isinstance(task, dict) else "?", 80)
             cause = exc.cause if isinstance(exc, UnkeepableError) else type(exc).__name__
             error = exc.error if isinstance(exc, UnkeepableError) else type(exc).__name__
             summary.task_errors += 1

@@ -53,3 +53,9 @@ def printable(value: object, *, multiline: bool = False) -> str:
         return text  # the common case, without a per-character walk
     keep = "\n\t" if multiline else ""
     return "".join(_escape(c) if c not in keep and _unsafe(c) else c for c in text)
+
+
+def shorten(value: object, limit: int) -> str:
+    """:func:`printable` on one line, cut at ``limit`` characters (marked ``...`` when cut)."""
+    flat = printable(value)
+    return flat[:limit] + ("..." if len(flat) > limit else "")

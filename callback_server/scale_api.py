@@ -20,6 +20,7 @@ import requests
 
 from callback_server.config import Secret
 from callback_server.exceptions import CallbackServerError
+from callback_server.render import shorten
 
 log = logging.getLogger(__name__)
 
@@ -205,10 +206,4 @@ def _error_text(response: requests.Response) -> str:
         text = str(data.get("error") or data.get("message") or "") if isinstance(data, dict) else ""
     except ValueError:
         text = ""
-    return short_text(text or response.text or "(no message)", 200)
-
-
-def short_text(text: str, limit: int) -> str:
-    """Text safe for a terminal and a log line: one line, escaped, short."""
-    safe = text.encode("ascii", "backslashreplace").decode("ascii")
-    return "".join(c if c.isprintable() else " " for c in safe)[:limit]
+    return shorten(text or response.text or "(no message)", 200)

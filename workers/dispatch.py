@@ -20,10 +20,10 @@ import redis
 from rq import get_current_job
 from rq.timeouts import JobTimeoutException
 
-from callback_server import defaults, ledger, reporting, stats
+from callback_server import defaults, ledger, sentry, stats
 from callback_server.events import Event
 from callback_server.probe import PROBE_TYPE, handle_probe
-from callback_server.render import printable
+from callback_server.render import shorten
 from workers.effects import Effects, effects_key
 from workers.payloads import Task, build_task
 from workers.registry import registry
@@ -59,7 +59,7 @@ def _job_connection() -> redis.Redis:
 
 def process_delivery(delivery: dict[str, Any]) -> dict[str, list[str]]:
     """Run every handler of the delivery's task type and event that has not completed yet."""
-    reporting.tag_delivery(delivery)
+    sentry.tag_delivery(delivery)
     connection = _job_connection()
     if delivery.get("type") == PROBE_TYPE:
         # doctor's end-to-end probe: never a handler's, and it leaves no record (callback_server/probe.py).
@@ -130,8 +130,7 @@ def one_line(text: str) -> str:
 
     A message, which a sender's body can fill, cannot then pose as another line.
     """
-    flat = printable(text)
-    return flat[:SUMMARY_CHARS] + ("..." if len(flat) > SUMMARY_CHARS else "")
+    return shorten(text, SUMMARY_CHARS)
 
 
 def _storable(text: str) -> str:

@@ -53,7 +53,7 @@ from callback_server.config import Settings
 from callback_server.connection import connect, warn_if_evicting
 from callback_server.exceptions import CallbackServerError, FailureNotRecordedError
 from callback_server.logs import configure_logging
-from callback_server.reporting import init_sentry
+from callback_server.sentry import init_sentry
 from workers import dispatch, rescue
 from workers.registry import import_handler_modules, registry
 

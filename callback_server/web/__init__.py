@@ -18,11 +18,11 @@ from callback_server.web.state import EXTENSION, ReceiverState
 
 def create_app(settings: Settings | None = None, *, connection: redis.Redis | None = None) -> Flask:
     """Build the web app; with no settings given, read them from the environment (fail-fast)."""
-    from callback_server import reporting
+    from callback_server import sentry
     from callback_server.web import dashboard, error_handlers, health, ingest, metrics
 
     settings = settings if settings is not None else Settings.from_env()
-    reporting.init_sentry(settings, "web")
+    sentry.init_sentry(settings, "web")
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
     if settings.local_dev:

@@ -74,7 +74,7 @@ def receive() -> Response:
     """Accept one callback from Scale."""
     started = time.perf_counter()
     state = receiver_state(current_app)
-    mode = state.keyring.mode_of(request.headers.get(HEADER))
+    mode = state.keyring.authenticate(request.headers.get(HEADER))
     request_id = _request_id()
     state.tally.flush_in_background(state.connection)
     if not _is_json(request.mimetype):

@@ -35,10 +35,10 @@ def test_keys_rotate_and_never_print() -> None:
     assert repr(Secret("x")) == "'**********'"
     ring = KeyRing.from_secrets(settings.live_keys, settings.test_keys)
     assert NEW not in repr(ring)
-    assert ring.mode_of(OLD) == "live"
-    assert ring.mode_of(TEST) == "test"
+    assert ring.authenticate(OLD) == "live"
+    assert ring.authenticate(TEST) == "test"
     with pytest.raises(CallbackAuthError):
-        ring.mode_of(NEW + " ")
+        ring.authenticate(NEW + " ")
 
 
 @pytest.mark.parametrize(

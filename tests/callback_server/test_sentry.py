@@ -19,7 +19,7 @@ from rq.serializers import JSONSerializer
 from sentry_sdk.envelope import Envelope
 from sentry_sdk.transport import Transport
 
-from callback_server import reporting
+from callback_server import sentry
 from callback_server.config import Secret, Settings
 from callback_server.deliveries import Delivery, DeliveryQueue
 from callback_server.exceptions import ConfigError
@@ -61,7 +61,7 @@ def transport(settings: Settings) -> Iterator[LocalTransport]:
 
 def test_without_a_dsn_nothing_starts(settings: Settings) -> None:
     assert settings.sentry_dsn is None
-    assert reporting.init_sentry(settings, "web") is False
+    assert sentry.init_sentry(settings, "web") is False
     assert not sentry_sdk.get_client().is_active()
 
 
@@ -77,7 +77,7 @@ def test_a_web_error_is_reported_with_no_header_cookie_query_or_body(
     settings: Settings, transport: LocalTransport
 ) -> None:
     app = create_app(replace(settings, sentry_dsn=Secret(DSN)))
-    assert reporting.init_sentry(replace(settings, sentry_dsn=Secret(DSN)), "web", transport=transport)
+    assert sentry.init_sentry(replace(settings, sentry_dsn=Secret(DSN)), "web", transport=transport)
 
     @app.post("/boom")
     def boom() -> str:
@@ -116,7 +116,7 @@ def test_a_web_error_is_reported_with_no_header_cookie_query_or_body(
 def test_an_error_log_line_becomes_an_event_tagged_with_its_delivery(
     settings: Settings, transport: LocalTransport
 ) -> None:
-    reporting.init_sentry(replace(settings, sentry_dsn=Secret(DSN)), "web", transport=transport)
+    sentry.init_sentry(replace(settings, sentry_dsn=Secret(DSN)), "web", transport=transport)
     logging.getLogger("callback_server.test").error(
         "valid body could not be queued",
         extra={
@@ -154,7 +154,7 @@ def test_a_failing_handler_is_reported_with_the_delivery_s_tags_and_never_its_bo
     redis_server: Any, redis_conn: redis.Redis, transport: LocalTransport, failing_handler: None
 ) -> None:
     settings = make_settings(redis_server.url, handler_retry_intervals=(), sentry_dsn=Secret(DSN))
-    assert reporting.init_sentry(settings, "worker", transport=transport)
+    assert sentry.init_sentry(settings, "worker", transport=transport)
     body = load_fixture("categorization")
     body["task"]["metadata"] = {"note": SECRET_MARK}
     delivery = replace(Delivery.from_body(body, mode="live"), request_id="req-abc")
@@ -178,7 +178,7 @@ def test_a_failing_handler_is_reported_with_the_delivery_s_tags_and_never_its_bo
     job_event = next(e for e in events if e.get("logger") != "workers.dispatch")
     assert job_event["tags"]["delivery_id"] == delivery.delivery_id
     assert job_event["tags"]["component"] == "worker"
-    assert set(job_event["extra"]["rq-job"]) <= set(reporting.KEPT_JOB_KEYS)
+    assert set(job_event["extra"]["rq-job"]) <= set(sentry.KEPT_JOB_KEYS)
     raw = transport.raw()
     assert SECRET_MARK.encode() not in raw
     assert b"Red or blue" not in raw and b'"response"' not in raw
@@ -187,10 +187,10 @@ def test_a_failing_handler_is_reported_with_the_delivery_s_tags_and_never_its_bo
 def test_tag_delivery_names_the_delivery_in_every_report_of_its_scope(
     settings: Settings, transport: LocalTransport
 ) -> None:
-    reporting.tag_delivery({"task_id": "t1"})  # without Sentry: nothing happens, nothing fails
-    reporting.init_sentry(replace(settings, sentry_dsn=Secret(DSN)), "worker", transport=transport)
+    sentry.tag_delivery({"task_id": "t1"})  # without Sentry: nothing happens, nothing fails
+    sentry.init_sentry(replace(settings, sentry_dsn=Secret(DSN)), "worker", transport=transport)
     with sentry_sdk.new_scope():
-        reporting.tag_delivery(
+        sentry.tag_delivery(
             {
                 "task_id": "t\u202e9",
                 "type": "annotation",
