@@ -211,14 +211,6 @@ def seen_period_key(period: int) -> str:
     return f"{defaults.SEEN_PREFIX}:h{period}"
 
 
-def seen_key(identity: str) -> str:
-    """The key that remembered one accepted delivery before identities were kept in periods.
-
-    Still checked, so deliveries accepted just before an upgrade stay duplicates after it.
-    """
-    return f"{defaults.SEEN_PREFIX}:{identity}"
-
-
 class DeliveryQueue:
     """Puts deliveries on the RQ queue, at most once per identity within the dedup TTL."""
 
@@ -318,33 +310,32 @@ class DeliveryQueue:
         stream = int(now // ledger.PERIOD)
         identity = ledger.raw_id(delivery.delivery_id)
         queued_field, duplicate_field = _outcome_fields(delivery.task_type, delivery.event.name, delivery.mode)
-        keys = (
-            *periods,
-            seen_key(delivery.delivery_id),
-            Job.key_for(delivery.delivery_id),
-            self.queue.key,
-            Queue.redis_queues_keys,
-            ledger.stream_key(stream),
-            stats.TOTAL_KEY,
-            ledger.index_key(stream),
-        )
         owed = tally.take() if tally is not None else ({}, {})
-        args = (
-            len(periods),
-            identity,
-            delivery.delivery_id,
-            *self._varying(delivery),
-            (int(now // SEEN_PERIOD) + 1) * SEEN_PERIOD + self.dedup_ttl,
-            ledger.stream_expiry(stream, self.ledger_ttl),
-            delivery.task_id,
-            ledger.type_code(delivery.task_type),
-            ledger.event_code(delivery.event),
-            ledger.SOURCES.get(delivery.source, delivery.source),
-            ledger.MODES.get(delivery.mode, delivery.mode),
-            queued_field,
-            duplicate_field,
-            stats.minute_key(stats.current_minute(now)),
-            *stats.as_args(*owed),
+        stamp, data, description = self._varying(delivery)
+        keys, args = scripts.accept_call(
+            seen=periods,
+            job=Job.key_for(delivery.delivery_id),
+            queue=self.queue.key,
+            queues=Queue.redis_queues_keys,
+            stream=ledger.stream_key(stream),
+            counters=stats.TOTAL_KEY,
+            index=ledger.index_key(stream),
+            identity=identity,
+            job_id=delivery.delivery_id,
+            stamp=stamp,
+            data=data,
+            description=description,
+            seen_expiry=(int(now // SEEN_PERIOD) + 1) * SEEN_PERIOD + self.dedup_ttl,
+            ledger_expiry=ledger.stream_expiry(stream, self.ledger_ttl),
+            task_id=delivery.task_id,
+            type_code=ledger.type_code(delivery.task_type),
+            event_code=ledger.event_code(delivery.event),
+            source_code=ledger.SOURCES.get(delivery.source, delivery.source),
+            mode_code=ledger.MODES.get(delivery.mode, delivery.mode),
+            queued_field=queued_field,
+            duplicate_field=duplicate_field,
+            minute=stats.minute_key(stats.current_minute(now)),
+            tally=stats.as_args(*owed),
         )
         try:
             return bool(self._run_accept(keys, args))
@@ -359,7 +350,6 @@ class DeliveryQueue:
         pipe = self.connection.pipeline(transaction=False)
         for key in self._seen_period_keys(time.time()):
             pipe.hexists(key, identity)
-        pipe.exists(seen_key(delivery_id))
         return any(pipe.execute())
 
     def _seen_period_keys(self, now: float) -> list[str]:

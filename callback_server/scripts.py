@@ -7,6 +7,9 @@ because it cannot afford redis-py's generic retry.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 APPLY_TALLY = """
 -- Applies a tally (see callback_server.stats.as_args) starting at ARGV[i]; returns the next index.
 local function apply_tally(total_key, minute_prefix, minute_ttl, i)
@@ -45,47 +48,101 @@ ACCEPT = (
     APPLY_TALLY
     + INDEX_ENTRY
     + """
--- KEYS: the identity periods (newest first, ARGV[1] of them), the legacy identity key, job key,
---       queue key, rq:queues, ledger stream, counters hash, the ledger stream's index.
--- ARGV: period count, identity (16 bytes), job id, time, data, description, period expiry,
---       ledger expiry, ledger values (task id, type, event, source, mode), counter fields for
---       queued and for duplicate, the minute key, then a tally (callback_server.stats.as_args).
--- The job's fixed fields are written into the script's text below.
+-- Arguments: see accept_call() below, which packs them; the names here are its names.
 local n = tonumber(ARGV[1])
+local identity, job_id, stamp, data, description = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local seen_expiry, ledger_expiry = ARGV[7], ARGV[8]
+local task_id, type_code, event_code, source_code, mode_code = ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13]
+local queued_field, duplicate_field, minute = ARGV[14], ARGV[15], ARGV[16]
+local job, queue, queues, stream, counters, index = KEYS[n + 1], KEYS[n + 2], KEYS[n + 3], KEYS[n + 4], KEYS[n + 5],
+  KEYS[n + 6]
+-- The job's fixed fields are written into the script's text below.
 local new = 1
 for i = 1, n do
-  if redis.call('HEXISTS', KEYS[i], ARGV[2]) == 1 then new = 0; break end
+  if redis.call('HEXISTS', KEYS[i], identity) == 1 then new = 0; break end
 end
-if new == 1 and redis.call('EXISTS', KEYS[n + 1]) == 1 then new = 0 end
-local minute = ARGV[16]
 if new == 1 then
-  redis.call('HSET', KEYS[1], ARGV[2], '')
-  redis.call('EXPIREAT', KEYS[1], ARGV[7])
-  redis.call('HSET', KEYS[n + 2], 'created_at', ARGV[4], 'enqueued_at', ARGV[4], 'data', ARGV[5],
-             'description', ARGV[6]%(fixed)s)
-  redis.call('RPUSH', KEYS[n + 3], ARGV[3])
-  redis.call('SADD', KEYS[n + 4], KEYS[n + 3])
-  local entry = redis.call('XADD', KEYS[n + 5], '*', 'd', ARGV[2], 't', ARGV[9], 'y', ARGV[10], 'e', ARGV[11],
-                          's', ARGV[12], 'm', ARGV[13])
+  redis.call('HSET', KEYS[1], identity, '')
+  redis.call('EXPIREAT', KEYS[1], seen_expiry)
+  redis.call('HSET', job, 'created_at', stamp, 'enqueued_at', stamp, 'data', data,
+             'description', description%(fixed)s)
+  redis.call('RPUSH', queue, job_id)
+  redis.call('SADD', queues, queue)
+  local entry = redis.call('XADD', stream, '*', 'd', identity, 't', task_id, 'y', type_code, 'e', event_code,
+                          's', source_code, 'm', mode_code)
   -- doctor's probe: its entry's id, so that the worker removes it in O(1) (PROBE_CLEANUP)
-  if ARGV[10] == '%(probe_code)s' then redis.call('HSET', KEYS[n + 2], 'scb_ledger_id', entry) end
-  index_entry(KEYS[n + 7], ARGV[2], entry, ARGV[8])
-  local task_field = 't:' .. ARGV[9]
-  redis.call('HSET', KEYS[n + 7], task_field, (redis.call('HGET', KEYS[n + 7], task_field) or '') .. ARGV[2])
-  redis.call('EXPIREAT', KEYS[n + 5], ARGV[8])
-  redis.call('HINCRBYFLOAT', KEYS[n + 6], ARGV[14], 1)
+  if type_code == '%(probe_code)s' then redis.call('HSET', job, 'scb_ledger_id', entry) end
+  index_entry(index, identity, entry, ledger_expiry)
+  local task_field = 't:' .. task_id
+  redis.call('HSET', index, task_field, (redis.call('HGET', index, task_field) or '') .. identity)
+  redis.call('EXPIREAT', stream, ledger_expiry)
+  redis.call('HINCRBYFLOAT', counters, queued_field, 1)
   redis.call('HINCRBYFLOAT', minute, 'out|queued', 1)
 else
-  redis.call('HINCRBYFLOAT', KEYS[n + 6], ARGV[15], 1)
+  redis.call('HINCRBYFLOAT', counters, duplicate_field, 1)
   redis.call('HINCRBYFLOAT', minute, 'out|duplicate', 1)
 end
 redis.call('EXPIRE', minute, %(minute_ttl)d)
-apply_tally(KEYS[n + 6], '%(minute_prefix)s', %(minute_ttl)d, 17)
+apply_tally(counters, '%(minute_prefix)s', %(minute_ttl)d, 17)
 return new
 """
 )
 """Accept a delivery or call it a duplicate, write its job and ledger entry, count it (a template:
-``%(fixed)s`` is the job's fixed fields, filled in per queue configuration)."""
+``%(fixed)s`` is the job's fixed fields, filled in per queue configuration). Returns 1 if queued."""
+
+
+def accept_call(
+    *,
+    seen: Sequence[str],
+    job: str,
+    queue: str,
+    queues: str,
+    stream: str,
+    counters: str,
+    index: str,
+    identity: bytes,
+    job_id: str,
+    stamp: str,
+    data: bytes,
+    description: str,
+    seen_expiry: int,
+    ledger_expiry: int,
+    task_id: str,
+    type_code: str,
+    event_code: str,
+    source_code: str,
+    mode_code: str,
+    queued_field: str,
+    duplicate_field: str,
+    minute: str,
+    tally: Sequence[Any],
+) -> tuple[tuple[str, ...], tuple[Any, ...]]:
+    """The KEYS and ARGV of :data:`ACCEPT`, each in its place (``seen``: the identity periods, newest first).
+
+    ``tally`` is what :func:`callback_server.stats.as_args` packs; it starts at ARGV[17].
+    """
+    keys = (*seen, job, queue, queues, stream, counters, index)
+    args = (
+        len(seen),
+        identity,
+        job_id,
+        stamp,
+        data,
+        description,
+        seen_expiry,
+        ledger_expiry,
+        task_id,
+        type_code,
+        event_code,
+        source_code,
+        mode_code,
+        queued_field,
+        duplicate_field,
+        minute,
+        *tally,
+    )
+    return keys, args
+
 
 LEDGER_SCAN = """
 -- KEYS[1]: a ledger stream.  ARGV: start id (inclusive, '+' for the newest), count, field, value.

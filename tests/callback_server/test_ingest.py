@@ -16,7 +16,7 @@ from rq import Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from callback_server.deliveries import SEEN_PERIOD, delivery_id, seen_key, seen_period_key
+from callback_server.deliveries import SEEN_PERIOD, delivery_id, seen_period_key
 from callback_server.embedded import RedisProcess
 from callback_server.quarantine import Quarantine
 from tests.conftest import LIVE_KEY, OLD_LIVE_KEY, REFERENCE_TYPES, TEST_KEY, load_fixture
@@ -144,15 +144,6 @@ def test_an_identity_in_an_older_bucket_is_still_a_duplicate(client: FlaskClient
     assert post(client, body).get_json() == {"status": "duplicate"}
     redis_conn.rename(seen_period_key(bucket - 4), seen_period_key(bucket - 40))  # ten days ago: forgotten
     assert post(client, body).get_json() == {"status": "queued"}
-
-
-def test_an_identity_accepted_before_buckets_is_still_a_duplicate(client: FlaskClient, redis_conn: redis.Redis) -> None:
-    """Deliveries accepted by the release before identity buckets (one key each) stay duplicates."""
-    body = load_fixture("categorization")
-    identity = delivery_id(body)
-    redis_conn.set(seen_key(identity), identity, ex=3600)
-    assert post(client, body).get_json() == {"status": "duplicate"}
-    assert queued_jobs(redis_conn) == []
 
 
 # --- authentication ------------------------------------------------------------------------------
