@@ -128,12 +128,15 @@ def _names(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in env.get(name, "").split(",") if part.strip())
 
 
-def _lookback_variable(env: Mapping[str, str]) -> str:
-    """RECONCILE_LOOKBACK, or the RECONCILE_WINDOW it replaces when only that one is set."""
-    lookback, window = env.get("RECONCILE_LOOKBACK", "").strip(), env.get("RECONCILE_WINDOW", "").strip()
-    if lookback and window and lookback != window:
-        raise ConfigError("RECONCILE_WINDOW is replaced by RECONCILE_LOOKBACK: set only RECONCILE_LOOKBACK")
-    return "RECONCILE_WINDOW" if window and not lookback else "RECONCILE_LOOKBACK"
+RENAMED = {"RECONCILE_WINDOW": "RECONCILE_LOOKBACK"}
+"""Variables that were renamed and are no longer read: a deploy that still sets one stops, naming the new
+name, instead of silently running on the default."""
+
+
+def _refuse_renamed(env: Mapping[str, str]) -> None:
+    for old, new in RENAMED.items():
+        if env.get(old, "").strip():
+            raise ConfigError(f"{old} is no longer read: it was renamed {new}; set {new} and unset {old}")
 
 
 def _projects(env: Mapping[str, str]) -> tuple[str, ...]:
@@ -238,16 +241,16 @@ class Settings:
         """Read and check every variable; raise :class:`ConfigError` naming the first bad one."""
         env = os.environ if env is None else env
         dedup_ttl = read_int(env, "DEDUP_TTL", defaults.DEDUP_TTL, minimum=defaults.MIN_DEDUP_TTL)
-        lookback_name = _lookback_variable(env)
-        reconcile_lookback = read_int(env, lookback_name, defaults.RECONCILE_LOOKBACK, minimum=60)
+        _refuse_renamed(env)
+        reconcile_lookback = read_int(env, "RECONCILE_LOOKBACK", defaults.RECONCILE_LOOKBACK, minimum=60)
         if reconcile_lookback > dedup_ttl:
             # Older deliveries are forgotten, so the reconciler would queue them a second time.
-            raise ConfigError(f"{lookback_name} ({reconcile_lookback}) must not exceed DEDUP_TTL ({dedup_ttl})")
+            raise ConfigError(f"RECONCILE_LOOKBACK ({reconcile_lookback}) must not exceed DEDUP_TTL ({dedup_ttl})")
         reconcile_overlap = read_int(env, "RECONCILE_OVERLAP", defaults.RECONCILE_OVERLAP, minimum=0)
         if reconcile_overlap > reconcile_lookback:
             # A scheduled run would reach back further than a first run, and past what DEDUP_TTL covers.
             raise ConfigError(
-                f"RECONCILE_OVERLAP ({reconcile_overlap}) must not exceed {lookback_name} ({reconcile_lookback})"
+                f"RECONCILE_OVERLAP ({reconcile_overlap}) must not exceed RECONCILE_LOOKBACK ({reconcile_lookback})"
             )
         retry_intervals = _intervals(env, "HANDLER_RETRY_INTERVALS", defaults.HANDLER_RETRY_INTERVALS)
         effects_ttl = read_int(env, "EFFECTS_TTL", defaults.EFFECTS_TTL, minimum=defaults.MIN_DEDUP_TTL)

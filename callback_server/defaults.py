@@ -87,7 +87,7 @@ SCALE_API_URL = "https://api.scale.com/v1"
 """SCALE_API_URL: the Scale API the reconciler asks; point it at the simulator locally."""
 
 RECONCILE_LOOKBACK = 2 * 24 * 3600
-"""RECONCILE_LOOKBACK (formerly RECONCILE_WINDOW): how far back, by update time, a first run (or one
+"""RECONCILE_LOOKBACK: how far back, by update time, a first run (or one
 after a gap longer than DEDUP_TTL) looks; at most DEDUP_TTL, or old deliveries would look new."""
 
 RECONCILE_OVERLAP = 25 * 3600

@@ -285,17 +285,11 @@ class DeliveryQueue:
         job.enqueued_at = datetime.now(UTC)
         return job
 
-    def job_fields(self, delivery: Delivery) -> dict[str, Any]:
-        """The job hash the accept script writes for a delivery (the fixed fields and the varying ones).
-
-        The fixed fields are exactly what RQ's own ``Job.to_dict`` wrote for a template job, so
-        a change in RQ's format is followed, not guessed. ``data`` is left uncompressed (RQ reads
-        both): zlib on every callback is CPU the ack path does not need to spend.
-        """
-        stamp, data, description = self._varying(delivery)
-        return {**self._fixed, "created_at": stamp, "enqueued_at": stamp, "data": data, "description": description}
-
     def _varying(self, delivery: Delivery) -> tuple[str, bytes, str]:
+        """The job hash fields that differ per delivery. The fixed ones are exactly what RQ's own
+        ``Job.to_dict`` wrote for a template job, so a change in RQ's format is followed, not guessed.
+        ``data`` is left uncompressed (RQ reads both): zlib on every callback is CPU the ack path
+        does not need to spend."""
         return rq_timestamp(datetime.now(UTC)), delivery.job_data(), describe(delivery)
 
     def accept(self, delivery: Delivery, tally: stats.Tally | None = None) -> bool:

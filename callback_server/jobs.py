@@ -9,9 +9,6 @@ from rq.registry import FailedJobRegistry
 NOT_FAILED = "not in the failed registry"
 """What a replay of a job that is not (or no longer) in the failed registry says."""
 
-LEGACY_DEATH_COUNT = "scb_recoveries"
-"""Job field in which the retired lease layer counted worker deaths; dropped on replay."""
-
 
 def failure_text(job: Job) -> str:
     """The traceback of the job's latest failed run ('' if it has none)."""
@@ -43,7 +40,7 @@ def summary_line(text: str, width: int = 200) -> str:
 
 
 def reset_retries(job: Job) -> int:
-    """Give a job about to be replayed every retry again, and forget its deaths; returns its tries.
+    """Give a job about to be replayed every retry again; returns its tries.
 
     RQ's requeue keeps ``retries_left``, which a job that ran out (or whose workers died,
     each death spending one) has at 0: replayed, it would get a single try. The count of
@@ -52,7 +49,7 @@ def reset_retries(job: Job) -> int:
     retries = len(job.retry_intervals or ())
     job.retries_left = retries or None
     job.number_of_retries = None
-    job.connection.hdel(job.key, "number_of_retries", LEGACY_DEATH_COUNT)
+    job.connection.hdel(job.key, "number_of_retries")
     return retries + 1
 
 

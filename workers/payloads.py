@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from callback_server.auth import TEST
-from callback_server.events import AUDIT, COMPLETED, ERROR, Event, derive_event
+from callback_server.events import AUDIT, COMPLETED, ERROR, Event
 from callback_server.schemas import FILE_RESULT_TYPES, GEOMETRY_TYPES
 from callback_server.times import parse_instant
 
@@ -547,20 +547,12 @@ TASK_CLASSES: dict[str, type[Task]] = {
 """The dataclass a handler of each type receives; other types get :class:`UnknownTask`."""
 
 
-def delivery_event(delivery: dict[str, Any]) -> Event:
-    """The event a queued delivery is (jobs queued before events existed carry none: derived then)."""
-    name = delivery.get("event")
-    if isinstance(name, str):
-        return Event(name, delivery.get("review_status"))
-    return derive_event(delivery["body"]["task"])
-
-
 def build_task(delivery: dict[str, Any]) -> Task:
     """The typed task for a queued delivery (the job's argument)."""
     body = delivery["body"]
     task = body["task"]
     task_type = task["type"]
-    event = delivery_event(delivery)
+    event = Event(delivery["event"], delivery.get("review_status"))
     cls = TASK_CLASSES.get(task_type, UnknownTask)
     response = body.get("response")
     if event.name in (COMPLETED, AUDIT) and isinstance(response, dict):

@@ -63,9 +63,6 @@ COUNTERS: Mapping[str, CounterSpec] = {
     "unhandled": CounterSpec(
         "unhandled", "Deliveries no handler asked for (recorded in scb:unhandled).", ("type", "event")
     ),
-    "recovered": CounterSpec(
-        "recovered", "Jobs whose worker died, retried or failed by a registry cleanup.", ("outcome",)
-    ),
     "reconcile_run": CounterSpec(
         "reconcile_runs", "Reconciliation runs by scope and outcome (complete, incomplete).", ("scope", "outcome")
     ),
@@ -78,9 +75,8 @@ COUNTERS: Mapping[str, CounterSpec] = {
 """The counters of the stats hash that have a name of their own; any other one is exposed as
 ``scb_counter_total{name=..., labels=...}``, so a counter added later is never invisible."""
 
-HISTOGRAM_PARTS = {"ack_bucket", "ack_sum_ms", "ack_count", "handler_bucket", "handler_sum_s", "handler_count"}
-"""The stats fields that make up the two histograms (not counters of their own; ``ack_count`` is
-no longer written, since a histogram's count is the sum of its buckets, but older releases wrote it)."""
+HISTOGRAM_PARTS = {"ack_bucket", "ack_sum_ms", "handler_bucket", "handler_sum_s", "handler_count"}
+"""The stats fields that make up the two histograms (not counters of their own)."""
 
 
 def _split(fields: Mapping[str, float]) -> dict[str, list[tuple[list[str], float]]]:

@@ -57,7 +57,7 @@ def test_keys_rotate_and_never_print() -> None:
         ({**BASE, "REDIS_TIMEOUT": "nan"}, "REDIS_TIMEOUT must be a finite number, at least"),
         ({**BASE, "HANDLER_RETRY_INTERVALS": "60,soon"}, "HANDLER_RETRY_INTERVALS must be comma-separated"),
         ({**BASE, "HANDLER_RETRY_INTERVALS": "60,-1"}, "HANDLER_RETRY_INTERVALS must not hold negative"),
-        ({**BASE, "RECONCILE_WINDOW": "999999999"}, "RECONCILE_WINDOW (999999999) must not exceed DEDUP_TTL"),
+        ({**BASE, "RECONCILE_WINDOW": "3600"}, "RECONCILE_WINDOW is no longer read: it was renamed RECONCILE_LOOKBACK"),
         ({**BASE, "WORKER_HEARTBEAT": "0"}, "WORKER_HEARTBEAT must be at least"),
         ({**BASE, "REDIS_POOL_SIZE": "0"}, "REDIS_POOL_SIZE must be between 1 and 1000, got 0"),
         ({**BASE, "REDIS_POOL_SIZE": "many"}, "REDIS_POOL_SIZE must be a whole number"),

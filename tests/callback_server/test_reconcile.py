@@ -701,21 +701,19 @@ def test_reconciler_settings() -> None:
     assert settings.scale_projects == ("kitchen", "garden")
     assert (settings.reconcile_lookback, settings.reconcile_overlap) == (172800, 0)
     assert Settings.from_env(BASE).reconcile_overlap == 25 * 3600
-    assert Settings.from_env({**BASE, "RECONCILE_WINDOW": "100000"}).reconcile_lookback == 100000
 
 
 @pytest.mark.parametrize(
     ("env", "message"),
     [
         ({"RECONCILE_LOOKBACK": "999999999"}, "RECONCILE_LOOKBACK (999999999) must not exceed DEDUP_TTL (172800)"),
-        ({"RECONCILE_WINDOW": "999999999"}, "RECONCILE_WINDOW (999999999) must not exceed DEDUP_TTL"),
         (
             {"RECONCILE_LOOKBACK": "7200", "RECONCILE_OVERLAP": "7201"},
             "RECONCILE_OVERLAP (7201) must not exceed RECONCILE_LOOKBACK (7200)",
         ),
         ({"RECONCILE_OVERLAP": "-1"}, "RECONCILE_OVERLAP must be at least 0"),
         ({"RECONCILE_LOOKBACK": "1d"}, "RECONCILE_LOOKBACK must be a whole number"),
-        ({"RECONCILE_LOOKBACK": "7200", "RECONCILE_WINDOW": "3600"}, "RECONCILE_WINDOW is replaced by"),
+        ({"RECONCILE_WINDOW": "3600"}, "RECONCILE_WINDOW is no longer read: it was renamed RECONCILE_LOOKBACK"),
         ({"SCALE_PROJECTS": "a,b,a"}, "SCALE_PROJECTS names a project twice"),
         ({"SCALE_PROJECTS": "a\x07b"}, "SCALE_PROJECTS holds a project name with control characters"),
     ],

@@ -7,12 +7,14 @@ from typing import Any
 
 import pytest
 
+from callback_server.deliveries import Delivery
 from tests.conftest import REFERENCE_TYPES, load_fixture
 from workers import payloads
 
 
 def delivery(name: str) -> dict[str, Any]:
-    return {"delivery_id": "d" * 32, "mode": "live", "source": "callback", "body": load_fixture(name)}
+    """The job argument a worker gets for a recorded callback (its delivery id made recognisable)."""
+    return {**Delivery.from_body(load_fixture(name), mode="live").as_job_arg(), "delivery_id": "d" * 32}
 
 
 @pytest.mark.parametrize("name", REFERENCE_TYPES)
@@ -89,7 +91,8 @@ def test_unknown_fields_in_a_box_are_ignored_by_the_dataclass_but_kept_in_raw() 
 
 
 def wrap(body: dict[str, Any], **envelope: Any) -> dict[str, Any]:
-    return {"delivery_id": "e" * 32, "mode": "live", "source": "callback", "body": body, **envelope}
+    """The job argument of a body, as the accept path writes it (its event derived), with ``envelope`` over it."""
+    return {**Delivery.from_body(body, mode="live").as_job_arg(), "delivery_id": "e" * 32, **envelope}
 
 
 def test_audit_fields_and_event_are_typed() -> None:
@@ -108,7 +111,7 @@ def test_audit_fields_and_event_are_typed() -> None:
     assert task.response.categories == ["blue"]
 
 
-def test_event_written_in_the_job_wins_and_old_jobs_derive_it() -> None:
+def test_the_event_written_in_the_job_is_the_one_a_handler_sees() -> None:
     from tests.events_support import categorization_life
 
     _, body = categorization_life()[1]
