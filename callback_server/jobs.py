@@ -1,8 +1,16 @@
-"""RQ jobs for operators: the failure of a job, in one line or in full; a replay's fresh retries."""
+"""RQ jobs for operators: the failure of a job, in one line or in full; a replay's fresh retries; jobs
+waiting on their retry schedule, and putting one on the queue now."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
+from rq import Queue
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
+from rq.registry import ScheduledJobRegistry
+from rq.serializers import JSONSerializer
 
 LEGACY_DEATH_COUNT = "scb_recoveries"
 """Job field in which the retired lease layer counted worker deaths; dropped on replay."""
@@ -49,3 +57,36 @@ def reset_retries(job: Job) -> int:
     job.number_of_retries = None
     job.connection.hdel(job.key, "number_of_retries", LEGACY_DEATH_COUNT)
     return retries + 1
+
+
+def scheduled_registry(connection: Any, queue_name: str) -> ScheduledJobRegistry:
+    """RQ's registry of jobs waiting for their next try (retry intervals), on the callback queue."""
+    return ScheduledJobRegistry(queue=Queue(queue_name, connection=connection, serializer=JSONSerializer))
+
+
+def waiting(connection: Any, queue_name: str, limit: int = 50) -> list[tuple[Job, datetime]]:
+    """Jobs waiting on their retry schedule, soonest first, each with when it runs next (read only)."""
+    registry = scheduled_registry(connection, queue_name)
+    pairs = connection.zrange(registry.key, 0, limit - 1, withscores=True)
+    ids = [raw.decode() if isinstance(raw, bytes) else raw for raw, _ in pairs]
+    jobs = Job.fetch_many(ids, connection=connection, serializer=JSONSerializer)
+    return [
+        (job, datetime.fromtimestamp(score, UTC))
+        for job, (_, score) in zip(jobs, pairs, strict=True)
+        if job is not None
+    ]
+
+
+def retry_now(connection: Any, queue_name: str, job_id: str) -> bool:
+    """A job waiting for its next try put on the queue now (it keeps its remaining retries); False if
+    it is not waiting. The console's "Retry now" and ``waiting retry-now`` both come here."""
+    registry = scheduled_registry(connection, queue_name)
+    try:
+        job = Job.fetch(job_id, connection=connection, serializer=JSONSerializer)
+    except NoSuchJobError:
+        return False
+    try:
+        registry.requeue(job)
+    except InvalidJobOperation:
+        return False
+    return True

@@ -21,10 +21,10 @@ import redis
 from rq import Queue
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
-from rq.registry import FailedJobRegistry, ScheduledJobRegistry
+from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
-from callback_server import defaults, quarantine
+from callback_server import defaults, jobs, quarantine
 from callback_server.exceptions import CallbackServerError, NotFoundError
 from callback_server.fetch import build_api, fetch_tasks
 from callback_server.jobs import reset_retries
@@ -94,13 +94,7 @@ def delete_failed(state: ReceiverState, job_id: str) -> Outcome:
 
 def retry_now(state: ReceiverState, job_id: str) -> Outcome:
     """A job waiting for its next try put on the queue now (it keeps its remaining retries)."""
-    registry = ScheduledJobRegistry(queue=_queue(state))
-    job = _fetch(state, job_id)
-    if job is None:
-        return Outcome(job_id, "not waiting to retry", ok=False)
-    try:
-        registry.requeue(job)
-    except InvalidJobOperation:
+    if not jobs.retry_now(state.connection, state.settings.callback_queue, job_id):
         return Outcome(job_id, "not waiting to retry", ok=False)
     return Outcome(job_id, "queued now")
 

@@ -31,7 +31,7 @@ from callback_server.reconcile_request import RunRequests
 STATES = ("queued", "running", "waiting to retry", "retrying", "failed", "done")
 """The states a delivery can be shown in (the ledger's, refined by what RQ knows now)."""
 
-SOURCES = ("callback", "reconcile", "replay", "fetch")
+SOURCES = ("callback", "reconcile", "replay", "fetch", "rerun")
 
 LAPSED_AFTER = 420
 """Seconds without a heartbeat after which a worker is shown as lapsed (RQ's default worker TTL)."""
