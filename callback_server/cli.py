@@ -241,7 +241,8 @@ def waiting_list(limit: int) -> None:
     found = jobs.waiting(connection, settings.callback_queue, limit)
     for job, retry_at in found:
         next_try = retry_at.isoformat(timespec="seconds").replace("+00:00", "Z")
-        click.echo(printable(f"{job.id}  next try {next_try}  {job.description}  | {failure_line(job)}"))
+        error = jobs.last_error(job, settings.ledger_ttl)
+        click.echo(printable(f"{job.id}  next try {next_try}  {job.description}  | {error}"))
     total = jobs.scheduled_registry(connection, settings.callback_queue).get_job_count(cleanup=False)
     click.echo(f"{len(found)} of {total} waiting to retry", err=True)
 

@@ -3,6 +3,7 @@ waiting on their retry schedule, and putting one on the queue now."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,6 +12,8 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
+
+from callback_server.render import printable
 
 LEGACY_DEATH_COUNT = "scb_recoveries"
 """Job field in which the retired lease layer counted worker deaths; dropped on replay."""
@@ -90,3 +93,32 @@ def retry_now(connection: Any, queue_name: str, job_id: str) -> bool:
     except InvalidJobOperation:
         return False
     return True
+
+
+DELIVERY_JOB_ID = re.compile(r"^(?:rerun-[0-9a-f]{12}-)?([0-9a-f]{32})$")
+"""A delivery's job id (its delivery id) or a rerun job's (``rerun-<run>-<delivery id>``)."""
+
+
+def last_error(job: Job, ledger_ttl: int) -> str:
+    """Why a job's latest try failed, in one line naming each failing handler and its error.
+
+    RQ keeps a failure's traceback only once a job is out of retries: a job waiting for its next
+    try has only a "retried" result, so its error is read from the ledger (:func:`ledger_error`).
+    """
+    return failure_line(job) or ledger_error(job.connection, ledger_ttl, job.id)
+
+
+def ledger_error(connection: Any, ledger_ttl: int, job_id: str) -> str:
+    """The failing handlers of a delivery job's latest attempt, from the ledger ('' when it has none).
+
+    The delivery is known from the job's id alone, so a list page reads no job body.
+    """
+    from callback_server.ledger import Ledger  # the ledger imports the schemas: only when needed
+
+    match = DELIVERY_JOB_ID.match(job_id)
+    entry = Ledger(connection, ledger_ttl).delivery(match[1], handler_names=False) if match else None
+    if entry is None or not entry.attempts or not entry.attempts[-1].failures:
+        return ""
+    failures = entry.attempts[-1].failures
+    parts = [f"{name} ({summary_line(text, 200) or 'failed'})" for name, text in failures.items()]
+    return printable(f"{len(failures)} handler(s) failed: " + "; ".join(parts))[:400]

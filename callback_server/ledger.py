@@ -354,7 +354,7 @@ class Ledger:
             first.setdefault(entry.delivery_id, entry)
         return sorted(first.values(), key=lambda e: e.received_at, reverse=True)
 
-    def delivery(self, delivery_id: str) -> Entry | None:
+    def delivery(self, delivery_id: str, *, handler_names: bool = True) -> Entry | None:
         """One delivery with all its attempts, oldest first; None when the ledger no longer has it.
 
         Accepted again (after DEDUP_TTL) or rerun, it keeps its first acceptance and every attempt
@@ -371,7 +371,8 @@ class Ledger:
         entries = self._entries_by_id(pairs)
         if legacy:
             entries += list(self._matching(b"d", wanted, legacy))
-        names = self.handler_names()
+        # Without handler_names, attempts name their handlers by code (failures are always by name).
+        names = self.handler_names() if handler_names else {}
         attempts: list[Attempt] = []
         accepted: Entry | None = None
         for entry_id, fields in sorted(entries, key=lambda pair: _order(pair[0])):

@@ -279,7 +279,9 @@ def failed() -> str:
         "list",
         query=text,
         failed=data.failed_jobs(state.connection, state.settings.callback_queue, text),
-        scheduled=data.scheduled_jobs(state.connection, state.settings.callback_queue, text),
+        scheduled=data.scheduled_jobs(
+            state.connection, state.settings.callback_queue, text, ledger_ttl=state.settings.ledger_ttl
+        ),
     )
 
 

@@ -22,7 +22,7 @@ from rq.serializers import JSONSerializer
 from rq.utils import utcparse
 
 from callback_server import defaults, stats
-from callback_server.jobs import failure_text, summary_line
+from callback_server.jobs import failure_text, ledger_error, summary_line
 from callback_server.ledger import Entry, Ledger
 from callback_server.quarantine import Quarantine
 from callback_server.reconcile import RunLog
@@ -238,12 +238,20 @@ def failed_jobs(connection: redis.Redis, queue_name: str, text: str = "", limit:
     return _matching(_job_rows(connection, ids), text)[:limit]
 
 
-def scheduled_jobs(connection: redis.Redis, queue_name: str, text: str = "", limit: int = 200) -> list[FailedJob]:
-    """Jobs waiting to retry, soonest first, whose description holds ``text``."""
+def scheduled_jobs(
+    connection: redis.Redis, queue_name: str, text: str = "", limit: int = 200, ledger_ttl: int | None = None
+) -> list[FailedJob]:
+    """Jobs waiting to retry, soonest first, whose description holds ``text``; with ``ledger_ttl``, each
+    with its failing handlers and their errors, read from the ledger."""
     registry = ScheduledJobRegistry(queue=Queue(queue_name, connection=connection, serializer=JSONSerializer))
     pairs = connection.zrange(registry.key, 0, 5000, withscores=True)
     when = {_text(job_id): datetime.fromtimestamp(score, UTC) for job_id, score in pairs}
-    return _matching(_job_rows(connection, list(when), when), text)[:limit]
+    rows = _matching(_job_rows(connection, list(when), when), text)[:limit]
+    for row in rows:
+        # RQ keeps no traceback for a job waiting to retry: the ledger has it.
+        if not row.error and ledger_ttl is not None:
+            row.error = ledger_error(connection, ledger_ttl, row.id)
+    return rows
 
 
 @dataclass
