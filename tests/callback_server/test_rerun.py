@@ -42,6 +42,7 @@ from callback_server.rerun import (
     marks_key,
     named_handlers,
     new_run,
+    request_run,
 )
 from callback_server.scale_api import ScaleAPI
 from callback_server.schemas import parse_timestamp
@@ -413,3 +414,27 @@ def test_named_handlers_checks_names_against_the_registry(handlers: ModuleType) 
         named_handlers([], registry.snapshot())
     with pytest.raises(RerunError, match="unknown handler workers.unhandled.record_unhandled"):
         named_handlers(["workers.unhandled.record_unhandled"], registry.snapshot())
+
+
+def test_a_run_started_from_the_console_is_listed_and_queued_by_a_worker(
+    sim: Sim,
+    settings: Settings,
+    redis_server: RedisProcess,
+    redis_conn: redis.Redis,
+    handlers: ModuleType,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    [one, other] = make_tasks(sim.server, API_KEY, 2, project="kitchen")
+    for name, value in env_for(redis_server, sim).items():
+        if name.startswith(("REDIS_URL", "SCALE_", "CALLBACK_")):
+            monkeypatch.setenv(name, value)  # the worker's environment, which the planner job reads
+    run = request_run(redis_conn, settings, [STORE], [one["task_id"]], started_by="ops", origin="console")
+    unknown = request_run(redis_conn, settings, ["myapp.gone"], [other["task_id"]], started_by="ops", origin="console")
+
+    drain(redis_conn)  # the planner jobs, then the rerun job one of them queued
+
+    done = RunStore(redis_conn).get(run.run_id)
+    assert (done.state, done.listed, done.queued) == (COMPLETE, 1, 1)
+    assert [(h, t, s) for h, t, _, s, _ in runs(redis_conn)] == [("store_boxes", one["task_id"], "rerun")]
+    failed = RunStore(redis_conn).get(unknown.run_id)
+    assert failed.state == "incomplete" and "unknown handler myapp.gone" in failed.errors[0]
