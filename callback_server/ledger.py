@@ -189,8 +189,8 @@ class Entry:
     @property
     def state(self) -> str:
         """``queued`` until a worker reports, then the last attempt's outcome (the reader may refine it)."""
-        if not self.attempts:
-            return "queued"
+        if not self.attempts or (len(self.arrivals) > 1 and not self.arrivals[-1].attempts):
+            return "queued"  # never tried, or queued again (a rerun) and not tried since
         return {DONE: "done", RETRYING: "retrying", FAILED: "failed"}[self.attempts[-1].outcome]
 
 

@@ -398,6 +398,7 @@ class Rerunner:
     def tasks(self, selection: Selection, run: Run) -> Iterator[Any]:
         """The selection's tasks, one at a time: listed page by page (never all held at once), or fetched."""
         if selection.task_ids:
+            run.total = len(selection.task_ids)
             for task_id in selection.task_ids:
                 try:
                     yield self.api.get_task(task_id)
@@ -433,9 +434,9 @@ class Rerunner:
             self.store.save(run)
         events = set(run.selection.events)
         try:
-            for task in self.tasks(run.selection, run):
+            for count, task in enumerate(self.tasks(run.selection, run), 1):
                 self._one(run, task, events)
-                if run.listed % PROGRESS_EVERY == 0:
+                if count % PROGRESS_EVERY == 0:
                     progress(run)
                     if not run.dry_run:
                         self.store.save(run)

@@ -6,6 +6,7 @@ beside each other; the work itself is :class:`callback_server.rerun.Rerunner`'s.
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Callable
 from typing import TextIO
@@ -183,6 +184,8 @@ def _execute(ctx: click.Context, rerunner: Rerunner, run: Run) -> None:
     bar = ProgressBar(sys.stderr) if sys.stderr.isatty() else None
     progress: Callable[[Run], None] = bar if bar is not None else (lambda run: None)
     click.echo(f"rerun {run.run_id}: {', '.join(run.handlers)} over {printable(run.selection.describe())}", err=True)
+    # SIGTERM (a dyno stopping, a kill) stops the run as Ctrl-C does, so it is recorded as interrupted.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         rerunner.execute(run, progress)
     except KeyboardInterrupt:
@@ -191,11 +194,17 @@ def _execute(ctx: click.Context, rerunner: Rerunner, run: Run) -> None:
         click.echo(f"interrupted: resume with  python -m callback_server rerun --resume {run.run_id}", err=True)
         click.echo(run.summary_line())
         ctx.exit(130)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if bar is not None:
         bar.close()
     _report(run)
     if run.state != COMPLETE or run.errors:
         ctx.exit(1)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _report(run: Run) -> None:

@@ -8,10 +8,16 @@ the queued jobs with RQ's SimpleWorker in this process, whose registry has the s
 from __future__ import annotations
 
 import importlib
+import io
 import math
+import os
+import pty
 import re
+import select
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -44,13 +50,14 @@ from callback_server.rerun import (
     new_run,
     request_run,
 )
+from callback_server.rerun_cli import ProgressBar
 from callback_server.scale_api import ScaleAPI
 from callback_server.schemas import parse_timestamp
 from scale_sim.ratelimit import RateLimiter
 from tests.callback_server.dropping_sim import Sim, dropping_sim
 from tests.callback_server.rerun_sim import make_tasks
 from tests.conftest import make_settings
-from tests.processes import kill_tree, process, run_cli, stack_env, wait_for
+from tests.processes import ROOT, kill_tree, process, run_cli, stack_env, wait_for
 from workers.registry import registry
 
 API_KEY = "live_rerun_simulator_key"
@@ -438,3 +445,98 @@ def test_a_run_started_from_the_console_is_listed_and_queued_by_a_worker(
     assert [(h, t, s) for h, t, _, s, _ in runs(redis_conn)] == [("store_boxes", one["task_id"], "rerun")]
     failed = RunStore(redis_conn).get(unknown.run_id)
     assert failed.state == "incomplete" and "unknown handler myapp.gone" in failed.errors[0]
+
+
+def read_until(fd: int, wanted: str, timeout: float = 30.0) -> str:
+    """What a terminal shows, read until ``wanted`` appears (or the child closes it)."""
+    seen = ""
+    deadline = time.monotonic() + timeout
+    while wanted not in seen:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"{wanted!r} never appeared; the terminal showed {seen[-2000:]!r}")
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk.decode("utf-8", "replace")
+    return seen
+
+
+@pytest.mark.slow
+def test_on_a_terminal_it_asks_before_more_than_a_thousand_tasks_and_draws_a_progress_bar(
+    sim: Sim, redis_server: RedisProcess, redis_conn: redis.Redis
+) -> None:
+    make_tasks(sim.server, API_KEY, 1001, project="kitchen")
+    env = env_for(redis_server, sim)
+    for answer, queued in (("n", 0), ("y", 1001)):
+        main, child = pty.openpty()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "callback_server", "rerun", STORE],
+            env=env,
+            cwd=ROOT,
+            stdin=child,
+            stdout=child,
+            stderr=child,
+            close_fds=True,
+        )
+        os.close(child)
+        try:
+            read_until(main, "again over 1,001 tasks? [y/N]")
+            os.write(main, f"{answer}\n".encode())
+            shown = read_until(
+                main, "no named handler asks for its type and event)" if queued else "nothing was queued"
+            )
+            proc.wait(timeout=60)
+        finally:
+            os.close(main)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert redis_conn.llen("rq:queue:callbacks") == queued
+        if queued:
+            assert proc.returncode == 0
+            assert "[##############################] 1001/1001" in shown  # the bar, full at the end
+            assert "listed 1001, queued 1001, skipped 0" in shown
+        else:
+            assert proc.returncode == 1
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_run_as_interrupted_and_says_how_to_resume(
+    sim: Sim, redis_server: RedisProcess, redis_conn: redis.Redis, tmp_path: Path
+) -> None:
+    make_tasks(sim.server, API_KEY, 300, project="kitchen")
+    sim.server.simulator.limiter = RateLimiter(1.0)
+    log = tmp_path / "rerun.log"
+    args = [sys.executable, "-m", "callback_server", "rerun", STORE, "--yes"]
+    with process(args, env_for(redis_server, sim), log) as proc:
+        run_id = wait_for(lambda: redis_conn.zrange(RUNS_KEY, 0, 0), what="the run to start")[0].decode()
+        wait_for(lambda: redis_conn.hlen(marks_key(run_id)) >= 100, timeout=30, what="the first page queued")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 130
+    run = RunStore(redis_conn).get(run_id)
+    assert run.state == "interrupted" and run.finished_at
+    output = log.read_text()
+    assert f"resume with  python -m callback_server rerun --resume {run_id}" in output
+    assert SUMMARY.search(output.strip().splitlines()[-1])
+
+
+def test_the_progress_bar_is_one_redrawn_line() -> None:
+    stream = io.StringIO()
+    bar = ProgressBar(stream)
+    run = new_run([STORE], Selection(), started_by="t", origin="here")
+    run.total, run.listed, run.queued = 200, 50, 40
+    bar(run)
+    run.listed = 200
+    bar(run)
+    bar.close()
+    text = stream.getvalue()
+    assert text.count("\r") == 2 and text.endswith("\n")
+    assert "[#######.......................] 50/200  listed 50, queued 40, skipped 0" in text
+    assert "[##############################] 200/200" in text

@@ -79,14 +79,16 @@ class Registries:
         started = StartedJobRegistry(queue=queue)
         scheduled = ScheduledJobRegistry(queue=queue)
         failed = FailedJobRegistry(queue=queue)
+        waiting = {
+            _text(job_id): datetime.fromtimestamp(score, UTC)
+            for job_id, score in connection.zrange(scheduled.key, 0, -1, withscores=True)
+        }
+        # A rerun job (rerun-<run>-<delivery>) stands for its delivery too, so a delivery being rerun shows so.
         return cls(
             queue=queue,
-            running=set(started.get_job_ids(cleanup=False)),
-            scheduled={
-                _text(job_id): datetime.fromtimestamp(score, UTC)
-                for job_id, score in connection.zrange(scheduled.key, 0, -1, withscores=True)
-            },
-            failed=set(failed.get_job_ids(cleanup=False)),
+            running=_with_deliveries(started.get_job_ids(cleanup=False)),
+            scheduled={**{_delivery_of(job_id): at for job_id, at in waiting.items()}, **waiting},
+            failed=_with_deliveries(failed.get_job_ids(cleanup=False)),
         )
 
     def state(self, entry: Entry) -> str:
@@ -98,6 +100,15 @@ class Registries:
         if entry.delivery_id in self.failed:
             return "failed"
         return entry.state
+
+
+def _delivery_of(job_id: str) -> str:
+    match = DELIVERY_JOB_ID.match(job_id)
+    return match[1] if match else job_id
+
+
+def _with_deliveries(job_ids: list[str]) -> set[str]:
+    return set(job_ids) | {_delivery_of(job_id) for job_id in job_ids}
 
 
 def counts(connection: redis.Redis, queue_name: str, quarantine: Quarantine) -> dict[str, int]:
@@ -210,8 +221,7 @@ class FailedJob:
     @property
     def delivery_id(self) -> str:
         """The delivery the job runs (a rerun job's id holds it after its run's)."""
-        match = DELIVERY_JOB_ID.match(self.id)
-        return match[1] if match else self.id
+        return _delivery_of(self.id)
 
 
 def _job_rows(connection: redis.Redis, ids: list[str], scheduled: dict[str, datetime] | None = None) -> list[FailedJob]:
