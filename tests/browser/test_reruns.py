@@ -139,7 +139,7 @@ def test_rerun_a_fixed_handler_for_a_searched_task_and_follow_it(page: Page, sta
     page.locator("a.run-link", has_text=run_id).click()
     # The page refreshes itself until the worker has listed, queued and run the task.
     expect(page.locator("#rerun-tasks .state").first).to_have_text("done", timeout=TIMEOUT_MS)
-    expect(page.locator("#run-progress")).to_contain_text("listed 1, queued 1, skipped 0")
+    expect(page.locator("#run-progress")).to_contain_text("listed 1 of 1, queued 1, skipped 0")
     expect(page.locator("#rerun-tasks")).to_contain_text(STORE)
     shoot(page, "console-rerun.png")
 
