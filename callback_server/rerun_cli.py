@@ -157,7 +157,10 @@ def rerun_command(
     try:
         if resume_id is None:
             user, origin = origin_here()
-            run = new_run(names, selection, started_by=user, origin=origin, dry_run=dry_run)
+            try:
+                run = new_run(names, selection, started_by=user, origin=origin, dry_run=dry_run)
+            except RerunError as exc:  # a window that starts after now is empty
+                raise click.UsageError(exc.message) from None
             if not dry_run and not yes and not _confirmed(rerunner, run):
                 raise click.ClickException("nothing was queued")
         _execute(ctx, rerunner, run)

@@ -53,6 +53,7 @@ from callback_server.rerun import (
 from callback_server.rerun_cli import ProgressBar
 from callback_server.scale_api import ScaleAPI
 from callback_server.schemas import parse_timestamp
+from callback_server.web.metrics import counter_families
 from scale_sim.ratelimit import RateLimiter
 from tests.callback_server.dropping_sim import Sim, dropping_sim
 from tests.callback_server.rerun_sim import make_tasks
@@ -179,6 +180,8 @@ def test_a_rerun_of_one_handler_for_one_project_since_a_time_runs_it_once_per_ta
     assert entry.attempts[-1].handlers == [STORE]
     totals = stats.totals(redis_conn)
     assert totals["rerun_job|done"] == 3 and totals["job|done"] == 7 + 3 and totals["rerun_task|queued"] == 3
+    exposed = {(m.name, s.labels.get("outcome")): s.value for m in counter_families(totals) for s in m.samples}
+    assert exposed[("scb_rerun_jobs", "done")] == 3 and exposed[("scb_rerun_tasks", "queued")] == 3
     # A second run is a run of its own: the handler runs once more per task.
     done, summary = rerun(env_for(redis_server, sim), STORE, "--project", "kitchen", "--updated-since", since)
     assert counts(summary) == (3, 3, 0) and redis_conn.llen("rq:queue:callbacks") == 3
@@ -285,6 +288,7 @@ def test_an_unknown_handler_exits_non_zero_naming_it_and_listing_the_known_ones(
         ((STORE, "--updated-since", "yesterday"), "not an ISO-8601 time"),
         ((STORE, "--task", "a", "--project", "p"), "--task names the tasks"),
         ((STORE, "--completed-since", "2026-02-01", "--completed-until", "2026-01-01"), "window is empty"),
+        ((STORE, "--updated-since", "2999-01-01"), "the updated window is empty"),
         ((STORE, "--resume", "abc", "--project", "p"), "--resume goes on with the run's own selection"),
         (("--resume", "0123456789ab"), "no rerun 0123456789ab"),
         (("--resume", "../../x"), "not a rerun id"),
