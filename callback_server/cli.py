@@ -21,7 +21,7 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
-from callback_server import clock, defaults
+from callback_server import clock, defaults, jobs
 from callback_server.accept import AcceptPath
 from callback_server.config import Settings
 from callback_server.connection import connect
@@ -42,6 +42,7 @@ from callback_server.reconcile import (
     build_reconciler,
 )
 from callback_server.render import printable
+from callback_server.rerun_cli import rerun_command
 from callback_server.sentry import init_sentry
 from callback_server.times import parse_instant
 
@@ -213,6 +214,56 @@ def failed_replay(job_ids: tuple[str, ...], replay_all: bool) -> None:
         click.echo(f"{job_id}  requeued ({tries} tries)")
     if missing:
         sys.exit(1)
+
+
+# --- jobs waiting on their retry schedule ---------------------------------------------------------
+
+
+@cli.group()
+def waiting() -> None:
+    """Deliveries whose handlers failed and wait for their next try (RQ's retry schedule)."""
+
+
+@waiting.command("list")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
+def waiting_list(limit: int) -> None:
+    """Jobs waiting to retry, soonest first: id, next try, description, the failing handler and its error."""
+    settings = _settings()
+    connection = connect(settings)
+    found = jobs.waiting(connection, settings.callback_queue, limit)
+    for job, retry_at in found:
+        next_try = retry_at.isoformat(timespec="seconds").replace("+00:00", "Z")
+        error = jobs.last_error(job, settings.ledger_ttl)
+        click.echo(printable(f"{job.id}  next try {next_try}  {job.description}  | {error}"))
+    total = jobs.scheduled_registry(connection, settings.callback_queue).get_job_count(cleanup=False)
+    click.echo(f"{len(found)} of {total} waiting to retry", err=True)
+
+
+@waiting.command("retry-now")
+@click.argument("job_ids", nargs=-1)
+@click.option("--all", "retry_all", is_flag=True, help="every job waiting to retry")
+def waiting_retry_now(job_ids: tuple[str, ...], retry_all: bool) -> None:
+    """Put jobs waiting for their next try on the queue now (say, after a fix was deployed); they keep their retries."""
+    if not job_ids and not retry_all:
+        raise click.UsageError("name job ids, or give --all")
+    if job_ids and retry_all:
+        raise click.UsageError("name job ids or give --all, not both")
+    settings = _settings()
+    connection = connect(settings)
+    registry = jobs.scheduled_registry(connection, settings.callback_queue)
+    ids = registry.get_job_ids(cleanup=False) if retry_all else list(job_ids)
+    missing = 0
+    for job_id in ids:
+        if jobs.retry_now(connection, settings.callback_queue, job_id):
+            click.echo(printable(f"{job_id}  queued now"))
+        else:
+            missing += 1
+            click.echo(printable(f"{job_id}  not waiting to retry"), err=True)
+    if missing:
+        sys.exit(1)
+
+
+cli.add_command(rerun_command)
 
 
 # --- reconciliation ------------------------------------------------------------------------------

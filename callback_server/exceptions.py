@@ -98,3 +98,7 @@ class FailureNotRecordedError(CallbackServerError):
     was on (a removal Redis allows even when full), leaving it in no list or registry. Raised
     instead, it stops that caller, so RQ's next maintenance finds the job where it was.
     """
+
+
+class RerunError(CallbackServerError):
+    """A rerun cannot start or go on: an unknown handler name, an unknown or finished run, a bad selection."""

@@ -1,10 +1,19 @@
-"""RQ jobs for operators: the failure of a job, in one line or in full; a replay's fresh retries."""
+"""RQ jobs for operators: the failure of a job, in one line or in full; a replay's fresh retries; jobs
+waiting on their retry schedule, and putting one on the queue now."""
 
 from __future__ import annotations
 
-from rq.exceptions import InvalidJobOperation
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from rq import Queue
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
-from rq.registry import FailedJobRegistry
+from rq.registry import FailedJobRegistry, ScheduledJobRegistry
+from rq.serializers import JSONSerializer
+
+from callback_server.render import printable
 
 NOT_FAILED = "not in the failed registry"
 """What a replay of a job that is not (or no longer) in the failed registry says."""
@@ -69,3 +78,65 @@ def replay_failed(registry: FailedJobRegistry, job_id: str) -> int | None:
     except InvalidJobOperation:
         return None
     return tries
+
+
+def scheduled_registry(connection: Any, queue_name: str) -> ScheduledJobRegistry:
+    """RQ's registry of jobs waiting for their next try (retry intervals), on the callback queue."""
+    return ScheduledJobRegistry(queue=Queue(queue_name, connection=connection, serializer=JSONSerializer))
+
+
+def waiting(connection: Any, queue_name: str, limit: int = 50) -> list[tuple[Job, datetime]]:
+    """Jobs waiting on their retry schedule, soonest first, each with when it runs next (read only)."""
+    registry = scheduled_registry(connection, queue_name)
+    pairs = connection.zrange(registry.key, 0, limit - 1, withscores=True)
+    ids = [raw.decode() if isinstance(raw, bytes) else raw for raw, _ in pairs]
+    jobs = Job.fetch_many(ids, connection=connection, serializer=JSONSerializer)
+    return [
+        (job, datetime.fromtimestamp(score, UTC))
+        for job, (_, score) in zip(jobs, pairs, strict=True)
+        if job is not None
+    ]
+
+
+def retry_now(connection: Any, queue_name: str, job_id: str) -> bool:
+    """A job waiting for its next try put on the queue now (it keeps its remaining retries); False if
+    it is not waiting. The console's "Retry now" and ``waiting retry-now`` both come here."""
+    registry = scheduled_registry(connection, queue_name)
+    try:
+        job = Job.fetch(job_id, connection=connection, serializer=JSONSerializer)
+    except NoSuchJobError:
+        return False
+    try:
+        registry.requeue(job)
+    except InvalidJobOperation:
+        return False
+    return True
+
+
+DELIVERY_JOB_ID = re.compile(r"^(?:rerun-[0-9a-f]{12}-)?([0-9a-f]{32})$")
+"""A delivery's job id (its delivery id) or a rerun job's (``rerun-<run>-<delivery id>``)."""
+
+
+def last_error(job: Job, ledger_ttl: int) -> str:
+    """Why a job's latest try failed, in one line naming each failing handler and its error.
+
+    RQ keeps a failure's traceback only once a job is out of retries: a job waiting for its next
+    try has only a "retried" result, so its error is read from the ledger (:func:`ledger_error`).
+    """
+    return failure_line(job) or ledger_error(job.connection, ledger_ttl, job.id)
+
+
+def ledger_error(connection: Any, ledger_ttl: int, job_id: str) -> str:
+    """The failing handlers of a delivery job's latest attempt, from the ledger ('' when it has none).
+
+    The delivery is known from the job's id alone, so a list page reads no job body.
+    """
+    from callback_server.ledger import Ledger  # the ledger imports the schemas: only when needed
+
+    match = DELIVERY_JOB_ID.match(job_id)
+    entry = Ledger(connection, ledger_ttl).delivery(match[1], handler_names=False) if match else None
+    if entry is None or not entry.attempts or not entry.attempts[-1].failures:
+        return ""
+    failures = entry.attempts[-1].failures
+    parts = [f"{name} ({summary_line(text, 200) or 'failed'})" for name, text in failures.items()]
+    return printable(f"{len(failures)} handler(s) failed: " + "; ".join(parts))[:400]

@@ -104,7 +104,7 @@ def _event_name(code: str) -> str:
     return code[1:] if code.startswith("=") else _EVENT_NAMES.get(code, code)
 
 
-SOURCES = {"callback": "c", "reconcile": "r", "replay": "p", "fetch": "f"}
+SOURCES = {"callback": "c", "reconcile": "r", "replay": "p", "fetch": "f", "rerun": "u"}
 """How a delivery's source is written in an accept entry (one byte)."""
 
 MODES = {LIVE: "l", TEST: "t"}
@@ -161,6 +161,16 @@ class Attempt:
 
 
 @dataclass
+class Arrival:
+    """One time a delivery was put on the queue (its first acceptance, a re-acceptance, a rerun), and
+    the attempts that followed it."""
+
+    received_at: datetime
+    source: str
+    attempts: list[Attempt] = field(default_factory=list)
+
+
+@dataclass
 class Entry:
     """A delivery as the ledger knows it: where it came from and each attempt's outcome."""
 
@@ -172,12 +182,15 @@ class Entry:
     mode: str
     received_at: datetime
     attempts: list[Attempt] = field(default_factory=list)
+    arrivals: list[Arrival] = field(default_factory=list)
+    """Every time it was queued, oldest first, each with its attempts (filled by :meth:`Ledger.delivery`):
+    a delivery accepted again or rerun keeps its earlier history."""
 
     @property
     def state(self) -> str:
         """``queued`` until a worker reports, then the last attempt's outcome (the reader may refine it)."""
-        if not self.attempts:
-            return "queued"
+        if not self.attempts or (len(self.arrivals) > 1 and not self.arrivals[-1].attempts):
+            return "queued"  # never tried, or queued again (a rerun) and not tried since
         return {DONE: "done", RETRYING: "retrying", FAILED: "failed"}[self.attempts[-1].outcome]
 
 
@@ -335,10 +348,17 @@ class Ledger:
         entries = [_accepted(i, f) for i, f in self._entries_by_id(accepts)]
         if legacy:
             entries += [_accepted(i, f) for i, f in self._matching(b"t", task_id.encode(), legacy)]
-        return sorted(entries, key=lambda e: e.received_at, reverse=True)
+        # A delivery accepted again or rerun in a later bucket is listed there too: shown once, as first accepted.
+        first: dict[str, Entry] = {}
+        for entry in sorted(entries, key=lambda e: e.received_at):
+            first.setdefault(entry.delivery_id, entry)
+        return sorted(first.values(), key=lambda e: e.received_at, reverse=True)
 
-    def delivery(self, delivery_id: str) -> Entry | None:
+    def delivery(self, delivery_id: str, *, handler_names: bool = True) -> Entry | None:
         """One delivery with all its attempts, oldest first; None when the ledger no longer has it.
+
+        Accepted again (after DEDUP_TTL) or rerun, it keeps its first acceptance and every attempt
+        since: each later arrival is appended to ``arrivals``, never replacing the history.
 
         Read through the streams' indexes: a handful of commands, however busy the ledger.
         """
@@ -351,14 +371,22 @@ class Ledger:
         entries = self._entries_by_id(pairs)
         if legacy:
             entries += list(self._matching(b"d", wanted, legacy))
-        names = self.handler_names()
+        # Without handler_names, attempts name their handlers by code (failures are always by name).
+        names = self.handler_names() if handler_names else {}
         attempts: list[Attempt] = []
         accepted: Entry | None = None
         for entry_id, fields in sorted(entries, key=lambda pair: _order(pair[0])):
             if _is_outcome(fields):
-                attempts.append(_attempt(entry_id, fields, names))
-            else:  # accepted again (after DEDUP_TTL): the newest acceptance and the attempts since
-                accepted, attempts = _accepted(entry_id, fields), []
+                attempt = _attempt(entry_id, fields, names)
+                attempts.append(attempt)
+                if accepted is not None:
+                    accepted.arrivals[-1].attempts.append(attempt)
+                continue
+            arrival = _accepted(entry_id, fields)
+            if accepted is None:
+                accepted = arrival
+            # Accepted again (after DEDUP_TTL) or rerun: appended; the first acceptance stays the entry's.
+            accepted.arrivals.append(Arrival(arrival.received_at, arrival.source))
         if accepted is not None:
             accepted.attempts = attempts
         return accepted

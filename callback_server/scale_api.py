@@ -140,8 +140,17 @@ class ScaleAPI:
         """One task as ``GET task/{id}`` answers it; a 404 (unknown id) raises with ``status`` 404."""
         return self._get(f"task/{quote(task_id, safe='')}", {})
 
-    def list_tasks(self, params: Mapping[str, Any]) -> Iterator[Any]:
-        """Every task the list API answers for ``params``, following ``next_token`` (or ``offset``) paging."""
+    def list_page(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """One answer of the list API as it comes (``total``, ``docs``, ...), with the same retries."""
+        return self._get("tasks", params)
+
+    def list_tasks(
+        self, params: Mapping[str, Any], *, on_page: Callable[[Mapping[str, Any]], None] | None = None
+    ) -> Iterator[Any]:
+        """Every task the list API answers for ``params``, following ``next_token`` (or ``offset``) paging.
+
+        One page is held at a time; ``on_page`` sees each answer (its ``total``, for a progress bar).
+        """
         query: dict[str, Any] = {**params, "limit": PAGE_SIZE}
         offset = 0
         seen_tokens: set[str] = set()
@@ -150,6 +159,8 @@ class ScaleAPI:
             docs = page.get("docs")
             if not isinstance(docs, list):
                 raise ScaleAPIError("GET tasks: answer has no docs list", stops_run=False)
+            if on_page is not None:
+                on_page(page)
             yield from docs
             token = page.get("next_token")
             if token:

@@ -246,3 +246,36 @@ redis.call('RPUSH', KEYS[2], id)
 return 1
 """
 """Queues again a job that RQ's bookkeeping left in no list or registry (see :mod:`workers.rescue`)."""
+
+RERUN_ENQUEUE = (
+    INDEX_ENTRY
+    + """
+-- KEYS: the run's marks (hash: task id -> delivery id), the job hash, the queue, rq:queues, the
+--       ledger stream, its index, the counters hash.
+-- ARGV: task id, job id, the delivery's 16 bytes, the delivery id, ledger expiry, ledger values
+--       (type, event, source, mode), the counter field of a queued rerun task, the marks' lifetime
+--       (seconds), then the job hash's field names and values.
+-- Marks first: a task this run already queued (before a Ctrl-C, a kill, a resume) is never queued
+-- again. The delivery's identity (scb:seen) is not touched: a rerun is not a delivery.
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[4]) == 0 then return 0 end
+redis.call('EXPIRE', KEYS[1], ARGV[11])
+redis.call('HSET', KEYS[2], unpack(ARGV, 12))
+redis.call('RPUSH', KEYS[3], ARGV[2])
+redis.call('SADD', KEYS[4], KEYS[3])
+local entry = redis.call('XADD', KEYS[5], '*', 'd', ARGV[3], 't', ARGV[1], 'y', ARGV[6], 'e', ARGV[7],
+                        's', ARGV[8], 'm', ARGV[9])
+redis.call('EXPIREAT', KEYS[5], ARGV[5])
+index_entry(KEYS[6], ARGV[3], entry, ARGV[5])
+-- The task's deliveries: this one is added only if the bucket does not list it yet.
+local task_field = 't:' .. ARGV[1]
+local listed = redis.call('HGET', KEYS[6], task_field) or ''
+local known = false
+for i = 1, #listed, 16 do
+  if string.sub(listed, i, i + 15) == ARGV[3] then known = true; break end
+end
+if not known then redis.call('HSET', KEYS[6], task_field, listed .. ARGV[3]) end
+redis.call('HINCRBYFLOAT', KEYS[7], ARGV[10], 1)
+return 1
+"""
+)
+"""Queue one rerun job unless the run queued its task already, with its ledger entry, in one call."""

@@ -279,6 +279,11 @@ def job_outcome(outcome: str) -> Increments:
     return {field("job", outcome): 1.0}, {field("job", outcome): 1.0}
 
 
+def rerun_job_outcome(outcome: str) -> Increments:
+    """A rerun job's attempt (counted besides :func:`job_outcome`, so /metrics tells reruns apart)."""
+    return {field("rerun_job", outcome): 1.0}, {}
+
+
 def unhandled(task_type: str, event: str) -> Increments:
     """A delivery no handler asked for (recorded by the fallback)."""
     return {field("unhandled", type_label(task_type), event): 1.0}, {}

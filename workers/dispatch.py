@@ -26,7 +26,7 @@ from callback_server.probe import PROBE_TYPE, handle_probe
 from callback_server.render import shorten
 from workers.effects import Effects, effects_key
 from workers.payloads import Task, build_task
-from workers.registry import registry
+from workers.registry import Registration, registry
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,11 @@ def process_delivery(delivery: dict[str, Any]) -> dict[str, list[str]]:
     attempt = _attempt_number(job)
     attempt_started = time.perf_counter()
     task = build_task(delivery)
-    effects = Effects(connection, task.delivery_id, dispatch_settings.get().effects_ttl)
+    rerun = delivery.get("rerun") if isinstance(delivery.get("rerun"), dict) else None
+    # A rerun keeps completion records of its own (by its job id): the delivery's say its handlers
+    # ran, which is exactly what a rerun ignores; its own retries still skip what it ran.
+    done_id = job.id if rerun is not None and job is not None else task.delivery_id
+    effects = Effects(connection, done_id, dispatch_settings.get().effects_ttl)
     done = effects.completed()
     ran: list[str] = []
     skipped: list[str] = []
@@ -84,7 +88,14 @@ def process_delivery(delivery: dict[str, Any]) -> dict[str, list[str]]:
     }
     if delivery.get("request_id"):
         fields["request_id"] = delivery["request_id"]
-    for registration in registry.handlers_for(task.type, Event(task.event, task.review_status)):
+    registrations = registry.handlers_for(task.type, Event(task.event, task.review_status))
+    if rerun is not None:
+        fields["run_id"] = rerun.get("run_id")
+        registrations, missing = rerun_handlers(registrations, rerun)
+        for name in missing:
+            failed[name] = f"{name} is not registered in this worker (CALLBACK_HANDLERS)"
+            summaries[name] = "not registered in this worker"
+    for registration in registrations:
         if registration.name in done:
             skipped.append(registration.name)
             continue
@@ -94,7 +105,7 @@ def process_delivery(delivery: dict[str, Any]) -> dict[str, list[str]]:
         except JobTimeoutException:
             # The timeout fires once: carrying on would leave the next handlers unbounded.
             failed[registration.name] = _storable(traceback.format_exc())
-            _record_attempt(connection, task, attempt, attempt_started, ran, failed, counts, job)
+            _record_attempt(connection, task, attempt, attempt_started, ran, failed, counts, job, effects.key, rerun)
             raise
         except Exception as exc:
             failed[registration.name] = _storable(traceback.format_exc())
@@ -110,7 +121,7 @@ def process_delivery(delivery: dict[str, Any]) -> dict[str, list[str]]:
             "handler done",
             extra={**fields, "handler": registration.name, "outcome": "done", "latency_ms": round(seconds * 1000, 2)},
         )
-    _record_attempt(connection, task, attempt, attempt_started, ran, failed, counts, job)
+    _record_attempt(connection, task, attempt, attempt_started, ran, failed, counts, job, effects.key, rerun)
     if failed:
         # Each handler's own traceback goes into the failed job, not just this summary.
         details = "\n".join(f"--- {name} ---\n{text}" for name, text in failed.items())
@@ -118,6 +129,16 @@ def process_delivery(delivery: dict[str, Any]) -> dict[str, list[str]]:
         summary = "; ".join(f"{name} ({summaries.get(name, 'timed out')})" for name in failed)
         raise HandlerFailedError(f"{len(failed)} handler(s) failed: {summary}\n{details}")
     return {"ran": ran, "skipped": skipped}
+
+
+def rerun_handlers(registrations: list[Registration], rerun: dict[str, Any]) -> tuple[list[Registration], list[str]]:
+    """A rerun job's handlers: only the named ones among those that ask for the delivery (never the
+    fallback, unless named); and the named ones this worker does not have at all (they fail the try).
+    """
+    named = [name for name in rerun.get("handlers") or () if isinstance(name, str)]
+    chosen = [r for r in registrations if r.name in named]
+    known = set(registry.names())
+    return chosen, [name for name in dict.fromkeys(named) if name not in known]
 
 
 SUMMARY_CHARS = 200
@@ -163,6 +184,8 @@ def _record_attempt(
     failed: dict[str, str],
     counts: list[stats.Increments],
     job: Any,
+    done_key: str | None = None,
+    rerun: dict[str, Any] | None = None,
 ) -> None:
     """What became of this attempt, in one round trip: the ledger, the counters, the completions' life.
 
@@ -187,9 +210,12 @@ def _record_attempt(
             ran,
             failed,
         )
-        stats.apply_now(pipe, stats.merge(*counts, stats.job_outcome(outcome)))
+        outcomes = [stats.job_outcome(outcome)]
+        if rerun is not None:
+            outcomes.append(stats.rerun_job_outcome(outcome))
+        stats.apply_now(pipe, stats.merge(*counts, *outcomes))
         if not failed:
-            pipe.expire(effects_key(task.delivery_id), defaults.EFFECTS_TTL_DONE)
+            pipe.expire(done_key or effects_key(task.delivery_id), defaults.EFFECTS_TTL_DONE)
         pipe.execute()
     except redis.RedisError as exc:
         log.warning(

@@ -60,6 +60,13 @@ COUNTERS: Mapping[str, CounterSpec] = {
         "left: in the failed registry).",
         ("outcome",),
     ),
+    "rerun_job": CounterSpec(
+        "rerun_jobs",
+        "Rerun job attempts by outcome (done, retry, failed); also counted in scb_jobs_total, so callbacks' "
+        "own attempts are the difference.",
+        ("outcome",),
+    ),
+    "rerun_task": CounterSpec("rerun_tasks", "Tasks a rerun queued for the named handlers (queued).", ("outcome",)),
     "unhandled": CounterSpec(
         "unhandled", "Deliveries no handler asked for (recorded in scb:unhandled).", ("type", "event")
     ),

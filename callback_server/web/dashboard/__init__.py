@@ -21,8 +21,9 @@ from typing import Any
 from flask import Blueprint, Flask, Response, abort, current_app, g, render_template, request
 from markupsafe import Markup
 
-from callback_server.exceptions import NotFoundError
+from callback_server.exceptions import NotFoundError, RerunError
 from callback_server.ledger import Entry, Ledger
+from callback_server.rerun import RunStore
 from callback_server.status import read_status
 from callback_server.web.dashboard import actions, charts, data, guard
 from callback_server.web.dashboard.guard import DASHBOARD_USER
@@ -58,6 +59,9 @@ MAX_TARGETS = 1000
 """Most targets one action takes (an 'all on this filter' beyond that is cut, and says so)."""
 
 _DELIVERY_ID = re.compile(r"^[0-9a-f]{32}$")
+
+UNHANDLED_FALLBACK = "workers.unhandled.record_unhandled"
+"""The fallback that notes unhandled deliveries: a worker registers its name, but it is no one's handler."""
 
 
 def _state() -> ReceiverState:
@@ -283,7 +287,9 @@ def failed() -> str:
         "list",
         query=text,
         failed=data.failed_jobs(state.connection, state.settings.callback_queue, text),
-        scheduled=data.scheduled_jobs(state.connection, state.settings.callback_queue, text),
+        scheduled=data.scheduled_jobs(
+            state.connection, state.settings.callback_queue, text, ledger_ttl=state.settings.ledger_ttl
+        ),
     )
 
 
@@ -348,6 +354,51 @@ def reconciliation() -> str:
         interval=state.settings.reconcile_interval,
         **data.reconciliation(state.connection),
     )
+
+
+@bp.get("/reruns")
+def reruns() -> str:
+    """Reruns, newest first (who, from where, what, how far); and starting one for the deliveries a search shows."""
+    state = _state()
+    ledger = data.ledger_for(state.connection, state.settings.ledger_ttl)
+    query = request.args.get("q", "").strip()[:500]
+    filters = {name: request.args.get(name, "").strip()[:100] for name in ("type", "event", "source")}
+    rows: list[Entry] = []
+    if query:
+        rows = ledger.deliveries_of_task(query)
+        if _DELIVERY_ID.match(query.lower()):
+            one = ledger.delivery(query.lower())
+            rows = ([one] if one is not None else []) + rows
+    elif any(filters.values()):
+        rows = ledger.recent(MAX_TARGETS, type=filters["type"], event=filters["event"], source=filters["source"])
+    task_ids = list(dict.fromkeys(entry.task_id for entry in rows))[:MAX_TARGETS]
+    handler_names = sorted(set(ledger.handler_names().values()) - {UNHANDLED_FALLBACK})
+    return _page(
+        "reruns.html",
+        "list",
+        runs=data.reruns(state.connection),
+        query=query,
+        filters=filters,
+        searched=bool(query or any(filters.values())),
+        rows=rows[:100],
+        task_ids=task_ids,
+        handler_names=handler_names,
+        sources=data.SOURCES,
+        configured=state.settings.scale_api_key is not None,
+    )
+
+
+@bp.get("/reruns/<run_id>")
+def rerun_page(run_id: str) -> tuple[str, int] | str:
+    """One rerun: its selection, progress, errors, and each queued task's outcome through the ledger."""
+    state = _state()
+    try:
+        run = RunStore(state.connection).get(run_id[:40])
+    except RerunError:
+        return _page("missing.html", None, what="rerun", ident=run_id, why="runs are kept 30 days"), 404
+    run.queued = RunStore(state.connection).queued(run.run_id)
+    tasks = data.rerun_tasks(state.connection, state.settings.callback_queue, state.settings.ledger_ttl, run)
+    return _page("rerun.html", "detail", run=run, tasks=tasks)
 
 
 @bp.get("/audit")
@@ -443,8 +494,12 @@ def act(name: str) -> tuple[str, int] | str:
         if malformed:
             return _page("result.html", None, action=action, outcomes=[], back=_back(), malformed=malformed), 400
     state = _state()
-    outcomes = actions.run(state, action, targets)
     actor = actions.Actor(DASHBOARD_USER, request.remote_addr or "", request.headers.get("X-Forwarded-For", ""))
+    if action.run_all is not None:
+        carried = {name: request.form.getlist(name)[:100] for name in action.carries}
+        outcomes = action.run_all(state, targets, carried, actor)
+    else:
+        outcomes = actions.run(state, action, targets)
     entry = actions.audit(state.connection, action.name, outcomes, actor)
     return _page("result.html", None, action=action, outcomes=outcomes, back=_back(), entry=entry, nothing=False)
 

@@ -11,23 +11,25 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 from rq import Queue
-from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq.exceptions import NoSuchJobError
 from rq.job import Job
-from rq.registry import FailedJobRegistry, ScheduledJobRegistry
+from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
-from callback_server import defaults, jobs
+from callback_server import defaults, jobs, rerun
 from callback_server.accept import NOT_FOUND
 from callback_server.exceptions import CallbackServerError, NotFoundError
-from callback_server.fetch import build_api, fetch_tasks
+from callback_server.fetch import MAX_TASK_ID, TASK_ID, build_api, fetch_tasks
 from callback_server.jobs import NOT_FAILED
+from callback_server.ledger import Ledger
 from callback_server.reconcile_request import COOLDOWN, RunRequests
 from callback_server.times import stamp
 from callback_server.web.state import ReceiverState
@@ -89,13 +91,7 @@ def delete_failed(state: ReceiverState, job_id: str) -> Outcome:
 
 def retry_now(state: ReceiverState, job_id: str) -> Outcome:
     """A job waiting for its next try put on the queue now (it keeps its remaining retries)."""
-    registry = ScheduledJobRegistry(queue=_queue(state))
-    job = _fetch(state, job_id)
-    if job is None:
-        return Outcome(job_id, "not waiting to retry", ok=False)
-    try:
-        registry.requeue(job)
-    except InvalidJobOperation:
+    if not jobs.retry_now(state.connection, state.settings.callback_queue, job_id):
         return Outcome(job_id, "not waiting to retry", ok=False)
     return Outcome(job_id, "queued now")
 
@@ -130,6 +126,11 @@ def delete_unhandled(state: ReceiverState, raw_note: str) -> Outcome:
     return Outcome(label, "dismissed" if removed else "not found", ok=bool(removed))
 
 
+def _one_rerun_target(state: ReceiverState, task_id: str) -> Outcome:
+    """Never called: a rerun's tasks make one run together (:func:`start_rerun`)."""
+    raise NotImplementedError("a rerun acts on all its tasks at once")
+
+
 def request_reconciliation(state: ReceiverState, _: str) -> Outcome:
     """Ask the clock process for a reconciliation run now (it never runs inside the request)."""
     requests = RunRequests(state.connection)
@@ -162,14 +163,67 @@ def fetch_from_scale(state: ReceiverState, task_id: str) -> Outcome:
 
 
 @dataclass(frozen=True)
+class Actor:
+    """Who acted: the console's user, the peer that sent the request, and the client chain Heroku's router adds."""
+
+    user: str
+    remote_addr: str
+    forwarded_for: str = ""
+
+
+HANDLER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_<>]*)+$")
+"""A handler's dotted name, as the ledger shows it."""
+
+
+def start_rerun(
+    state: ReceiverState, task_ids: list[str], form: Mapping[str, list[str]], actor: Actor
+) -> list[Outcome]:
+    """One rerun of the named handlers over the tasks: recorded, and handed to a worker (which has the handlers).
+
+    The names are checked against those the workers registered (the web tier imports no handler
+    code); the worker checks them again against its own registry before it queues anything.
+    """
+    names = list(dict.fromkeys(n.strip() for n in form.get("handlers", []) if n.strip()))
+    if state.settings.scale_api_key is None:
+        return [Outcome("rerun", "SCALE_API_KEY is not set: a rerun fetches each task from Scale's API", ok=False)]
+    if not names:
+        return [Outcome("rerun", "no handler was chosen: tick the handlers to run again", ok=False)]
+    known = set(Ledger(state.connection, state.settings.ledger_ttl).handler_names().values())
+    unknown = [n for n in names if not HANDLER_NAME.match(n) or n not in known]
+    if unknown:
+        shown = ", ".join(n[:TARGET_CHARS] for n in unknown)
+        return [Outcome("rerun", f"unknown handler {shown}: no worker registered it", ok=False)]
+    bad = [t for t in task_ids if not TASK_ID.fullmatch(t) or len(t) > MAX_TASK_ID]
+    if bad:
+        return [Outcome(t[:TARGET_CHARS], "not a task id: nothing was started", ok=False) for t in bad]
+    origin = f"console from {actor.remote_addr or '?'}" + (f" ({actor.forwarded_for})" if actor.forwarded_for else "")
+    run = rerun.request_run(
+        state.connection, state.settings, names, task_ids, started_by=actor.user, origin=origin[:TARGET_CHARS]
+    )
+    return [
+        Outcome(
+            f"rerun {run.run_id}",
+            f"started for {len(run.selection.task_ids)} tasks, handlers {', '.join(names)}: a worker fetches each "
+            "task and queues it; follow it on the Reruns page",
+        )
+    ]
+
+
+@dataclass(frozen=True)
 class Action:
-    """An action the console offers: what it is called, what it does, what it acts on."""
+    """An action the console offers: what it is called, what it does, what it acts on.
+
+    ``run`` acts on one target at a time; an action whose targets make one thing together (a rerun
+    of many tasks) has ``run_all`` instead, and ``carries`` names the form fields it also reads.
+    """
 
     name: str
     title: str
     explains: str
     target: str
     run: Callable[[ReceiverState, str], Outcome]
+    carries: tuple[str, ...] = ()
+    run_all: Callable[[ReceiverState, list[str], Mapping[str, list[str]], Actor], list[Outcome]] | None = None
 
 
 ACTIONS = {
@@ -222,6 +276,17 @@ ACTIONS = {
             fetch_from_scale,
         ),
         Action(
+            "rerun",
+            "Rerun handlers",
+            "Runs the chosen handlers again over each task, even where they ran before (only they, and only "
+            "where they ask for the task's type and event), with the original delivery id. A worker fetches each "
+            "task's current state from Scale's API and queues it; the Reruns page follows the run.",
+            "task",
+            _one_rerun_target,
+            carries=("handlers",),
+            run_all=start_rerun,
+        ),
+        Action(
             "reconcile-run",
             "Run reconciliation now",
             "Asks the clock process to run a scheduled reconciliation at once; its result shows on the "
@@ -256,15 +321,6 @@ def run(
             log.exception("dashboard action %s failed on one target", action.name, extra={"outcome": "error"})
             outcomes.append(Outcome(target, f"error: {type(exc).__name__}: {exc}"[:TARGET_CHARS], ok=False))
     return outcomes
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who acted: the console's user, the peer that sent the request, and the client chain Heroku's router adds."""
-
-    user: str
-    remote_addr: str
-    forwarded_for: str = ""
 
 
 def audit(connection: redis.Redis, action: str, outcomes: list[Outcome], actor: Actor) -> dict[str, Any]:

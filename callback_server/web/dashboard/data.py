@@ -21,17 +21,18 @@ from rq.results import Result
 from rq.serializers import JSONSerializer
 
 from callback_server import defaults, stats
-from callback_server.jobs import failure_text, summary_line
-from callback_server.ledger import Entry, Ledger
+from callback_server.jobs import DELIVERY_JOB_ID, failure_text, ledger_error, summary_line
+from callback_server.ledger import Arrival, Attempt, Entry, Ledger
 from callback_server.reconcile import RunLog
 from callback_server.reconcile_request import RunRequests
+from callback_server.rerun import Run, RunStore, rerun_job_id
 from callback_server.status import Status, worker_is_live
 from callback_server.times import parse_instant
 
 STATES = ("queued", "running", "waiting to retry", "retrying", "failed", "done")
 """The states a delivery can be shown in (the ledger's, refined by what RQ knows now)."""
 
-SOURCES = ("callback", "reconcile", "replay", "fetch")
+SOURCES = ("callback", "reconcile", "replay", "fetch", "rerun")
 
 
 LARGE_BODY = 4096
@@ -72,14 +73,16 @@ class Registries:
         started = StartedJobRegistry(queue=queue)
         scheduled = ScheduledJobRegistry(queue=queue)
         failed = FailedJobRegistry(queue=queue)
+        waiting = {
+            _text(job_id): datetime.fromtimestamp(score, UTC)
+            for job_id, score in connection.zrange(scheduled.key, 0, -1, withscores=True)
+        }
+        # A rerun job (rerun-<run>-<delivery>) stands for its delivery too, so a delivery being rerun shows so.
         return cls(
             queue=queue,
-            running=set(started.get_job_ids(cleanup=False)),
-            scheduled={
-                _text(job_id): datetime.fromtimestamp(score, UTC)
-                for job_id, score in connection.zrange(scheduled.key, 0, -1, withscores=True)
-            },
-            failed=set(failed.get_job_ids(cleanup=False)),
+            running=_with_deliveries(started.get_job_ids(cleanup=False)),
+            scheduled={**{_delivery_of(job_id): at for job_id, at in waiting.items()}, **waiting},
+            failed=_with_deliveries(failed.get_job_ids(cleanup=False)),
         )
 
     def state(self, entry: Entry) -> str:
@@ -91,6 +94,15 @@ class Registries:
         if entry.delivery_id in self.failed:
             return "failed"
         return entry.state
+
+
+def _delivery_of(job_id: str) -> str:
+    match = DELIVERY_JOB_ID.match(job_id)
+    return match[1] if match else job_id
+
+
+def _with_deliveries(job_ids: list[str]) -> set[str]:
+    return set(job_ids) | {_delivery_of(job_id) for job_id in job_ids}
 
 
 def counts(status: Status) -> dict[str, int]:
@@ -175,6 +187,11 @@ class FailedJob:
     ended_at: datetime | None
     retry_at: datetime | None = None
 
+    @property
+    def delivery_id(self) -> str:
+        """The delivery the job runs (a rerun job's id holds it after its run's)."""
+        return _delivery_of(self.id)
+
 
 def _job_rows(connection: redis.Redis, ids: list[str], scheduled: dict[str, datetime] | None = None) -> list[FailedJob]:
     """Rows for a list page: each job's description, end and latest error, never its body (one pipeline)."""
@@ -207,12 +224,20 @@ def failed_jobs(connection: redis.Redis, queue_name: str, text: str = "", limit:
     return _matching(_job_rows(connection, ids), text)[:limit]
 
 
-def scheduled_jobs(connection: redis.Redis, queue_name: str, text: str = "", limit: int = 200) -> list[FailedJob]:
-    """Jobs waiting to retry, soonest first, whose description holds ``text``."""
+def scheduled_jobs(
+    connection: redis.Redis, queue_name: str, text: str = "", limit: int = 200, ledger_ttl: int | None = None
+) -> list[FailedJob]:
+    """Jobs waiting to retry, soonest first, whose description holds ``text``; with ``ledger_ttl``, each
+    with its failing handlers and their errors, read from the ledger."""
     registry = ScheduledJobRegistry(queue=Queue(queue_name, connection=connection, serializer=JSONSerializer))
     pairs = connection.zrange(registry.key, 0, 5000, withscores=True)
     when = {_text(job_id): datetime.fromtimestamp(score, UTC) for job_id, score in pairs}
-    return _matching(_job_rows(connection, list(when), when), text)[:limit]
+    rows = _matching(_job_rows(connection, list(when), when), text)[:limit]
+    for row in rows:
+        # RQ keeps no traceback for a job waiting to retry: the ledger has it.
+        if not row.error and ledger_ttl is not None:
+            row.error = ledger_error(connection, ledger_ttl, row.id)
+    return rows
 
 
 @dataclass
@@ -313,7 +338,23 @@ def timeline(entry: Entry, state: str, registries: Registries, job_started: date
         TimelineItem(entry.received_at, "received", f"from {entry.source} ({entry.mode} key)"),
         TimelineItem(entry.received_at, "queued", "job written in the same round trip"),
     ]
-    for attempt in entry.attempts:
+    # Each later arrival (accepted again, or a rerun) is appended with its attempts: history is kept.
+    arrivals = entry.arrivals or [Arrival(entry.received_at, entry.source, entry.attempts)]
+    for index, arrival in enumerate(arrivals):
+        if index:
+            what = "rerun queued" if arrival.source == "rerun" else f"queued again (from {arrival.source})"
+            items.append(TimelineItem(arrival.received_at, what, "earlier attempts kept above", "warn"))
+        items += _attempt_items(arrival.attempts)
+    if state == "running":
+        items.append(TimelineItem(job_started, "running now", "a worker has it", "warn"))
+    elif state == "waiting to retry":
+        items.append(TimelineItem(registries.scheduled.get(entry.delivery_id), "next try", "waiting to retry", "warn"))
+    return items
+
+
+def _attempt_items(attempts: list[Attempt]) -> list[TimelineItem]:
+    items: list[TimelineItem] = []
+    for attempt in attempts:
         started = datetime.fromtimestamp(attempt.finished_at.timestamp() - attempt.duration_ms / 1000, UTC)
         items.append(TimelineItem(started, f"attempt {attempt.number} started"))
         names = ", ".join(attempt.handlers) or "none"
@@ -340,10 +381,6 @@ def timeline(entry: Entry, state: str, registries: Registries, job_started: date
                 items.append(TimelineItem(attempt.finished_at, "retry scheduled", "", "warn"))
             else:
                 items.append(TimelineItem(attempt.finished_at, "failed for good", "in the failed registry", "bad"))
-    if state == "running":
-        items.append(TimelineItem(job_started, "running now", "a worker has it", "warn"))
-    elif state == "waiting to retry":
-        items.append(TimelineItem(registries.scheduled.get(entry.delivery_id), "next try", "waiting to retry", "warn"))
     return items
 
 
@@ -397,3 +434,52 @@ def reconciliation(connection: redis.Redis, limit: int = 20) -> dict[str, Any]:
 def ledger_for(connection: redis.Redis, ttl: int) -> Ledger:
     """The ledger reader."""
     return Ledger(connection, ttl)
+
+
+@dataclass
+class RerunTask:
+    """One task a rerun queued, and what became of its job (RQ's registries, then the ledger)."""
+
+    task_id: str
+    delivery_id: str
+    job_id: str
+    state: str
+    handlers: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+
+def reruns(connection: redis.Redis, limit: int = 50) -> list[Run]:
+    """The newest reruns first, each with its live queued count."""
+    return RunStore(connection).recent(limit)
+
+
+def rerun_tasks(
+    connection: redis.Redis, queue_name: str, ledger_ttl: int, run: Run, limit: int = 100
+) -> list[RerunTask]:
+    """Up to ``limit`` tasks of a run with their outcome: what RQ says now, else the rerun's attempts in the ledger."""
+    registries = Registries.read(connection, queue_name)
+    book = Ledger(connection, ledger_ttl)
+    started = _when(run.started_at)
+    found = []
+    for task_id, delivery_id in RunStore(connection).marks(run.run_id, limit):
+        job_id = rerun_job_id(run.run_id, delivery_id)
+        row = RerunTask(task_id, delivery_id, job_id, "queued")
+        entry = book.delivery(delivery_id)
+        arrivals = [
+            a
+            for a in (entry.arrivals if entry else [])
+            if a.source == "rerun" and (started is None or a.received_at >= started)
+        ]
+        if arrivals and arrivals[0].attempts:
+            last = arrivals[0].attempts[-1]
+            row.state = {"d": "done", "r": "retrying", "f": "failed"}.get(last.outcome, "queued")
+            row.handlers = last.handlers
+            row.failures = list(last.failures)
+        if job_id in registries.running:
+            row.state = "running"
+        elif job_id in registries.scheduled:
+            row.state = "waiting to retry"
+        elif job_id in registries.failed:
+            row.state = "failed"
+        found.append(row)
+    return found
