@@ -83,3 +83,7 @@ class FailureNotRecordedError(CallbackServerError):
     was on (a removal Redis allows even when full), leaving it in no list or registry. Raised
     instead, it stops that caller, so RQ's next maintenance finds the job where it was.
     """
+
+
+class NoSuchFixtureError(CallbackServerError, LookupError):
+    """``workers.testing.load_fixture`` has no recorded callback for that type, event and review status."""
