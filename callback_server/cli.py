@@ -48,6 +48,7 @@ from callback_server.reconcile_request import RunRequests
 from callback_server.render import printable
 from callback_server.reporting import init_sentry
 from callback_server.schemas import parse_timestamp
+from workers.listing import handlers_command
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,7 @@ def cli() -> None:
 
 
 cli.add_command(dev)
+cli.add_command(handlers_command)  # what CALLBACK_HANDLERS loads (workers/listing.py)
 
 
 # --- quarantine ----------------------------------------------------------------------------------

@@ -55,6 +55,7 @@ from callback_server.exceptions import CallbackServerError, FailureNotRecordedEr
 from callback_server.logs import configure_logging
 from callback_server.reporting import init_sentry
 from workers import dispatch, rescue
+from workers.listing import log_handlers
 from workers.registry import import_handler_modules, registry
 
 log = logging.getLogger(__name__)
@@ -375,6 +376,7 @@ def work(burst: bool, name: str | None, no_scheduler: bool) -> None:
     init_sentry(settings, "worker")  # SENTRY_DSN: RQ's integration reports failing jobs (forked horses inherit it)
     warn_if_evicting(worker_connection(settings))
     log.info("worker starting", extra={"count": settings.worker_processes})
+    log_handlers(log, settings.callback_handlers)
     if settings.worker_processes == 1:
         run_supervised(settings, name=name, burst=burst, with_scheduler=not no_scheduler)
         return
