@@ -111,6 +111,9 @@ def process_delivery(delivery: dict[str, Any]) -> dict[str, list[str]]:
             extra={**fields, "handler": registration.name, "outcome": "done", "latency_ms": round(seconds * 1000, 2)},
         )
     _record_attempt(connection, task, attempt, attempt_started, ran, failed, counts, job)
+    if skipped and not ran and not failed:
+        # A re-run (a replay, a retry after a crash) with nothing left to do says so, not nothing.
+        log.info("every handler was already done", extra={**fields, "outcome": "already_done", "count": len(skipped)})
     if failed:
         # Each handler's own traceback goes into the failed job, not just this summary.
         details = "\n".join(f"--- {name} ---\n{text}" for name, text in failed.items())
