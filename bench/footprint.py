@@ -131,6 +131,11 @@ def plan_for(megabytes: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--deliveries", type=int, default=5000)
+    parser.add_argument(
+        "--handlers",
+        default="bench.handlers",
+        help="CALLBACK_HANDLERS of the worker (add bench.audit_trail for a team's '*' handler)",
+    )
     args = parser.parse_args()
     count = args.deliveries
     with tempfile.TemporaryDirectory() as tmp:
@@ -141,7 +146,7 @@ def main() -> None:
             "REDIS_URL": server.url,
             "SCALE_CALLBACK_AUTH_KEY": KEY,
             "LOG_LEVEL": "warning",
-            "CALLBACK_HANDLERS": "bench.handlers",
+            "CALLBACK_HANDLERS": args.handlers,
             "WEB_CONCURRENCY": "2",
         }
         settings = Settings.from_env(env)

@@ -45,6 +45,7 @@ from callback_server.render import printable
 from callback_server.rerun_cli import rerun_command
 from callback_server.sentry import init_sentry
 from callback_server.times import parse_instant
+from workers.listing import handlers_command
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,7 @@ def cli() -> None:
 
 
 cli.add_command(dev)
+cli.add_command(handlers_command)  # what CALLBACK_HANDLERS loads (workers/listing.py)
 
 
 # --- quarantine ----------------------------------------------------------------------------------

@@ -128,6 +128,11 @@ def _names(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in env.get(name, "").split(",") if part.strip())
 
 
+def callback_handler_modules(env: Mapping[str, str]) -> tuple[str, ...]:
+    """CALLBACK_HANDLERS: the handler modules a worker imports (read alone by ``handlers``, which needs no other)."""
+    return _names(env, "CALLBACK_HANDLERS") or defaults.CALLBACK_HANDLERS
+
+
 RENAMED = {"RECONCILE_WINDOW": "RECONCILE_LOOKBACK"}
 """Variables that were renamed and are no longer read: a deploy that still sets one stops, naming the new
 name, instead of silently running on the default."""
@@ -284,7 +289,7 @@ class Settings:
                 env, "WORKER_MAINTENANCE_INTERVAL", defaults.WORKER_MAINTENANCE_INTERVAL, minimum=1
             ),
             worker_processes=read_int(env, "WORKER_PROCESSES", defaults.WORKER_PROCESSES, minimum=1),
-            callback_handlers=_names(env, "CALLBACK_HANDLERS") or defaults.CALLBACK_HANDLERS,
+            callback_handlers=callback_handler_modules(env),
             dashboard_password=Secret(dashboard) if dashboard else None,
             scale_api_key=Secret(api_key) if api_key else None,
             scale_api_url=(env.get("SCALE_API_URL", "").strip() or defaults.SCALE_API_URL).rstrip("/"),

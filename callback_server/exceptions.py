@@ -102,3 +102,7 @@ class FailureNotRecordedError(CallbackServerError):
 
 class RerunError(CallbackServerError):
     """A rerun cannot start or go on: an unknown handler name, an unknown or finished run, a bad selection."""
+
+
+class NoSuchFixtureError(CallbackServerError, LookupError):
+    """``workers.testing.load_fixture`` has no recorded callback for that type, event and review status."""

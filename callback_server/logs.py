@@ -32,6 +32,7 @@ FIELDS = (
     "task_id",
     "type",
     "event",
+    "events",
     "delivery_id",
     "mode",
     "source",

@@ -47,6 +47,8 @@ DEV_BANNER = (
     "test callback key ",
     "receiver ",
     "scale simulator ",
+    "scale api key ",
+    "reloader ",
     "Ctrl-C stops everything.",
 )
 """The lines `python -m callback_server dev` itself prints for the person at the terminal (not log lines)."""

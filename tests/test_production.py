@@ -157,6 +157,8 @@ for name in names:
     importlib.import_module(name)
 import flask
 assert flask.__file__.startswith(sys.prefix), flask.__file__
+from workers.testing import FIXTURE_TYPES, load_fixture, make_task
+assert all(make_task(load_fixture(name)).type == name for name in FIXTURE_TYPES)
 print(len(names))
 """
     done = subprocess.run(

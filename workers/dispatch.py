@@ -69,7 +69,7 @@ def process_delivery(delivery: dict[str, Any]) -> dict[str, list[str]]:
     attempt_started = time.perf_counter()
     task = build_task(delivery)
     rerun = delivery.get("rerun") if isinstance(delivery.get("rerun"), dict) else None
-    # A rerun keeps completion records of its own (by its job id): the delivery's say its handlers
+    # A rerun keeps an effects record of its own (by its job id): the delivery's says its handlers
     # ran, which is exactly what a rerun ignores; its own retries still skip what it ran.
     done_id = job.id if rerun is not None and job is not None else task.delivery_id
     effects = Effects(connection, done_id, dispatch_settings.get().effects_ttl)
@@ -122,6 +122,9 @@ def process_delivery(delivery: dict[str, Any]) -> dict[str, list[str]]:
             extra={**fields, "handler": registration.name, "outcome": "done", "latency_ms": round(seconds * 1000, 2)},
         )
     _record_attempt(connection, task, attempt, attempt_started, ran, failed, counts, job, effects.key, rerun)
+    if skipped and not ran and not failed:
+        # A re-run (a replay, a retry after a crash) with nothing left to do says so, not nothing.
+        log.info("every handler was already done", extra={**fields, "outcome": "already_done", "count": len(skipped)})
     if failed:
         # Each handler's own traceback goes into the failed job, not just this summary.
         details = "\n".join(f"--- {name} ---\n{text}" for name, text in failed.items())

@@ -101,14 +101,25 @@ class HandlerRegistry:
     def handlers_for(self, task_type: str, event: Event = COMPLETION) -> list[Registration]:
         """Who runs for a delivery: its type's handlers for the event, then the ``*`` ones.
 
-        When none of its type's handlers asked for the event, the fallback runs first and
-        records it, so a delivery nobody serves is never silently dropped.
+        When no handler asked for it (neither its type's nor a ``*`` one), the fallback runs
+        and records it, so a delivery nobody serves is never silently dropped. A ``*`` handler
+        serves: a team's audit trail must not turn every delivery into an "unhandled" note.
         """
         own = [r for r in self._by_type.get(task_type, ()) if r.wants(event)]
         found = [*own, *(r for r in self._by_type.get(ANY, ()) if r.wants(event))]
-        if not own and self.fallback is not None:
-            found.insert(0, Registration(task_type, handler_name(self.fallback), self.fallback))
+        if not found and self.fallback is not None:
+            found.append(self.fallback_registration(task_type))
         return found
+
+    def fallback_registration(self, task_type: str) -> Registration:
+        """The fallback as the registration that serves a delivery of ``task_type`` nobody asked for."""
+        if self.fallback is None:
+            raise HandlerRegistrationError("this registry has no fallback")
+        return Registration(task_type, handler_name(self.fallback), self.fallback)
+
+    def registrations(self) -> list[Registration]:
+        """Every registration, by task type (``*`` first, as it sorts), each type's in registration order."""
+        return [r for task_type in sorted(self._by_type) for r in self._by_type[task_type]]
 
     def names(self) -> list[str]:
         """Every registered handler's name, and the fallback's."""

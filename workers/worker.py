@@ -55,6 +55,7 @@ from callback_server.exceptions import CallbackServerError, FailureNotRecordedEr
 from callback_server.logs import configure_logging
 from callback_server.sentry import init_sentry
 from workers import dispatch, rescue
+from workers.listing import log_handlers
 from workers.registry import import_handler_modules, registry
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,29 @@ REFUSED_WRITE_ERRORS = (
 """What a refused or lost write raises in the horse's bookkeeping."""
 
 
+RQ_EXCEPTION_LINE = "Worker %s: job %s: exception raised while executing"
+"""The start of RQ's own line for a failed try (``BaseWorker.handle_exception``): a second, longer traceback."""
+
+
+class _WithoutRQExceptionLine(logging.Filter):
+    """Drops RQ's line for a failed try: the worker's own lines carry it (:meth:`CallbackWorker.handle_exception`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(RQ_EXCEPTION_LINE)
+
+
+def _job_fields(job: Job) -> dict[str, Any]:
+    """The delivery's fields for a log line about its job (only the job's id when its data cannot be read)."""
+    try:
+        delivery = job.args[0] if job.args else {}
+    except Exception:  # RQ's DeserializationError, or a job that is not ours: the id is still known
+        delivery = {}
+    if not isinstance(delivery, dict):
+        delivery = {}
+    fields = {name: delivery.get(name) for name in ("task_id", "type", "event", "request_id")}
+    return {**fields, "delivery_id": delivery.get("delivery_id") or job.id}
+
+
 class CallbackWorker(Worker):
     """RQ's forking ``Worker`` with the hard-kill death penalty, a note of a requested stop, failures
     that are recorded or raise, tries that a refused write does not spend, and the orphan sweep."""
@@ -175,6 +199,25 @@ class CallbackWorker(Worker):
         taken a retried job) it says exactly whether the transaction was applied.
         """
         return int(self.connection.hget(self.key, "failed_job_count") or 0)
+
+    def handle_exception(self, job: Job, *exc_info: Any) -> None:
+        """RQ's (Sentry's hook and the exception handlers run), with one line per failure instead of two.
+
+        A handler's failure was logged by dispatch, one line per handler with its traceback and
+        the delivery's fields; RQ's line repeated it without them (up to 1.5 KB more). Any other
+        failure of a try (a timeout, a job that cannot be read) gets one line of ours, with the
+        delivery's fields, in place of RQ's.
+        """
+        exc_type = exc_info[0] if exc_info else None
+        if not (isinstance(exc_type, type) and issubclass(exc_type, dispatch.HandlerFailedError)):
+            outcome = "timeout" if isinstance(exc_type, type) and issubclass(exc_type, JobTimeoutException) else "error"
+            log.error("delivery try failed", exc_info=exc_info, extra={**_job_fields(job), "outcome": outcome})
+        quiet = _WithoutRQExceptionLine()
+        self.log.addFilter(quiet)
+        try:
+            super().handle_exception(job, *exc_info)
+        finally:
+            self.log.removeFilter(quiet)
 
     def handle_work_horse_killed(self, job: Job, retpid: int, ret_val: int, rusage: Any) -> None:
         """Note a horse that ended on a refused write (:data:`WRITE_REFUSED_EXIT`), then RQ's hook."""
@@ -375,6 +418,7 @@ def work(burst: bool, name: str | None, no_scheduler: bool) -> None:
     init_sentry(settings, "worker")  # SENTRY_DSN: RQ's integration reports failing jobs (forked horses inherit it)
     warn_if_evicting(worker_connection(settings))
     log.info("worker starting", extra={"count": settings.worker_processes})
+    log_handlers(log, settings.callback_handlers)
     if settings.worker_processes == 1:
         run_supervised(settings, name=name, burst=burst, with_scheduler=not no_scheduler)
         return

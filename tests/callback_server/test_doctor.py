@@ -106,6 +106,7 @@ def test_a_healthy_stack_passes_the_probe_reaches_no_handler_and_leaves_nothing(
         for name in (
             "configuration",
             "callback keys",
+            "handlers",
             "redis",
             "redis eviction",
             "redis memory",
@@ -251,6 +252,17 @@ def test_a_bad_variable_is_the_only_line(redis_server: RedisProcess) -> None:
     assert "DEDUP_TTL must be a whole number" in checks[0].found
     missing = run_doctor({"REDIS_URL": redis_server.url})
     assert "SCALE_CALLBACK_AUTH_KEY is not set" in missing[0].found
+
+
+def test_a_handler_module_that_does_not_import_fails_the_handlers_line(redis_server: RedisProcess) -> None:
+    env = {"REDIS_URL": redis_server.url, "SCALE_CALLBACK_AUTH_KEY": LIVE_KEY}
+    healthy = by_name(run_doctor(env))["handlers"]
+    assert healthy.status == OK and "from workers.handlers" in healthy.found
+    env["CALLBACK_HANDLERS"] = "workers.handlers,tests.workers.broken_handlers"
+    broken = by_name(run_doctor(env))["handlers"]
+    assert broken.status == FAIL
+    assert "cannot import 'tests.workers.broken_handlers': ZeroDivisionError" in broken.found
+    assert "python -m callback_server handlers" in broken.advice
 
 
 def test_a_test_key_that_is_also_live_fails_the_keys_line(redis_server: RedisProcess) -> None:

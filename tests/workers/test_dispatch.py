@@ -158,6 +158,18 @@ def test_unknown_type_goes_to_the_fallback_and_is_recorded(fast_settings: Settin
     assert failed_ids(fast_settings, redis_conn) == []
 
 
+def test_a_delivery_a_star_handler_served_is_not_unhandled(
+    fast_settings: Settings, redis_conn: redis.Redis, recording: ModuleType
+) -> None:
+    """A "*" handler (a team's audit trail) serves every type: no note, no warning, no Redis per delivery."""
+    delivery = enqueue(fast_settings, redis_conn, "unknown_type")
+    run_burst(fast_settings)
+    assert effects(redis_conn) == [f"record:{delivery.delivery_id}", f"second:{delivery.delivery_id}"]
+    assert redis_conn.llen("scb:unhandled") == 0
+    assert not any(key.startswith("unhandled|") for key in stats.totals(redis_conn))
+    assert failed_ids(fast_settings, redis_conn) == []
+
+
 def test_a_finished_job_leaves_its_outcome_in_the_ledger_and_no_rq_result(
     fast_settings: Settings, redis_conn: redis.Redis
 ) -> None:

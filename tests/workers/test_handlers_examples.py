@@ -10,14 +10,19 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from callback_server.deliveries import Delivery
+from callback_server.events import Event
 from tests.conftest import REFERENCE_TYPES, load_fixture
 from workers.payloads import Task, build_task
+from workers.registry import registry
+from workers.testing import load_fixture as load_packaged
+from workers.testing import make_task, run_handlers
 
 HANDLERS: dict[str, Callable[[Any], None]] = {
     name: getattr(importlib.import_module(f"workers.handlers.{name}"), f"log_{name}") for name in REFERENCE_TYPES
@@ -115,3 +120,69 @@ def test_many_or_odd_names_are_listed_briefly(caplog: pytest.LogCaptureFixture) 
     assert "301 boxes" in message and "unlabelled=1" in message and "+281 more" in message
     message = run_and_read_log("phonecall", task_of("phonecall", set_response("fields", None)), caplog)
     assert "fields=none" in message
+
+
+# --- today's common types, through workers.testing (as a handler author would test a copy) ---------
+
+MODERN_EXAMPLES = {
+    "imageannotation": "workers.handlers.imageannotation",
+    "textcollection": "workers.handlers.textcollection",
+    "namedentityrecognition": "workers.handlers.namedentityrecognition",
+    "documenttranscription": "workers.handlers.documenttranscription",
+    "videoannotation": "workers.handlers.file_results",
+    "videoplaybackannotation": "workers.handlers.file_results",
+    "lidarannotation": "workers.handlers.file_results",
+}
+"""Today's common types and the example module that serves each."""
+
+ALL_EVENTS = [
+    ("completed", None),
+    ("audit", "accepted"),
+    ("audit", "fixed"),
+    ("audit", "rejected"),
+    ("audit", "commented"),
+    ("error", None),
+    ("recalled", None),
+    ("canceled", None),
+]
+
+
+@pytest.mark.parametrize("task_type", sorted(MODERN_EXAMPLES))
+def test_each_modern_example_serves_its_results_and_logs_one_line(
+    task_type: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    importlib.import_module("workers.handlers")
+    module = MODERN_EXAMPLES[task_type]
+    mine = [r.name for r in registry.registrations() if r.name.startswith(module + ".")]
+    for event, review_status in ALL_EVENTS:
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger=module):
+            outcome = run_handlers(load_packaged(task_type, event, review_status), handlers=mine)
+        assert outcome.failed == {}, (event, review_status)
+        lines = [r.getMessage() for r in caplog.records if r.name == module]
+        if Event(event, review_status).carries_result or (event == "error" and task_type == "imageannotation"):
+            assert len(outcome.ran) == len(lines) == 1, (event, review_status, outcome)
+            assert make_task(load_packaged(task_type, event, review_status)).task_id in lines[0]
+        else:
+            assert outcome.unhandled and lines == [], (event, review_status)
+
+
+def test_the_modern_examples_say_what_the_result_holds_and_never_a_url(caplog: pytest.LogCaptureFixture) -> None:
+    def line(task_type: str, event: str = "completed") -> str:
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger=MODERN_EXAMPLES[task_type]):
+            run_handlers(load_packaged(task_type, event))
+        (record,) = [r for r in caplog.records if r.name == MODERN_EXAMPLES[task_type]]
+        return record.getMessage()
+
+    importlib.import_module("workers.handlers")
+    assert re.search(r"\d+ shapes \(box=\d+, polygon=\d+\) labelled ", line("imageannotation"))
+    assert "3 fields (ceo, employees, sector)" in line("textcollection")
+    assert re.search(r"\d+ entities \(.*\), \d+ relationships", line("namedentityrecognition"))
+    assert re.search(r"\d+ fields on \d+ pages \((total, vendor|total|vendor)", line("documenttranscription"))
+    playback = line("videoplaybackannotation")
+    assert "result file on " in playback and ", events file on " in playback
+    error = line("imageannotation", "error")
+    assert "could not be created" in error and "answered 403" in error
+    for text in (playback, error, line("lidarannotation")):
+        assert "https://" not in text and "?" not in text  # a signed URL's query is a credential

@@ -32,10 +32,12 @@ def test_handles_registers_in_order_with_star_after_specific() -> None:
     assert registry.task_types() == ["*", "annotation"]
 
 
-def test_unserved_type_goes_to_fallback_and_star_still_runs() -> None:
+def test_a_star_handler_serves_a_type_nobody_else_serves_so_no_fallback() -> None:
     registry = HandlerRegistry(fallback=fallback)
     registry.register("*", other)
-    assert [r.fn for r in registry.handlers_for("videoannotation")] == [fallback, other]
+    assert [r.fn for r in registry.handlers_for("videoannotation")] == [other]
+    # A "*" handler of results only does not serve an error: that one still goes to the fallback.
+    assert [r.fn for r in registry.handlers_for("videoannotation", Event("error"))] == [fallback]
 
 
 def test_fallback_alone_when_nothing_is_registered() -> None:
@@ -125,7 +127,7 @@ def test_star_type_with_star_events_sees_every_delivery() -> None:
     registry = HandlerRegistry(fallback=fallback)
     registry.handles("*", events="*")(other)
     for event in (COMPLETED, ACCEPTED, ERROR, RECALLED):
-        assert served(registry, "anything", event) == [fallback, other]
+        assert served(registry, "anything", event) == [other]
     registry.handles("anything", events="*")(first)
     assert served(registry, "anything", ERROR) == [first, other]
 

@@ -1,4 +1,5 @@
-"""Example handlers, one module per task type: each logs a one-line summary of the result.
+"""Example handlers, one module per task type (the video and lidar types share one): each logs a
+one-line summary of the result.
 
 Importing this package registers them all. Copy one as the start of your own handler module
 and list that module in CALLBACK_HANDLERS.
@@ -10,6 +11,11 @@ from workers.handlers import (  # noqa: F401 - imported for their @handles regis
     categorization,
     comparison,
     datacollection,
+    documenttranscription,
+    file_results,
+    imageannotation,
+    namedentityrecognition,
     phonecall,
+    textcollection,
     transcription,
 )

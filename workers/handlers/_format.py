@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 MAX_SHOWN = 20
 """Most names listed in one log line; the rest are counted."""
@@ -42,3 +43,10 @@ def names(values: Iterable[Any]) -> str:
         return "none"
     more = f" +{len(shown) - MAX_SHOWN} more" if len(shown) > MAX_SHOWN else ""
     return ", ".join(shown[:MAX_SHOWN]) + more
+
+
+def host(url: object) -> str:
+    """Where a URL points, without its path or query: a signed URL's query is a credential, never logged."""
+    if not isinstance(url, str):
+        return "no url"
+    return urlsplit(url).netloc or "no host"
