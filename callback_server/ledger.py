@@ -271,7 +271,10 @@ class Ledger:
             bound = None if before is None else before[period]
             start: bytes | str = "+" if bound is None else b"(" + bound
             while start:
-                nxt, found = self._scan(keys=[stream_key(period)], args=[start, SCAN_BATCH, name, value])
+                keys, args = scripts.ledger_scan_call(
+                    stream=stream_key(period), start=start, count=SCAN_BATCH, name=name, value=value
+                )
+                nxt, found = self._scan(keys=keys, args=args)
                 for entry_id, flat in found:
                     yield entry_id, dict(zip(flat[::2], flat[1::2], strict=True))
                 start = nxt
@@ -437,15 +440,14 @@ def record_outcome(
     period = int(moment // PERIOD)
     fields = outcome_fields(delivery_id, kind, attempt, duration_ms, handlers, failures or {})
     flat = [part for item in fields.items() for part in item]
-    pipe.eval(
-        scripts.LEDGER_OUTCOME,
-        2,
-        stream_key(period),
-        index_key(period),
-        stream_expiry(period, ttl),
-        raw_id(delivery_id),
-        *flat,
+    keys, args = scripts.ledger_outcome_call(
+        stream=stream_key(period),
+        index=index_key(period),
+        expire_at=stream_expiry(period, ttl),
+        delivery=raw_id(delivery_id),
+        fields=flat,
     )
+    pipe.eval(scripts.LEDGER_OUTCOME, len(keys), *keys, *args)
 
 
 def register_handlers(connection: redis.Redis, names: list[str]) -> None:

@@ -82,12 +82,19 @@ def handle_probe(connection: redis.Redis, delivery: dict[str, Any]) -> dict[str,
         "delivery", "queued", PROBE_TYPE, delivery.get("event", "completed"), delivery.get("mode", "")
     )
     notice = notice_key(nonce) if _NONCE.fullmatch(nonce) else ""
-    streams = [ledger.stream_key(stream), ledger.stream_key(stream + 1)]
-    indexes = [ledger.index_key(stream), ledger.index_key(stream + 1)]
-    keys = [*periods, *streams, stats.TOTAL_KEY, notice, f"rq:job:{delivery_id}", *indexes]
-    cleanup = connection.register_script(scripts.PROBE_CLEANUP)
-    task_id = str(delivery.get("task_id", ""))
-    cleanup(keys=keys, args=[len(periods), ledger.raw_id(delivery_id), counter, PROBE_TTL, task_id])
+    keys, args = scripts.probe_cleanup_call(
+        seen=periods,
+        streams=(ledger.stream_key(stream), ledger.stream_key(stream + 1)),
+        counters=stats.TOTAL_KEY,
+        notice=notice,
+        job=f"rq:job:{delivery_id}",
+        indexes=(ledger.index_key(stream), ledger.index_key(stream + 1)),
+        identity=ledger.raw_id(delivery_id),
+        counter_field=counter,
+        notice_ttl=PROBE_TTL,
+        task_id=str(delivery.get("task_id", "")),
+    )
+    connection.register_script(scripts.PROBE_CLEANUP)(keys=keys, args=args)
     log.info(
         "probe processed",
         extra={

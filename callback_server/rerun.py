@@ -538,29 +538,27 @@ class Rerunner:
             flat += [name, value.value if isinstance(value, JobStatus) else value]
         now = time.time()
         period = int(now // ledger.PERIOD)
-        keys = [
-            marks_key(run_id),
-            job.key,
-            self.deliveries.queue.key,
-            Queue.redis_queues_keys,
-            ledger.stream_key(period),
-            ledger.index_key(period),
-            stats.TOTAL_KEY,
-        ]
-        args = [
-            delivery.task_id,
-            job.id,
-            ledger.raw_id(delivery.delivery_id),
-            delivery.delivery_id,
-            ledger.stream_expiry(period, self.ledger_ttl),
-            ledger.type_code(delivery.task_type),
-            ledger.event_code(delivery.event),
-            ledger.SOURCES[RERUN],
-            ledger.MODES.get(delivery.mode, delivery.mode),
-            counter_field("queued"),
-            RUN_TTL,
-            *flat,
-        ]
+        keys, args = scripts.rerun_enqueue_call(
+            marks=marks_key(run_id),
+            job=job.key,
+            queue=self.deliveries.queue.key,
+            queues=Queue.redis_queues_keys,
+            stream=ledger.stream_key(period),
+            index=ledger.index_key(period),
+            counters=stats.TOTAL_KEY,
+            task_id=delivery.task_id,
+            job_id=job.id,
+            identity=ledger.raw_id(delivery.delivery_id),
+            delivery_id=delivery.delivery_id,
+            ledger_expiry=ledger.stream_expiry(period, self.ledger_ttl),
+            type_code=ledger.type_code(delivery.task_type),
+            event_code=ledger.event_code(delivery.event),
+            source_code=ledger.SOURCES[RERUN],
+            mode_code=ledger.MODES.get(delivery.mode, delivery.mode),
+            counter_field=counter_field("queued"),
+            marks_ttl=RUN_TTL,
+            job_fields=flat,
+        )
         return bool(self._enqueue(keys=keys, args=args))
 
 

@@ -1,5 +1,9 @@
 """Every Lua script the receiver and workers run, in one place (as rq keeps its own in ``rq/scripts.py``).
 
+Each script's calling convention lives beside its text: a ``*_call`` function takes every key
+and argument by name and packs them in the script's order, and the Lua reads them into locals of
+the same names first thing, so a position is written in exactly two adjacent places.
+
 Each is sent once and then called by its SHA (redis-py's ``register_script``), except the accept
 script, which the ack path drives by hand (:meth:`callback_server.deliveries.DeliveryQueue._run_accept`)
 because it cannot afford redis-py's generic retry.
@@ -9,6 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+
+Call = tuple[tuple[str, ...], tuple[Any, ...]]
+"""A script call's KEYS and ARGV, as each script's ``*_call`` function packs them by name."""
 
 APPLY_TALLY = """
 -- Applies a tally (see callback_server.stats.as_args) starting at ARGV[i]; returns the next index.
@@ -116,7 +123,7 @@ def accept_call(
     duplicate_field: str,
     minute: str,
     tally: Sequence[Any],
-) -> tuple[tuple[str, ...], tuple[Any, ...]]:
+) -> Call:
     """The KEYS and ARGV of :data:`ACCEPT`, each in its place (``seen``: the identity periods, newest first).
 
     ``tally`` is what :func:`callback_server.stats.as_args` packs; it starts at ARGV[17].
@@ -145,22 +152,24 @@ def accept_call(
 
 
 LEDGER_SCAN = """
--- KEYS[1]: a ledger stream.  ARGV: start id (inclusive, '+' for the newest), count, field, value.
+-- Arguments: see ledger_scan_call() below.
 -- Reads up to count entries newest first; returns the next start id ('' at the end) and the
 -- entries whose field equals value, so a search costs Redis a millisecond per call.
-local entries = redis.call('XREVRANGE', KEYS[1], ARGV[1], '-', 'COUNT', ARGV[2])
+local stream = KEYS[1]
+local start, count, name, value = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local entries = redis.call('XREVRANGE', stream, start, '-', 'COUNT', count)
 local found = {}
 for _, entry in ipairs(entries) do
   local fields = entry[2]
   for i = 1, #fields, 2 do
-    if fields[i] == ARGV[3] then
-      if fields[i + 1] == ARGV[4] then found[#found + 1] = entry end
+    if fields[i] == name then
+      if fields[i + 1] == value then found[#found + 1] = entry end
       break
     end
   end
 end
 local nxt = ''
-if #entries == tonumber(ARGV[2]) then
+if #entries == count then
   local last = entries[#entries][1]
   local ms, seq = string.match(last, '(%d+)-(%d+)')
   if tonumber(seq) > 0 then nxt = ms .. '-' .. (tonumber(seq) - 1)
@@ -170,112 +179,205 @@ return {nxt, found}
 """
 """One page of a ledger stream, newest first, filtered inside Redis (a search costs it ~1 ms a call)."""
 
+
+def ledger_scan_call(*, stream: str, start: str | bytes, count: int, name: str | bytes, value: str | bytes) -> Call:
+    """The KEYS and ARGV of :data:`LEDGER_SCAN`: from ``start`` (an entry id, ``+`` for the newest), up to
+    ``count`` entries, those whose field ``name`` equals ``value``."""
+    return (stream,), (start, count, name, value)
+
+
 LEDGER_OUTCOME = (
     INDEX_ENTRY
     + """
--- KEYS: the ledger stream, its index.  ARGV: expiry (Unix time), the delivery's 16 bytes, then the
--- entry's field names and values.
-local entry = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))
-redis.call('EXPIREAT', KEYS[1], ARGV[1])
-index_entry(KEYS[2], ARGV[2], entry, ARGV[1])
+-- Arguments: see ledger_outcome_call() below; the entry's field names and values come last.
+local stream, index = KEYS[1], KEYS[2]
+local expire_at, delivery = ARGV[1], ARGV[2]
+local entry = redis.call('XADD', stream, '*', unpack(ARGV, 3))
+redis.call('EXPIREAT', stream, expire_at)
+index_entry(index, delivery, entry, expire_at)
 return entry
 """
 )
 """A worker's outcome entry, and its place in the stream's index, in one call."""
 
+
+def ledger_outcome_call(
+    *, stream: str, index: str, expire_at: int, delivery: bytes, fields: Sequence[str | bytes]
+) -> Call:
+    """The KEYS and ARGV of :data:`LEDGER_OUTCOME` (``fields``: the entry's names and values, flat)."""
+    return (stream, index), (expire_at, delivery, *fields)
+
+
 PROBE_CLEANUP = """
--- KEYS: the seen periods around the acceptance, the ledger streams of its period and the next,
---       the counters hash, the notice list, the probe's job hash, the two streams' indexes.
--- ARGV: period count, identity (16 bytes), counter field, notice TTL, the probe's task id.
+-- Arguments: see probe_cleanup_call() below.
 -- O(1): the accept script noted the probe's ledger entry id in its job (scb_ledger_id).
 local n = tonumber(ARGV[1])
-for i = 1, n do redis.call('HDEL', KEYS[i], ARGV[2]) end
-local entry = redis.call('HGET', KEYS[n + 5], 'scb_ledger_id')
-for i = n + 1, n + 2 do
+local identity, counter_field, notice_ttl, task_id = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local counters, notice, job = KEYS[n + 3], KEYS[n + 4], KEYS[n + 5]
+for i = 1, n do redis.call('HDEL', KEYS[i], identity) end
+local entry = redis.call('HGET', job, 'scb_ledger_id')
+for i = n + 1, n + 2 do  -- the two streams; each one's index is five keys further on
   if entry then redis.call('XDEL', KEYS[i], entry) end
-  redis.call('HDEL', KEYS[i + 5], 'd:' .. ARGV[2], 't:' .. ARGV[5])
+  redis.call('HDEL', KEYS[i + 5], 'd:' .. identity, 't:' .. task_id)
   if redis.call('EXISTS', KEYS[i]) == 1 and redis.call('XLEN', KEYS[i]) == 0 then
     redis.call('DEL', KEYS[i], KEYS[i + 5])
   end
 end
-redis.call('HDEL', KEYS[n + 3], ARGV[3])
-if KEYS[n + 4] ~= '' then
-  redis.call('RPUSH', KEYS[n + 4], 'processed')
-  redis.call('EXPIRE', KEYS[n + 4], ARGV[4])
+redis.call('HDEL', counters, counter_field)
+if notice ~= '' then
+  redis.call('RPUSH', notice, 'processed')
+  redis.call('EXPIRE', notice, notice_ttl)
 end
 return 1
 """
 """Remove every trace of a processed doctor probe and tell doctor it was processed."""
 
+
+def probe_cleanup_call(
+    *,
+    seen: Sequence[str],
+    streams: tuple[str, str],
+    counters: str,
+    notice: str,
+    job: str,
+    indexes: tuple[str, str],
+    identity: bytes,
+    counter_field: str,
+    notice_ttl: int,
+    task_id: str,
+) -> Call:
+    """The KEYS and ARGV of :data:`PROBE_CLEANUP`: the seen periods around the acceptance, the ledger
+    streams of its period and the next with their indexes, and ``notice`` ('' when there is none)."""
+    keys = (*seen, *streams, counters, notice, job, *indexes)
+    return keys, (len(seen), identity, counter_field, notice_ttl, task_id)
+
+
 RESCUE = """
--- KEYS: the job hash, the queue, its intermediate list, the started, scheduled, failed and deferred
---       registries.
--- ARGV: job id, now (seconds), grace (seconds), the queue's name (a job of another queue is left alone).
+-- Arguments: see rescue_call() below (a job of another queue than the one named is left alone).
 -- A job that exists, has not finished, and is in none of these is orphaned. The first sweep that
 -- sees it so only marks the time (a move between two of RQ's own commands is never seen here: each
 -- of those is atomic, and so is this script); a later sweep, past the grace, queues it again.
 -- Returns 1 when it queued the job, 0 otherwise.
-local status = redis.call('HGET', KEYS[1], 'status')
+local job, queue, intermediate, started = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local id, now, grace, queue_name = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local status = redis.call('HGET', job, 'status')
 if not status or status == 'finished' then return 0 end
-if redis.call('HGET', KEYS[1], 'origin') ~= ARGV[4] then return 0 end
-local id = ARGV[1]
+if redis.call('HGET', job, 'origin') ~= queue_name then return 0 end
 local function placed()
-  if redis.call('LPOS', KEYS[2], id) or redis.call('LPOS', KEYS[3], id) then return true end
-  for i = 5, 7 do
+  if redis.call('LPOS', queue, id) or redis.call('LPOS', intermediate, id) then return true end
+  for i = 5, 7 do  -- the scheduled, failed and deferred registries
     if redis.call('ZSCORE', KEYS[i], id) then return true end
   end
   local prefix = id .. ':'  -- the started registry holds job_id:execution_id
-  for _, member in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
+  for _, member in ipairs(redis.call('ZRANGE', started, 0, -1)) do
     if member == id or string.sub(member, 1, #prefix) == prefix then return true end
   end
   return false
 end
 if placed() then
-  redis.call('HDEL', KEYS[1], 'scb_orphan_seen')  -- a mark from an earlier sweep no longer holds
+  redis.call('HDEL', job, 'scb_orphan_seen')  -- a mark from an earlier sweep no longer holds
   return 0
 end
-local seen = tonumber(redis.call('HGET', KEYS[1], 'scb_orphan_seen'))
+local seen = tonumber(redis.call('HGET', job, 'scb_orphan_seen'))
 if not seen then
-  redis.call('HSET', KEYS[1], 'scb_orphan_seen', ARGV[2])
+  redis.call('HSET', job, 'scb_orphan_seen', ARGV[2])
   return 0
 end
-if tonumber(ARGV[2]) - seen < tonumber(ARGV[3]) then return 0 end
-redis.call('HDEL', KEYS[1], 'scb_orphan_seen')
-redis.call('HSET', KEYS[1], 'status', 'queued')
-redis.call('RPUSH', KEYS[2], id)
+if now - seen < grace then return 0 end
+redis.call('HDEL', job, 'scb_orphan_seen')
+redis.call('HSET', job, 'status', 'queued')
+redis.call('RPUSH', queue, id)
 return 1
 """
 """Queues again a job that RQ's bookkeeping left in no list or registry (see :mod:`workers.rescue`)."""
 
+
+def rescue_call(
+    *,
+    job: str,
+    queue: str,
+    intermediate: str,
+    registries: tuple[str, str, str, str],
+    job_id: str,
+    now: float,
+    grace: float,
+    queue_name: str,
+) -> Call:
+    """The KEYS and ARGV of :data:`RESCUE` (``registries``: started, scheduled, failed, deferred)."""
+    return (job, queue, intermediate, *registries), (job_id, now, grace, queue_name)
+
+
 RERUN_ENQUEUE = (
     INDEX_ENTRY
     + """
--- KEYS: the run's marks (hash: task id -> delivery id), the job hash, the queue, rq:queues, the
---       ledger stream, its index, the counters hash.
--- ARGV: task id, job id, the delivery's 16 bytes, the delivery id, ledger expiry, ledger values
---       (type, event, source, mode), the counter field of a queued rerun task, the marks' lifetime
---       (seconds), then the job hash's field names and values.
+-- Arguments: see rerun_enqueue_call() below; the job hash's field names and values come last.
 -- Marks first: a task this run already queued (before a Ctrl-C, a kill, a resume) is never queued
 -- again. The delivery's identity (scb:seen) is not touched: a rerun is not a delivery.
-if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[4]) == 0 then return 0 end
-redis.call('EXPIRE', KEYS[1], ARGV[11])
-redis.call('HSET', KEYS[2], unpack(ARGV, 12))
-redis.call('RPUSH', KEYS[3], ARGV[2])
-redis.call('SADD', KEYS[4], KEYS[3])
-local entry = redis.call('XADD', KEYS[5], '*', 'd', ARGV[3], 't', ARGV[1], 'y', ARGV[6], 'e', ARGV[7],
-                        's', ARGV[8], 'm', ARGV[9])
-redis.call('EXPIREAT', KEYS[5], ARGV[5])
-index_entry(KEYS[6], ARGV[3], entry, ARGV[5])
--- The task's deliveries: this one is added only if the bucket does not list it yet.
-local task_field = 't:' .. ARGV[1]
-local listed = redis.call('HGET', KEYS[6], task_field) or ''
+local marks, job, queue, queues, stream, index, counters = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5],
+  KEYS[6], KEYS[7]
+local task_id, job_id, identity, delivery_id, ledger_expiry = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local type_code, event_code, source_code, mode_code = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local counter_field, marks_ttl = ARGV[10], ARGV[11]
+if redis.call('HSETNX', marks, task_id, delivery_id) == 0 then return 0 end
+redis.call('EXPIRE', marks, marks_ttl)
+redis.call('HSET', job, unpack(ARGV, 12))
+redis.call('RPUSH', queue, job_id)
+redis.call('SADD', queues, queue)
+local entry = redis.call('XADD', stream, '*', 'd', identity, 't', task_id, 'y', type_code, 'e', event_code,
+                        's', source_code, 'm', mode_code)
+redis.call('EXPIREAT', stream, ledger_expiry)
+index_entry(index, identity, entry, ledger_expiry)
+-- The task's deliveries: this one is added only if the period's index does not list it yet.
+local task_field = 't:' .. task_id
+local listed = redis.call('HGET', index, task_field) or ''
 local known = false
 for i = 1, #listed, 16 do
-  if string.sub(listed, i, i + 15) == ARGV[3] then known = true; break end
+  if string.sub(listed, i, i + 15) == identity then known = true; break end
 end
-if not known then redis.call('HSET', KEYS[6], task_field, listed .. ARGV[3]) end
-redis.call('HINCRBYFLOAT', KEYS[7], ARGV[10], 1)
+if not known then redis.call('HSET', index, task_field, listed .. identity) end
+redis.call('HINCRBYFLOAT', counters, counter_field, 1)
 return 1
 """
 )
 """Queue one rerun job unless the run queued its task already, with its ledger entry, in one call."""
+
+
+def rerun_enqueue_call(
+    *,
+    marks: str,
+    job: str,
+    queue: str,
+    queues: str,
+    stream: str,
+    index: str,
+    counters: str,
+    task_id: str,
+    job_id: str,
+    identity: bytes,
+    delivery_id: str,
+    ledger_expiry: int,
+    type_code: str,
+    event_code: str,
+    source_code: str,
+    mode_code: str,
+    counter_field: str,
+    marks_ttl: int,
+    job_fields: Sequence[Any],
+) -> Call:
+    """The KEYS and ARGV of :data:`RERUN_ENQUEUE` (``job_fields``: the job hash's names and values, flat)."""
+    keys = (marks, job, queue, queues, stream, index, counters)
+    args = (
+        task_id,
+        job_id,
+        identity,
+        delivery_id,
+        ledger_expiry,
+        type_code,
+        event_code,
+        source_code,
+        mode_code,
+        counter_field,
+        marks_ttl,
+        *job_fields,
+    )
+    return keys, args

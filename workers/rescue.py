@@ -53,15 +53,24 @@ def rescue_orphans(queue: Queue, *, now: float | None = None, grace: float = ORP
     script = connection.register_script(scripts.RESCUE)
     moment = time.time() if now is None else now
     registries = (
-        queue.started_job_registry,
-        queue.scheduled_job_registry,
-        queue.failed_job_registry,
-        queue.deferred_job_registry,
+        queue.started_job_registry.key,
+        queue.scheduled_job_registry.key,
+        queue.failed_job_registry.key,
+        queue.deferred_job_registry.key,
     )
     rescued = []
     for job_id in job_ids(connection):
-        keys = [f"{JOB_PREFIX}{job_id}", queue.key, queue.intermediate_queue_key, *(r.key for r in registries)]
-        if script(keys=keys, args=[job_id, moment, grace, queue.name]):
+        keys, args = scripts.rescue_call(
+            job=f"{JOB_PREFIX}{job_id}",
+            queue=queue.key,
+            intermediate=queue.intermediate_queue_key,
+            registries=registries,
+            job_id=job_id,
+            now=moment,
+            grace=grace,
+            queue_name=queue.name,
+        )
+        if script(keys=keys, args=args):
             rescued.append(job_id)
             log.warning(
                 "job was in no list or registry (a write refused by Redis); queued again",
