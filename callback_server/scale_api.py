@@ -101,7 +101,7 @@ class ScaleAPI:
             return min(asked, self.max_backoff)
         ceiling = min(self.backoff * 2 ** (failures - 1), self.max_backoff)
         # Half fixed, half random: clocks that failed together do not come back together.
-        return ceiling * (0.5 + 0.5 * self.jitter())
+        return float(ceiling * (0.5 + 0.5 * self.jitter()))
 
     def _get(self, path: str, params: Mapping[str, Any]) -> dict[str, Any]:
         failures = 0

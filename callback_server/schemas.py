@@ -99,7 +99,7 @@ class IdString(StrictString):
         return text
 
 
-class StrictBoolean(fields.Field):
+class StrictBoolean(fields.Field[bool]):
     """A JSON boolean; marshmallow's own Boolean would also take "yes" and 1."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
@@ -108,7 +108,7 @@ class StrictBoolean(fields.Field):
         return value
 
 
-class JsonNumber(fields.Field):
+class JsonNumber(fields.Field[float]):
     """A finite JSON number (not a bool, not a numeric string), optionally bounded."""
 
     def __init__(self, *, minimum: float | None = None, maximum: float | None = None, **kwargs: Any) -> None:
@@ -128,7 +128,7 @@ class JsonNumber(fields.Field):
         return value
 
 
-class StringOrList(fields.Field):
+class StringOrList(fields.Field[str | list[str]]):
     """A string, or a list of strings (categorization answers with either)."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str | list[str]:
@@ -153,7 +153,7 @@ def _is_optional_string(value: Any) -> bool:
     return value is None or isinstance(value, str)
 
 
-class ListOf(fields.Field):
+class ListOf(fields.Field[list[Any]]):
     """A list of objects checked by ``schema``, in time linear in its length and with errors capped.
 
     A response may hold 100,000 boxes: marshmallow would take seconds over them, and its error
@@ -191,7 +191,7 @@ MAX_ITEM_ERRORS = 20
 """How many invalid items of one list a validation error lists; checking stops there."""
 
 
-class Timestamp(fields.Field):
+class Timestamp(fields.Field[str]):
     """A timestamp the pipeline relies on (``completed_at``): it must name an instant; kept as sent."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:

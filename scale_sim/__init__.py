@@ -10,9 +10,10 @@ from __future__ import annotations
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
+from callback_server.config import Secret
 from callback_server.defaults import LOCAL_HOSTS
 from scale_sim import api, pages
-from scale_sim.config import Secret, SimSettings
+from scale_sim.config import SimSettings
 from scale_sim.origin import CrossOriginError, check_same_origin
 from scale_sim.simulator import Simulator
 

@@ -1,10 +1,11 @@
-"""The house tools pass on the whole tree: ruff's lint (B, E, F, I, UP, W, RUF100) and formatter, and mypy,
-as configured in pyproject.toml."""
+"""The house tools pass on the whole tree: ruff's lint (B, E, F, I, UP, W, RUF100) and formatter, and mypy
+in strict mode, as configured in pyproject.toml."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,6 +20,13 @@ def test_ruff_is_clean() -> None:
 def test_ruff_format_is_clean() -> None:
     result = subprocess.run([str(BIN / "ruff"), "format", "--check", "."], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, "run `ruff format .`:\n" + result.stdout + result.stderr
+
+
+def test_mypy_is_strict_here_and_in_pre_commit() -> None:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]
+    assert config["strict"] is True
+    hooks = (ROOT / ".pre-commit-config.yaml").read_text()
+    assert "id: mypy" in hooks and "mypy callback_server workers scale_sim" in hooks
 
 
 def test_mypy_is_clean() -> None:
