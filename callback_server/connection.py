@@ -116,7 +116,7 @@ def warn_if_memory_high(connection: redis.Redis) -> bool:
         return False
     log.error(
         "REDIS MEMORY HIGH: %d of %d MB used (%.0f %%): at maxmemory every callback is answered 503; "
-        "see the README's Capacity section",
+        "see docs/capacity.md",
         used // 2**20,
         limit // 2**20,
         100 * used / limit,

@@ -20,7 +20,7 @@ REDIS_TIMEOUT = 1.0
 REDIS_POOL_SIZE = 2
 """REDIS_POOL_SIZE: Redis connections one process may open for the ack path, and as many again for
 everything else (health, counters, the console): at most 4 per web process by default, so that two
-web processes, a worker and the clock stay within Heroku Redis mini's 20 (README, Deploying)."""
+web processes, a worker and the clock stay within Heroku Redis mini's 20 (docs/deploying.md)."""
 
 CALLBACK_QUEUE = "callbacks"
 """CALLBACK_QUEUE: the RQ queue completed tasks are put on."""

@@ -291,7 +291,7 @@ def check_connections(settings: Settings, connection: redis.Redis) -> Check:
             WARN,
             found,
             "at the limit new connections are refused and callbacks get 503: lower WEB_CONCURRENCY or "
-            "REDIS_POOL_SIZE, or move to a plan with more connections (README, Deploying to Heroku)",
+            "REDIS_POOL_SIZE, or move to a plan with more connections (docs/deploying.md)",
         )
     return Check("redis connections", OK, found)
 

@@ -415,16 +415,16 @@ def test_app_json_holds_only_keys_herokus_schema_knows() -> None:
     assert [addon["plan"] for addon in app["addons"]] == ["heroku-redis:mini"]
 
 
-def test_every_variable_the_code_reads_is_in_app_json_or_the_readme_says_why_not() -> None:
+def test_every_variable_the_code_reads_is_in_app_json_or_the_docs_say_why_not() -> None:
     sources = [*ROOT.glob("callback_server/**/*.py"), *ROOT.glob("workers/**/*.py"), ROOT / "gunicorn.conf.py"]
     read = {name for path in sources for match in READ_FROM_ENV.findall(path.read_text()) for name in match if name}
     read.add(defaults.DEV_FLAG)  # read through its constant
     assert {"SCALE_CALLBACK_AUTH_KEY", "REDIS_POOL_SIZE", "LOG_LEVEL", "REDIS_URL"} <= read  # the pattern works
     listed = set(json.loads((ROOT / "app.json").read_text())["env"])
-    readme = (ROOT / "README.md").read_text()
-    left_out = readme.split("**Variables app.json leaves out.**", 1)[1].split("\n\n", 1)[0]
+    configuration = (ROOT / "docs" / "configuration.md").read_text()
+    left_out = configuration.split("**Variables app.json leaves out.**", 1)[1].split("\n\n", 1)[0]
     unexplained = {name for name in read - listed if f"`{name}`" not in left_out}
-    assert not unexplained, f"read by the code, neither in app.json nor explained in the README: {unexplained}"
+    assert not unexplained, f"read by the code, in neither app.json nor docs/configuration.md: {unexplained}"
 
 
 def test_app_json_values_are_the_codes_defaults() -> None:

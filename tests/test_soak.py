@@ -13,7 +13,7 @@ At the end every event of every task has reached its handlers (a dropped task's 
 events cannot come back: its final state must), nothing is queued, running, scheduled, failed
 or quarantined, no callback was answered 500, and a handler ran twice for one delivery at most
 once per worker kill (only a worker that dies between a handler's return and its record may
-repeat it). The figures are printed; README's "Soak" paragraph reports them.
+repeat it). The figures are printed; docs/benchmarks.md's "Soak" section reports them.
 
 Marked ``soak`` and left out of the default run (pyproject's addopts); ``make soak`` runs it.
 ``SOAK_TASKS`` sets the number of tasks (default 300).

@@ -43,4 +43,4 @@ def test_a_web_process_warns_of_high_memory(
     caplog.clear()
     post(client, load_fixture("categorization"))  # starts the process's background flush, which checks
     wait_for(lambda: "REDIS MEMORY HIGH" in caplog.text, timeout=10, what="the headroom warning")
-    assert "see the README's Capacity section" in caplog.text
+    assert "see docs/capacity.md" in caplog.text

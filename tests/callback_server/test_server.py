@@ -208,7 +208,7 @@ def closed_by_server(sock: socket.socket) -> bool:
 def test_slow_clients_stall_neither_callbacks_nor_health_checks(server: str, redis_conn: redis.Redis) -> None:
     # Fifty connections trickling their headers (no key needed). Under sync workers every other
     # request waited for the 20 s worker timeout. The bound here is generous; bench/slowloris.py
-    # measures the real figure (README).
+    # measures the real figure (docs/benchmarks.md).
     slow = open_slow_connections(server, 50)
     try:
         for n in range(5):
