@@ -44,7 +44,7 @@ from callback_server.reconcile import (
 from callback_server.render import printable
 from callback_server.rerun_cli import rerun_command
 from callback_server.sentry import init_sentry
-from callback_server.times import parse_instant
+from callback_server.times import parse_instant, stamp
 from workers.listing import handlers_command
 
 log = logging.getLogger(__name__)
@@ -234,7 +234,7 @@ def waiting_list(limit: int) -> None:
     connection = connect(settings)
     found = jobs.waiting(connection, settings.callback_queue, limit)
     for job, retry_at in found:
-        next_try = retry_at.isoformat(timespec="seconds").replace("+00:00", "Z")
+        next_try = stamp(retry_at, timespec="seconds")
         error = jobs.last_error(job, settings.ledger_ttl)
         click.echo(printable(f"{job.id}  next try {next_try}  {job.description}  | {error}"))
     total = jobs.scheduled_registry(connection, settings.callback_queue).get_job_count(cleanup=False)

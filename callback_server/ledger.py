@@ -351,7 +351,7 @@ class Ledger:
         entries = [_accepted(i, f) for i, f in self._entries_by_id(accepts)]
         if legacy:
             entries += [_accepted(i, f) for i, f in self._matching(b"t", task_id.encode(), legacy)]
-        # A delivery accepted again or rerun in a later bucket is listed there too: shown once, as first accepted.
+        # A delivery accepted again or rerun in a later period is listed there too: shown once, as first accepted.
         first: dict[str, Entry] = {}
         for entry in sorted(entries, key=lambda e: e.received_at):
             first.setdefault(entry.delivery_id, entry)

@@ -1,7 +1,7 @@
 """Re-run chosen handlers over past tasks, read from Scale's API (``python -m callback_server rerun``).
 
 A handler fixed after a bug, or a new one, has to run over tasks whose deliveries are long done:
-``fetch`` and the reconciler say "already had", and the completion records skip it. A rerun lists
+``fetch`` and the reconciler say "already had", and the effects record skips it. A rerun lists
 the selected tasks through the reconciler's client (paged, with its backoff and ``Retry-After``),
 turns each into the callback body of its current state (same event, validation and delivery
 identity as a callback), and queues one job per task that runs **only the named handlers** that
@@ -11,7 +11,7 @@ A rerun job is a job of the callback queue like any other (same retries, failed 
 and counters), with three differences: its id is its own (``rerun-<run>-<delivery>``), so it never
 touches the delivery's identity or its job; its payload carries the original ``delivery_id`` (the
 handler's idempotency key holds) with ``source`` ``rerun`` and the handler names; and its
-completion records are its own, so its retries skip what it already ran.
+effects record is its own, so its retries skip what it already ran.
 
 A run keeps its marks in Redis (which task it queued, under which delivery): ``--resume RUN_ID``
 after a Ctrl-C, a kill or an API outage lists the same selection again and queues no task twice.
@@ -47,6 +47,7 @@ from callback_server.exceptions import RerunError
 from callback_server.render import printable, shorten
 from callback_server.scale_api import ScaleAPI, ScaleAPIError
 from callback_server.schemas import validate_callback
+from callback_server.times import parse_instant, stamp
 
 log = logging.getLogger(__name__)
 
@@ -636,11 +637,9 @@ def run_requested(run_id: str) -> dict[str, Any]:
 
 
 def _now_text() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return stamp()
 
 
 def _seconds(text: str) -> float:
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return time.time()
+    moment = parse_instant(text)
+    return moment.timestamp() if moment is not None else time.time()
