@@ -82,7 +82,17 @@ def _expiry(expires_in: int | None) -> str:
     return f"{days}d{rest // 3600:02d}h" if days else f"{rest // 3600}h{rest % 3600 // 60:02d}m"
 
 
-@click.group()
+class _Commands(click.Group):
+    """The command group: Redis being away is one line naming the error, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except redis.RedisError as exc:
+            raise click.ClickException(f"redis: {type(exc).__name__}: {printable(str(exc))}") from None
+
+
+@click.group(cls=_Commands)
 def cli() -> None:
     """Operate the Scale callback receiver."""
 
@@ -261,6 +271,7 @@ def waiting_retry_now(job_ids: tuple[str, ...], retry_all: bool) -> None:
         else:
             missing += 1
             click.echo(printable(f"{job_id}  not waiting to retry"), err=True)
+    click.echo(f"{len(ids) - missing} of {len(ids)} queued now", err=True)
     if missing:
         sys.exit(1)
 

@@ -45,7 +45,21 @@ def summary_line(text: str, width: int = 200) -> str:
     summary = next((line for line in lines if line.startswith(HANDLERS_FAILED)), None)
     if summary is not None:
         return summary[len(HANDLERS_FAILED) :][:width]
-    return lines[-1][:width] if lines else ""
+    return exception_text(lines)[:width]
+
+
+def exception_text(lines: list[str]) -> str:
+    """The last exception of a traceback, its type and its whole message on one line.
+
+    The message starts after the last frame (a ``  File "..."`` line and its indented code and
+    caret lines) and may run over several lines, which are joined with `` / ``: the last line
+    alone would show a message's second line as the error.
+    """
+    frames = [i for i, line in enumerate(lines) if line.startswith('  File "')]
+    if not frames:
+        return lines[-1] if lines else ""
+    message = [line for line in lines[frames[-1] + 1 :] if not line.startswith("    ")]
+    return " / ".join(message) if message else lines[-1]
 
 
 def reset_retries(job: Job) -> int:

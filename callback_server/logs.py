@@ -34,6 +34,7 @@ FIELDS = (
     "event",
     "events",
     "delivery_id",
+    "run_id",
     "mode",
     "source",
     "outcome",

@@ -43,7 +43,7 @@ from callback_server.accept import callback_body, task_mode
 from callback_server.config import Settings
 from callback_server.deliveries import DISPATCH_FUNCTION, Delivery, DeliveryQueue, describe
 from callback_server.events import EVENTS, Event, UnknownStatusError, derive_event
-from callback_server.exceptions import RerunError
+from callback_server.exceptions import CallbackServerError, RerunError
 from callback_server.render import printable, shorten
 from callback_server.scale_api import ScaleAPI, ScaleAPIError
 from callback_server.schemas import validate_callback
@@ -57,10 +57,10 @@ RERUN = "rerun"
 PREFIX = "scb:rerun"
 """Key prefix of every rerun key."""
 
-RUNS_KEY = f"{PREFIX}:runs"
-"""Sorted set of run ids by start time (Unix seconds), for the console and ``rerun --list``."""
+RERUNS_KEY = f"{PREFIX}:runs"
+"""Sorted set of run ids by start time (Unix seconds), for the console's Reruns page."""
 
-RUNS_KEPT = 200
+RERUNS_KEPT = 200
 """Runs the index keeps; older ones are dropped with their marks."""
 
 RUN_TTL = 30 * 24 * 3600
@@ -80,9 +80,6 @@ JOB_PREFIX = "rerun"
 
 RUN_ID = re.compile(r"^[0-9a-f]{12}$")
 """What a run id looks like (12 hex characters)."""
-
-JOB_ID = re.compile(r"^rerun-([0-9a-f]{12})-([0-9a-f]{32})$")
-"""A rerun job's id: its run and its delivery."""
 
 PROGRESS_EVERY = 50
 """Tasks between two writes of a run's progress to Redis (the console reads it)."""
@@ -133,7 +130,12 @@ class Selection:
         if unknown:
             raise RerunError(f"unknown event {', '.join(unknown)}: events are {', '.join(EVENTS)}")
         if self.task_ids and (
-            self.projects or self.types or self.updated_since or self.updated_until or self.completed_since
+            self.projects
+            or self.types
+            or self.updated_since
+            or self.updated_until
+            or self.completed_since
+            or self.completed_until
         ):
             raise RerunError("--task names the tasks: give no --project, --type or time window with it")
         for since, until, name in (
@@ -251,17 +253,17 @@ class RunStore:
         pipe.hset(run_key(run.run_id), "record", json.dumps(run.record()))
         pipe.expire(run_key(run.run_id), RUN_TTL)
         pipe.expire(marks_key(run.run_id), RUN_TTL)
-        pipe.zadd(RUNS_KEY, {run.run_id: _seconds(run.started_at)}, nx=True)
-        pipe.expire(RUNS_KEY, RUN_TTL)
+        pipe.zadd(RERUNS_KEY, {run.run_id: _seconds(run.started_at)}, nx=True)
+        pipe.expire(RERUNS_KEY, RUN_TTL)
         pipe.execute()
         self._trim()
 
     def _trim(self) -> None:
-        extra = self.connection.zcard(RUNS_KEY) - RUNS_KEPT
+        extra = self.connection.zcard(RERUNS_KEY) - RERUNS_KEPT
         if extra > 0:
-            old = [raw.decode() for raw in self.connection.zrange(RUNS_KEY, 0, extra - 1)]
+            old = [raw.decode() for raw in self.connection.zrange(RERUNS_KEY, 0, extra - 1)]
             pipe = self.connection.pipeline(transaction=True)
-            pipe.zrem(RUNS_KEY, *old)
+            pipe.zrem(RERUNS_KEY, *old)
             for run_id in old:
                 pipe.delete(run_key(run_id), marks_key(run_id))
             pipe.execute()
@@ -290,7 +292,7 @@ class RunStore:
 
     def recent(self, limit: int = 50) -> list[Run]:
         """The newest runs first, with their live queued counts."""
-        ids = [raw.decode() for raw in self.connection.zrevrange(RUNS_KEY, 0, max(limit, 1) - 1)]
+        ids = [raw.decode() for raw in self.connection.zrevrange(RERUNS_KEY, 0, max(limit, 1) - 1)]
         pipe = self.connection.pipeline(transaction=False)
         for run_id in ids:
             pipe.hget(run_key(run_id), "record")
@@ -349,7 +351,7 @@ def origin_here() -> tuple[str, str]:
 def new_run(handlers: list[str], selection: Selection, *, started_by: str, origin: str, dry_run: bool = False) -> Run:
     """A run not started yet. Without an end to its update window the window ends now, so a resume
     lists the same tasks: one updated since has a new state, and a run of its own."""
-    started = _now_text()
+    started = stamp()
     if not selection.task_ids and not selection.updated_until:
         selection = replace(selection, updated_until=started)
     return Run(
@@ -456,7 +458,7 @@ class Rerunner:
 
     def _finish(self, run: Run, state: str) -> None:
         run.state = state
-        run.finished_at = _now_text()
+        run.finished_at = stamp()
         if run.dry_run:
             return
         try:
@@ -564,10 +566,10 @@ class Rerunner:
 
 
 def _asks(registration: Any, task: Mapping[str, Any], event: Event) -> bool:
-    """Whether a handler's registration asks for this task's type and event."""
-    from workers.registry import ANY
+    """Whether a handler's registration asks for this task's type and event (the worker's own rule)."""
+    from workers.registry import asks
 
-    return bool(registration.task_type in (task.get("type"), ANY) and registration.wants(event))
+    return asks(registration, str(task.get("type")), event)
 
 
 def build_rerunner(settings: Settings, connection: redis.Redis, handlers: list[Any], **api_options: Any) -> Rerunner:
@@ -620,13 +622,13 @@ def run_requested(run_id: str) -> dict[str, Any]:
     run = store.get(run_id)
     try:
         handlers = load_handlers(settings, run.handlers)
-    except RerunError as exc:
+        rerunner = build_rerunner(settings, job.connection, handlers)
+    except CallbackServerError as exc:  # an unknown name, a module that does not import, no API key
         run.state = INCOMPLETE
         run.errors = [exc.message]
-        run.finished_at = _now_text()
+        run.finished_at = stamp()
         store.save(run)
         raise
-    rerunner = build_rerunner(settings, job.connection, handlers)
     try:
         rerunner.execute(run)
     finally:
@@ -634,10 +636,6 @@ def run_requested(run_id: str) -> dict[str, Any]:
     if run.state != COMPLETE:
         raise RerunError(f"rerun {run_id} {run.state}: {'; '.join(run.errors)[:500]}")
     return {"listed": run.listed, "queued": run.queued, "skipped": run.skipped}
-
-
-def _now_text() -> str:
-    return stamp()
 
 
 def _seconds(text: str) -> float:

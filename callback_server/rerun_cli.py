@@ -187,6 +187,17 @@ def _execute(ctx: click.Context, rerunner: Rerunner, run: Run) -> None:
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         rerunner.execute(run, progress)
+    except redis.RedisError as exc:
+        if bar is not None:
+            bar.close()
+        click.echo(f"redis: {type(exc).__name__}: {printable(str(exc))}", err=True)
+        if run.listed or run.queued:
+            click.echo(
+                f"RERUN INCOMPLETE: once Redis answers, python -m callback_server rerun --resume {run.run_id}", err=True
+            )
+        else:
+            click.echo("nothing was queued: run the command again once Redis answers", err=True)
+        ctx.exit(1)
     except KeyboardInterrupt:
         if bar is not None:
             bar.close()

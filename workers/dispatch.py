@@ -84,6 +84,7 @@ def process_delivery(delivery: dict[str, Any]) -> dict[str, list[str]]:
         "type": task.type,
         "event": task.event,
         "delivery_id": task.delivery_id,
+        "source": task.source,
         "attempt": attempt,
     }
     if delivery.get("request_id"):
@@ -95,6 +96,10 @@ def process_delivery(delivery: dict[str, Any]) -> dict[str, list[str]]:
         for name in missing:
             failed[name] = f"{name} is not registered in this worker (CALLBACK_HANDLERS)"
             summaries[name] = "not registered in this worker"
+            log.error(
+                "handler failed: not registered in this worker (CALLBACK_HANDLERS)",
+                extra={**fields, "handler": name, "outcome": "failed"},
+            )
     for registration in registrations:
         if registration.name in done:
             skipped.append(registration.name)

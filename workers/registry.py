@@ -105,8 +105,8 @@ class HandlerRegistry:
         and records it, so a delivery nobody serves is never silently dropped. A ``*`` handler
         serves: a team's audit trail must not turn every delivery into an "unhandled" note.
         """
-        own = [r for r in self._by_type.get(task_type, ()) if r.wants(event)]
-        found = [*own, *(r for r in self._by_type.get(ANY, ()) if r.wants(event))]
+        own = [r for r in self._by_type.get(task_type, ()) if asks(r, task_type, event)]
+        found = [*own, *(r for r in self._by_type.get(ANY, ()) if asks(r, task_type, event))]
         if not found and self.fallback is not None:
             found.append(self.fallback_registration(task_type))
         return found
@@ -143,6 +143,12 @@ class HandlerRegistry:
     def restore(self, snapshot: dict[str, list[Registration]]) -> None:
         """Put the registrations back as a :meth:`snapshot` had them."""
         self._by_type = {task_type: list(regs) for task_type, regs in snapshot.items()}
+
+
+def asks(registration: Registration, task_type: str, event: Event) -> bool:
+    """Whether a registration asks for a delivery of this type and event: the one rule of
+    :meth:`HandlerRegistry.handlers_for`, which a rerun's planner applies to the handlers it names."""
+    return registration.task_type in (task_type, ANY) and registration.wants(event)
 
 
 def import_handler_modules(names: Iterable[str]) -> list[str]:

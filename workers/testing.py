@@ -42,7 +42,7 @@ MODES = (LIVE, TEST)
 """A delivery's ``mode``: which key it came with."""
 
 SOURCES = tuple(ledger.SOURCES)
-"""A delivery's ``source``: Scale's POST, the reconciler, a quarantine replay, ``fetch``."""
+"""A delivery's ``source``: Scale's POST, the reconciler, a quarantine replay, ``fetch``, a rerun."""
 
 HandlerRef = Callable[..., object] | str
 """A handler as :func:`run_handlers` takes it: the decorated function, or its dotted name."""
@@ -88,7 +88,7 @@ def make_task(body: dict[str, Any] | str | bytes, *, mode: str = LIVE, source: s
     The body is validated as the receiver validates it: one it would quarantine raises
     :class:`~callback_server.exceptions.InvalidCallbackError` with the same details. ``body`` may
     also be the JSON text. ``mode`` is the key it came with (``live``/``test``), ``source`` where it
-    came from (``callback``, ``reconcile``, ``replay``, ``fetch``).
+    came from (``callback``, ``reconcile``, ``replay``, ``fetch``, ``rerun``).
     """
     if mode not in MODES:
         raise InvalidCallbackError(f"mode must be one of {_choices(MODES)}, got {mode!r}")

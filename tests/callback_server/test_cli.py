@@ -202,3 +202,14 @@ def test_reconcile_runs_escape_what_scale_answered(runner: CliRunner, redis_conn
     assert shown.exit_code == 0, shown.output
     assert "\x1b" not in shown.output and "\r" not in shown.output
     assert "task \\x1b]0;pwned\\x07: HTTP 500" in shown.output and "note \\r\\x1b[2J" in shown.output
+
+
+@pytest.mark.parametrize(
+    "args", [["waiting", "list"], ["failed", "list"], ["quarantine", "list"], ["unhandled", "list"]]
+)
+def test_redis_away_is_one_line_not_a_traceback(monkeypatch: pytest.MonkeyPatch, args: list[str]) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")  # nothing listens on port 1
+    monkeypatch.setenv("SCALE_CALLBACK_AUTH_KEY", LIVE_KEY)
+    done = CliRunner().invoke(cli, args)
+    assert done.exit_code == 1, done.output
+    assert "Error: redis: ConnectionError" in done.output and "Traceback" not in done.output

@@ -17,7 +17,7 @@ from rq.serializers import JSONSerializer
 
 from callback_server import ledger
 from callback_server.config import Secret, Settings
-from callback_server.rerun import PLANNER_FUNCTION, REQUESTED, RunStore
+from callback_server.rerun import INCOMPLETE, PLANNER_FUNCTION, REQUESTED, RunStore
 from callback_server.web.dashboard import actions
 from tests.callback_server.test_dashboard import accept, act, auth, dashboard_app, page
 
@@ -78,7 +78,12 @@ def test_a_rerun_asks_first_then_is_recorded_handed_to_a_worker_and_audited(
     html = page(console, "/dashboard/reruns")
     assert run.run_id in html and "requested" in html and "tasks task-a, task-b" in html
     html = page(console, f"/dashboard/reruns/{run.run_id}")
-    assert "Nothing queued yet." in html and STORE in html
+    assert "Nothing queued yet." in html and STORE in html and 'id="resume"' not in html
+    # A console run that stopped half-way (its planner's worker restarted) can be resumed too.
+    run.state = INCOMPLETE
+    RunStore(redis_conn).save(run)
+    html = page(console, f"/dashboard/reruns/{run.run_id}")
+    assert f"python -m callback_server rerun --resume {run.run_id}" in html
 
 
 @pytest.mark.parametrize(
@@ -115,3 +120,33 @@ def test_a_rerun_without_a_csrf_token_or_an_api_key_is_refused(
 def test_an_unknown_run_is_a_404(console: FlaskClient) -> None:
     assert "rerun" in page(console, "/dashboard/reruns/0123456789ab", 404)
     assert console.get("/dashboard/reruns/x", headers=auth()).status_code == 404
+
+
+def test_a_rerun_that_redis_refuses_says_so_and_is_no_500(console: FlaskClient, redis_conn: redis.Redis) -> None:
+    page(console, "/dashboard/reruns")  # the deploy's CSRF secret exists from the first page on
+    redis_conn.config_set("maxmemory", "1")  # full: under noeviction every write that adds memory is refused
+    try:
+        answer = act(console, "rerun", ids=["task-a"], handlers=[STORE])
+    finally:
+        redis_conn.config_set("maxmemory", "0")
+    html = answer.get_data(as_text=True)
+    assert answer.status_code == 200 and "error: OutOfMemoryError" in html
+    assert not queued(redis_conn) and not RunStore(redis_conn).recent()
+
+
+def test_a_console_run_whose_worker_cannot_start_it_says_why_instead_of_staying_requested(
+    console: FlaskClient, settings: Settings, redis_conn: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rq import Queue, SimpleWorker
+
+    act(console, "rerun", ids=["task-a"], handlers=[STORE])
+    [run] = RunStore(redis_conn).recent()
+    monkeypatch.setenv("REDIS_URL", settings.redis_url)
+    monkeypatch.setenv("SCALE_CALLBACK_AUTH_KEY", "a-long-enough-callback-key-0123")
+    monkeypatch.setenv("SCALE_API_KEY", "live_console_key")
+    monkeypatch.setenv("CALLBACK_HANDLERS", "myapp.not_deployed_here")  # this worker's modules lack it
+    queue = Queue(settings.callback_queue, connection=redis_conn, serializer=JSONSerializer)
+    SimpleWorker([queue], connection=redis_conn, serializer=JSONSerializer).work(burst=True)
+    run = RunStore(redis_conn).get(run.run_id)
+    assert run.state == INCOMPLETE and "myapp.not_deployed_here" in run.errors[0]
+    assert not queued(redis_conn)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -18,6 +19,7 @@ from scale_sim.config import SimSettings
 from scale_sim.server import SimServer
 from tests.conftest import LIVE_KEY, TEST_KEY
 from tests.processes import gunicorn, process, run_cli, stack_env, wait_for, worker_args
+from workers.registry import registry
 
 API_KEY = "live_doctor_simulator_key_4c2e"
 
@@ -36,6 +38,18 @@ def sim(tmp_path: Path) -> Iterator[SimServer]:
     )
     with SimServer(settings, start_scheduler=False) as server:
         yield server
+
+
+@pytest.fixture(autouse=True)
+def handlers_registered_for_the_test_only() -> Iterator[None]:
+    """doctor imports CALLBACK_HANDLERS into this process, as a worker would: the registrations are
+    undone after each test, so a later test that registers the same handlers does not find them.
+    The example handlers (the default CALLBACK_HANDLERS) are imported first and stay registered, as
+    the workers' fixture keeps them."""
+    importlib.import_module("workers.handlers")
+    saved = registry.snapshot()
+    yield
+    registry.restore(saved)
 
 
 def doctor_env(redis_url: str, sim: SimServer, **overrides: str) -> dict[str, str]:

@@ -40,7 +40,7 @@ from callback_server.exceptions import RerunError
 from callback_server.ledger import Ledger
 from callback_server.rerun import (
     COMPLETE,
-    RUNS_KEY,
+    RERUNS_KEY,
     Run,
     RunStore,
     Selection,
@@ -221,7 +221,7 @@ def test_a_dry_run_says_what_would_run_and_queues_nothing(
     assert "dry run: would queue 3 tasks; nothing was queued or stored" in done.stdout
     assert f"  {STORE}: 3 tasks" in done.stdout and ERRORS not in done.stdout.split("dry run")[1]
     assert redis_conn.llen("rq:queue:callbacks") == 0
-    assert not redis_conn.exists(RUNS_KEY)
+    assert not redis_conn.exists(RERUNS_KEY)
     assert not list(redis_conn.scan_iter(match="rq:job:*"))
 
 
@@ -287,6 +287,7 @@ def test_an_unknown_handler_exits_non_zero_naming_it_and_listing_the_known_ones(
         ((STORE, "--event", "done"), "unknown event done"),
         ((STORE, "--updated-since", "yesterday"), "not an ISO-8601 time"),
         ((STORE, "--task", "a", "--project", "p"), "--task names the tasks"),
+        ((STORE, "--task", "a", "--completed-until", "2020-01-01"), "--task names the tasks"),
         ((STORE, "--completed-since", "2026-02-01", "--completed-until", "2026-01-01"), "window is empty"),
         ((STORE, "--updated-since", "2999-01-01"), "the updated window is empty"),
         ((STORE, "--resume", "abc", "--project", "p"), "--resume goes on with the run's own selection"),
@@ -311,7 +312,7 @@ def test_a_run_killed_half_way_and_resumed_queues_each_task_once(
     env = env_for(redis_server, sim)
     args = [sys.executable, "-m", "callback_server", "rerun", STORE, "--project", "kitchen"]
     with process(args, env, tmp_path / "rerun.log") as proc:
-        run_id = wait_for(lambda: redis_conn.zrange(RUNS_KEY, 0, 0), what="the run to start")[0].decode()
+        run_id = wait_for(lambda: redis_conn.zrange(RERUNS_KEY, 0, 0), what="the run to start")[0].decode()
         wait_for(lambda: redis_conn.hlen(marks_key(run_id)) >= 100, timeout=30, what="the first page queued")
         kill_tree(proc)
     first = redis_conn.hlen(marks_key(run_id))
@@ -520,7 +521,7 @@ def test_sigterm_stops_a_run_as_interrupted_and_says_how_to_resume(
     log = tmp_path / "rerun.log"
     args = [sys.executable, "-m", "callback_server", "rerun", STORE, "--yes"]
     with process(args, env_for(redis_server, sim), log) as proc:
-        run_id = wait_for(lambda: redis_conn.zrange(RUNS_KEY, 0, 0), what="the run to start")[0].decode()
+        run_id = wait_for(lambda: redis_conn.zrange(RERUNS_KEY, 0, 0), what="the run to start")[0].decode()
         wait_for(lambda: redis_conn.hlen(marks_key(run_id)) >= 100, timeout=30, what="the first page queued")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 130

@@ -240,3 +240,23 @@ def test_a_newline_in_an_error_cannot_pose_as_the_failures_summary(
     line = failure_line(job)
     assert line.startswith("1 handler(s) failed: ") and "spoofs (ValueError: bad row\\nTraceback" in line
     assert "\n" not in line  # the message is there, escaped, on the one line
+
+
+def test_a_rerun_naming_a_handler_this_worker_lacks_fails_with_one_line_naming_it(
+    fast_settings: Settings, redis_conn: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    from rq import SimpleWorker  # in process, so the log line is this test's to read
+
+    body = load_fixture("categorization")
+    argument = {
+        **Delivery.from_body(body, mode="live", source="rerun").as_job_arg(),
+        "rerun": {"run_id": "0123456789ab", "handlers": ["myapp.gone.handler"]},
+    }
+    queue = Queue(fast_settings.callback_queue, connection=redis_conn, serializer=JSONSerializer)
+    job = queue.enqueue("workers.dispatch.process_delivery", argument, job_id="rerun-0123456789ab-" + "0" * 32)
+    with caplog.at_level("INFO"):
+        SimpleWorker([queue], connection=redis_conn, serializer=JSONSerializer).work(burst=True)
+    assert job.get_status(refresh=True) == "failed"
+    lines = [r for r in caplog.records if r.getMessage().startswith("handler failed")]
+    assert [(r.handler, r.run_id, r.source) for r in lines] == [("myapp.gone.handler", "0123456789ab", "rerun")]  # type: ignore[attr-defined]
+    assert "not registered in this worker" in lines[0].getMessage()

@@ -497,7 +497,7 @@ def act(name: str) -> tuple[str, int] | str:
     actor = actions.Actor(DASHBOARD_USER, request.remote_addr or "", request.headers.get("X-Forwarded-For", ""))
     if action.run_all is not None:
         carried = {name: request.form.getlist(name)[:100] for name in action.carries}
-        outcomes = action.run_all(state, targets, carried, actor)
+        outcomes = actions.run_together(state, action, targets, carried, actor)
     else:
         outcomes = actions.run(state, action, targets)
     entry = actions.audit(state.connection, action.name, outcomes, actor)

@@ -126,11 +126,6 @@ def delete_unhandled(state: ReceiverState, raw_note: str) -> Outcome:
     return Outcome(label, "dismissed" if removed else "not found", ok=bool(removed))
 
 
-def _one_rerun_target(state: ReceiverState, task_id: str) -> Outcome:
-    """Never called: a rerun's tasks make one run together (:func:`start_rerun`)."""
-    raise NotImplementedError("a rerun acts on all its tasks at once")
-
-
 def request_reconciliation(state: ReceiverState, _: str) -> Outcome:
     """Ask the clock process for a reconciliation run now (it never runs inside the request)."""
     requests = RunRequests(state.connection)
@@ -214,14 +209,15 @@ class Action:
     """An action the console offers: what it is called, what it does, what it acts on.
 
     ``run`` acts on one target at a time; an action whose targets make one thing together (a rerun
-    of many tasks) has ``run_all`` instead, and ``carries`` names the form fields it also reads.
+    of many tasks) has ``run_all`` instead (and no ``run``), and ``carries`` names the form fields
+    it also reads.
     """
 
     name: str
     title: str
     explains: str
     target: str
-    run: Callable[[ReceiverState, str], Outcome]
+    run: Callable[[ReceiverState, str], Outcome] | None
     carries: tuple[str, ...] = ()
     run_all: Callable[[ReceiverState, list[str], Mapping[str, list[str]], Actor], list[Outcome]] | None = None
 
@@ -282,7 +278,7 @@ ACTIONS = {
             "where they ask for the task's type and event), with the original delivery id. A worker fetches each "
             "task's current state from Scale's API and queues it; the Reruns page follows the run.",
             "task",
-            _one_rerun_target,
+            None,
             carries=("handlers",),
             run_all=start_rerun,
         ),
@@ -307,6 +303,7 @@ def run(
     Targets not begun within ``deadline`` seconds are reported as not reached (a fetch of 1,000
     tasks would outlast the request), so the operator sees which to act on again.
     """
+    assert action.run is not None, f"{action.name} acts on its targets together (run_together)"
     outcomes: list[Outcome] = []
     ends = time.monotonic() + deadline
     for target in targets:
@@ -321,6 +318,20 @@ def run(
             log.exception("dashboard action %s failed on one target", action.name, extra={"outcome": "error"})
             outcomes.append(Outcome(target, f"error: {type(exc).__name__}: {exc}"[:TARGET_CHARS], ok=False))
     return outcomes
+
+
+def run_together(
+    state: ReceiverState, action: Action, targets: list[str], carried: dict[str, list[str]], actor: Actor
+) -> list[Outcome]:
+    """An action that takes all its targets at once (a rerun); an unexpected error is every target's
+    outcome, so the operator sees it and the audit log records it, never a 500."""
+    assert action.run_all is not None
+    try:
+        return action.run_all(state, targets, carried, actor)
+    except Exception as exc:  # recorded for each target, its traceback logged
+        log.exception("dashboard action %s failed", action.name, extra={"outcome": "error"})
+        error = f"error: {type(exc).__name__}: {exc}"[:TARGET_CHARS]
+        return [Outcome(target, error, ok=False) for target in targets] or [Outcome("-", error, ok=False)]
 
 
 def audit(connection: redis.Redis, action: str, outcomes: list[Outcome], actor: Actor) -> dict[str, Any]:
