@@ -1,11 +1,11 @@
-"""Fixtures: a private redis-server per session, a clean database per test, the app and its client."""
+"""Fixtures: a private redis-server per session, a clean database per test, the app and its client.
+
+Fixtures only: the helpers that tests share live in tests/support/ (test modules never import a conftest).
+"""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
@@ -14,13 +14,8 @@ from flask.testing import FlaskClient
 
 from callback_server.config import Settings
 from callback_server.embedded import RedisProcess
-from callback_server.schemas import REFERENCE_TYPES  # noqa: F401 - re-exported for the tests
 from callback_server.web import create_app
-
-FIXTURES = Path(__file__).parent / "fixtures"
-LIVE_KEY = "live-callback-key-0123456789"
-OLD_LIVE_KEY = "old-live-key-being-rotated"
-TEST_KEY = "test-callback-key-abcdef"
+from tests.support.settings import make_settings
 
 
 @pytest.fixture(scope="session")
@@ -43,22 +38,6 @@ def redis_conn(redis_server: RedisProcess) -> Iterator[redis.Redis]:
     conn.close()
 
 
-def make_settings(redis_url: str, **overrides: Any) -> Settings:
-    """Settings as the tests use them; keyword arguments override single fields."""
-    env = {
-        "REDIS_URL": redis_url,
-        "SCALE_CALLBACK_AUTH_KEY": f"{LIVE_KEY},{OLD_LIVE_KEY}",
-        "SCALE_TEST_CALLBACK_AUTH_KEY": TEST_KEY,
-        "REDIS_TIMEOUT": "0.5",
-    }
-    settings = Settings.from_env(env)
-    if overrides:
-        from dataclasses import replace
-
-        settings = replace(settings, **overrides)
-    return settings
-
-
 @pytest.fixture
 def settings(redis_conn: redis.Redis, redis_server: RedisProcess) -> Settings:
     """Settings pointing at the private Redis."""
@@ -78,18 +57,3 @@ def app(settings: Settings) -> Iterator[Flask]:
 def client(app: Flask) -> FlaskClient:
     """A test client of the receiver app."""
     return app.test_client()
-
-
-def load_fixture(name: str) -> dict[str, Any]:
-    """A recorded callback body from tests/fixtures/."""
-    data: dict[str, Any] = json.loads((FIXTURES / f"{name}.json").read_text())
-    return data
-
-
-def poison_body(depth: int = 1000) -> str:
-    """A categorization callback whose response nests ``depth`` arrays: it parses, but breaks the
-    identity's encoder (RecursionError), so the receiver quarantines it and a replay must keep it."""
-    body = load_fixture("categorization")
-    body["response"]["extra"] = []
-    body["task"]["response"] = body["response"]
-    return json.dumps(body).replace('"extra": []', '"extra": ' + "[" * depth + "]" * depth)

@@ -16,8 +16,8 @@ from callback_server.reconcile import build_reconciler
 from scale_sim.config import Secret as SimSecret
 from scale_sim.config import SimSettings
 from scale_sim.server import SimServer
-from tests.conftest import LIVE_KEY, TEST_KEY
-from tests.processes import gunicorn, process, run_cli, stack_env, wait_for, worker_args
+from tests.support.keys import LIVE_KEY, TEST_KEY
+from tests.support.processes import gunicorn, process, run_cli, stack_env, wait_for, worker_args
 
 API_KEY = "live_doctor_simulator_key_4c2e"
 

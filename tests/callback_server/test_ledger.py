@@ -14,9 +14,9 @@ from flask.testing import FlaskClient
 from callback_server import ledger, stats
 from callback_server.embedded import RedisProcess
 from callback_server.ledger import Ledger
-from tests.callback_server.test_ingest import post
-from tests.conftest import load_fixture
-from tests.events_support import categorization_life
+from tests.support.events import categorization_life
+from tests.support.fixtures import load_fixture
+from tests.support.http import post
 
 SHIPPED_TYPE_CODES = "3e62cd4fdbe52da2"
 """sha256 (first 16 hex) of the first 27 ledger type codes, joined by commas, as first shipped."""

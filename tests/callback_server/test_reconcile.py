@@ -37,9 +37,9 @@ from callback_server.reconcile import (
 )
 from callback_server.scale_api import ScaleAPI
 from callback_server.times import parse_instant
-from tests.callback_server.test_ingest import queued_jobs
-from tests.conftest import load_fixture
-from tests.events_support import ATTACHMENT_ERROR
+from tests.support.events import ATTACHMENT_ERROR
+from tests.support.fixtures import load_fixture
+from tests.support.jobs import queued_jobs
 
 API_KEY = "live_reconcile_key_123"
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from callback_server.embedded import RedisProcess
-from tests.processes import child_env, run_cli, stack_env, worker_args
+from tests.support.processes import child_env, run_cli, stack_env, worker_args
 from workers.listing import EVERY_EVENT_TEXT, RESULTS_TEXT, events_text, handler_rows, table
 from workers.registry import HandlerRegistry, Registration
 

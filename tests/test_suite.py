@@ -1,0 +1,64 @@
+"""The suite's own rules: test modules never import each other.
+
+Helpers that two modules share live in ``tests.support`` (see its docstring).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from tests.support.processes import ROOT
+
+
+def imports_of_tests(path: Path) -> list[str]:
+    """The ``tests.*`` modules that a file imports, at any depth (a function's local import too)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module] if node.module != "tests" else [f"tests.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        else:
+            continue
+        found += [name for name in names if name == "tests" or name.startswith("tests.")]
+    return found
+
+
+def test_modules_import_from_tests_support_only() -> None:
+    files = [p for p in sorted((ROOT / "tests").rglob("*.py")) if "fixtures" not in p.relative_to(ROOT).parts]
+    files += sorted((ROOT / "bench").rglob("*.py"))
+    assert len(files) > 80
+    wrong = [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in files
+        for name in imports_of_tests(path)
+        if name != "tests.support" and not name.startswith("tests.support.")
+    ]
+    assert wrong == [], "move what they import into tests/support/:\n" + "\n".join(wrong)
+
+
+def test_the_rule_reads_every_form_of_import(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text(
+        "import tests.processes\nfrom tests import conftest\nfrom tests.support.keys import LIVE_KEY\n"
+        "def f():\n    from tests.scale_sim.test_client import CLIENT_TYPES\nfrom .sibling import x\nimport testsuite\n"
+    )
+    assert imports_of_tests(module) == [
+        "tests.processes",
+        "tests.conftest",
+        "tests.support.keys",
+        "tests.scale_sim.test_client",
+    ]
+
+
+def test_the_product_never_imports_the_tests() -> None:
+    packages = ("callback_server", "workers", "scale_sim")
+    wrong = [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for package in packages
+        for path in sorted((ROOT / package).rglob("*.py"))
+        for name in imports_of_tests(path)
+    ]
+    assert wrong == []
+
