@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -18,12 +19,23 @@ from scale_sim.config import SimSettings
 from scale_sim.server import SimServer
 from tests.support.keys import LIVE_KEY, TEST_KEY
 from tests.support.processes import gunicorn, process, run_cli, stack_env, wait_for, worker_args
+from workers.registry import registry
 
 API_KEY = "live_doctor_simulator_key_4c2e"
 
 # What the worker's test handlers record (tests/workers/*_handlers.py). Named here, not imported:
 # importing those modules would register their handlers in this process too.
 STARTED, EFFECTS, SEEN = "test:started", "test:effects", "test:events"
+
+
+@pytest.fixture(autouse=True)
+def registrations() -> Iterator[None]:
+    """Doctor imports CALLBACK_HANDLERS in this process: what they register is removed after each test, or
+    a later test that loads the recording handlers for a while would find them registered already."""
+    importlib.import_module("workers.handlers")  # the examples stay registered, as the worker fixtures expect
+    saved = registry.snapshot()
+    yield
+    registry.restore(saved)
 
 
 @pytest.fixture
