@@ -1,6 +1,7 @@
-"""Fixtures: a private redis-server per session, a clean database per test, the app and its client.
+"""Fixtures: a private redis-server per session, a clean database per test, the app and its client; and
+the ``--soak`` option.
 
-Fixtures only: the helpers that tests share live in tests/support/ (test modules never import a conftest).
+Nothing else: the helpers that tests share live in tests/support/ (test modules never import a conftest).
 """
 
 from __future__ import annotations
@@ -16,6 +17,24 @@ from callback_server.config import Settings
 from callback_server.embedded import RedisProcess
 from callback_server.web import create_app
 from tests.support.settings import make_settings
+
+SOAK_OPTION = "--soak"
+"""Runs the soak (tests marked ``soak``: minutes of traffic through killed processes); `make soak` passes it."""
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """The soak is opt-in by an option of its own: a ``-m`` the user gives would replace a ``-m 'not soak'``."""
+    parser.addoption(SOAK_OPTION, action="store_true", default=False, help="run the soak tests (marked soak)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without ``--soak``, every test marked ``soak`` is skipped, whatever ``-m`` or ``-k`` selected."""
+    if config.getoption(SOAK_OPTION):
+        return
+    skip = pytest.mark.skip(reason=f"the soak takes minutes: pass {SOAK_OPTION} (make soak)")
+    for item in items:
+        if item.get_closest_marker("soak") is not None:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

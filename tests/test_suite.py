@@ -1,11 +1,14 @@
-"""The suite's own rules: test modules never import each other.
+"""The suite's own rules: test modules never import each other, and the soak runs only when asked for.
 
-Helpers that two modules share live in ``tests.support`` (see its docstring).
+Helpers that two modules share live in ``tests.support`` (see its docstring); the soak is skipped
+unless ``--soak`` is given, so no ``-m`` a maintainer types (``-m "not slow"``) starts minutes of traffic.
 """
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 from tests.support.processes import ROOT
@@ -62,3 +65,35 @@ def test_the_product_never_imports_the_tests() -> None:
     ]
     assert wrong == []
 
+
+def plan(*args: str) -> str:
+    """What pytest would run for the soak's file (``--setup-plan``: nothing is started), as its output."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--setup-plan", *args, "tests/test_soak.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout
+
+
+def test_the_soak_is_skipped_whatever_m_is_given_without_soak() -> None:
+    for args in ([], ["-m", "not slow"], ["-m", "soak"], ["-k", "soak"]):
+        out = plan(*args)
+        assert "1 skipped" in out, (args, out[-2000:])
+        assert "pass --soak (make soak)" in out
+        assert "fixtures used" not in out  # its stack would not even be planned
+
+
+def test_the_soak_runs_with_soak() -> None:
+    out = plan("--soak", "-m", "soak")
+    assert "skipped" not in out, out[-2000:]
+    assert "test_soak_nothing_lost_nothing_stuck" in out and "fixtures used" in out and "stack" in out
+
+
+def test_make_soak_passes_soak() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    soak = makefile.split("\nsoak:", 1)[1].split("\n\n", 1)[0]
+    assert "--soak" in soak and "-m soak" in soak
