@@ -3,7 +3,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test soak lint bench
+.PHONY: run test test-fast soak lint bench
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -18,6 +18,9 @@ run: $(VENV)/.installed  ## the receiver, a worker, the simulator (embedded Redi
 test: $(VENV)/.installed  ## the whole suite, on a private redis-server it starts itself
 	bash tests/install-system-packages.sh  # Debian's chromium, redis-server and openssl, when missing
 	$(PY) -m pytest
+
+test-fast: $(VENV)/.installed  ## the tests that start no gunicorn, worker or browser (-m "not slow"): 1.5 minutes, not 10; no system packages
+	$(PY) -m pytest -m "not slow" -p no:cacheprovider
 
 soak: $(VENV)/.installed  ## minutes of simulator traffic while worker, web and Redis are killed (skipped without --soak, as in make test)
 	$(PY) -m pytest -m soak --soak -p no:cacheprovider tests/test_soak.py

@@ -1,7 +1,8 @@
 """The suite's own rules: test modules never import each other, and the soak runs only when asked for.
 
 Helpers that two modules share live in ``tests.support`` (see its docstring); the soak is skipped
-unless ``--soak`` is given, so no ``-m`` a maintainer types (``-m "not slow"``) starts minutes of traffic.
+unless ``--soak`` is given, so no ``-m`` a maintainer types (``make test-fast`` is ``-m "not slow"``)
+starts minutes of traffic.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import ast
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from tests.support.processes import ROOT
 
@@ -79,12 +82,12 @@ def plan(*args: str) -> str:
     return done.stdout
 
 
-def test_the_soak_is_skipped_whatever_m_is_given_without_soak() -> None:
-    for args in ([], ["-m", "not slow"], ["-m", "soak"], ["-k", "soak"]):
-        out = plan(*args)
-        assert "1 skipped" in out, (args, out[-2000:])
-        assert "pass --soak (make soak)" in out
-        assert "fixtures used" not in out  # its stack would not even be planned
+@pytest.mark.parametrize("selection", ["not slow", "soak"])
+def test_the_soak_is_skipped_whatever_m_is_given_without_soak(selection: str) -> None:
+    out = plan("-m", selection)
+    assert "1 skipped" in out, out[-2000:]
+    assert "pass --soak (make soak)" in out
+    assert "fixtures used" not in out  # its stack would not even be planned
 
 
 def test_the_soak_runs_with_soak() -> None:
@@ -93,7 +96,9 @@ def test_the_soak_runs_with_soak() -> None:
     assert "test_soak_nothing_lost_nothing_stuck" in out and "fixtures used" in out and "stack" in out
 
 
-def test_make_soak_passes_soak() -> None:
+def test_make_soak_passes_soak_and_make_test_fast_leaves_slow_tests_out() -> None:
     makefile = (ROOT / "Makefile").read_text()
     soak = makefile.split("\nsoak:", 1)[1].split("\n\n", 1)[0]
     assert "--soak" in soak and "-m soak" in soak
+    fast = makefile.split("\ntest-fast:", 1)[1].split("\n\n", 1)[0]
+    assert '-m "not slow"' in fast

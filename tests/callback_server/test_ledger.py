@@ -14,6 +14,7 @@ from flask.testing import FlaskClient
 from callback_server import ledger, stats
 from callback_server.embedded import RedisProcess
 from callback_server.ledger import Ledger
+from tests.support.connections import unreachable_redis
 from tests.support.events import categorization_life
 from tests.support.fixtures import load_fixture
 from tests.support.http import post
@@ -163,7 +164,7 @@ def test_quantiles_from_bucket_counts() -> None:
 def test_a_tally_gives_back_what_a_failed_write_did_not_deliver(redis_server: RedisProcess) -> None:
     tally = stats.Tally()
     tally.add({"x": 1.0}, {"y": 2.0}, now=time.time())
-    dead = redis.Redis(port=1, socket_connect_timeout=0.2)
+    dead = unreachable_redis()
     with pytest.raises(redis.ConnectionError):
         stats.flush(dead, tally)
     assert tally
