@@ -15,7 +15,7 @@ or quarantined, no callback was answered 500, and a handler ran twice for one de
 once per worker kill (only a worker that dies between a handler's return and its record may
 repeat it). The figures are printed; README's "Soak" paragraph reports them.
 
-Marked ``soak`` and left out of the default run (pyproject's addopts); ``make soak`` runs it.
+Marked ``soak``, and skipped unless pytest is given ``--soak`` (tests/conftest.py); ``make soak`` gives it.
 ``SOAK_TASKS`` sets the number of tasks (default 300).
 """
 
