@@ -3,7 +3,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test soak lint bench
+.PHONY: run test test-fast soak lint bench
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -19,8 +19,11 @@ test: $(VENV)/.installed  ## the whole suite, on a private redis-server it start
 	bash tests/install-system-packages.sh  # Debian's chromium, redis-server and openssl, when missing
 	$(PY) -m pytest
 
-soak: $(VENV)/.installed  ## minutes of simulator traffic while worker, web and Redis are killed (not in make test)
-	$(PY) -m pytest -m soak -p no:cacheprovider tests/test_soak.py
+test-fast: $(VENV)/.installed  ## the tests that start no gunicorn, worker or browser (-m "not slow"): 1.5 minutes, not 10; no system packages
+	$(PY) -m pytest -m "not slow" -p no:cacheprovider
+
+soak: $(VENV)/.installed  ## minutes of simulator traffic while worker, web and Redis are killed (skipped without --soak, as in make test)
+	$(PY) -m pytest -m soak --soak -p no:cacheprovider tests/test_soak.py
 
 lint: $(VENV)/.installed  ## what the test suite checks too: ruff lint and format, mypy
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy callback_server workers scale_sim

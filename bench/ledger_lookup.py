@@ -25,7 +25,7 @@ from callback_server import ledger
 from callback_server.config import Settings
 from callback_server.deliveries import Delivery, DeliveryQueue
 from callback_server.embedded import RedisProcess
-from tests.conftest import load_fixture
+from tests.support.fixtures import load_fixture
 
 
 def fill(conn: redis.Redis, settings: Settings, size: int) -> list[tuple[str, str]]:

@@ -27,7 +27,7 @@ from callback_server.embedded import RedisProcess
 from scale_sim.config import Secret as SimSecret
 from scale_sim.config import SimSettings
 from scale_sim.server import SimServer
-from tests.callback_server.rerun_sim import make_tasks
+from tests.support.sims import make_tasks
 
 API_KEY = "live_bench_rerun_account"
 CALLBACK_KEY = "bench-rerun-callback-key-0123456789"

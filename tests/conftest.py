@@ -1,11 +1,12 @@
-"""Fixtures: a private redis-server per session, a clean database per test, the app and its client."""
+"""Fixtures: a private redis-server per session, a clean database per test, the app and its client; and
+the ``--soak`` option.
+
+Nothing else: the helpers that tests share live in tests/support/ (test modules never import a conftest).
+"""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
@@ -14,13 +15,26 @@ from flask.testing import FlaskClient
 
 from callback_server.config import Settings
 from callback_server.embedded import RedisProcess
-from callback_server.schemas import REFERENCE_TYPES  # noqa: F401 - re-exported for the tests
 from callback_server.web import create_app
+from tests.support.settings import make_settings
 
-FIXTURES = Path(__file__).parent / "fixtures"
-LIVE_KEY = "live-callback-key-0123456789"
-OLD_LIVE_KEY = "old-live-key-being-rotated"
-TEST_KEY = "test-callback-key-abcdef"
+SOAK_OPTION = "--soak"
+"""Runs the soak (tests marked ``soak``: minutes of traffic through killed processes); `make soak` passes it."""
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """The soak is opt-in by an option of its own: a ``-m`` the user gives would replace a ``-m 'not soak'``."""
+    parser.addoption(SOAK_OPTION, action="store_true", default=False, help="run the soak tests (marked soak)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without ``--soak``, every test marked ``soak`` is skipped, whatever ``-m`` or ``-k`` selected."""
+    if config.getoption(SOAK_OPTION):
+        return
+    skip = pytest.mark.skip(reason=f"the soak takes minutes: pass {SOAK_OPTION} (make soak)")
+    for item in items:
+        if item.get_closest_marker("soak") is not None:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
@@ -43,22 +57,6 @@ def redis_conn(redis_server: RedisProcess) -> Iterator[redis.Redis]:
     conn.close()
 
 
-def make_settings(redis_url: str, **overrides: Any) -> Settings:
-    """Settings as the tests use them; keyword arguments override single fields."""
-    env = {
-        "REDIS_URL": redis_url,
-        "SCALE_CALLBACK_AUTH_KEY": f"{LIVE_KEY},{OLD_LIVE_KEY}",
-        "SCALE_TEST_CALLBACK_AUTH_KEY": TEST_KEY,
-        "REDIS_TIMEOUT": "0.5",
-    }
-    settings = Settings.from_env(env)
-    if overrides:
-        from dataclasses import replace
-
-        settings = replace(settings, **overrides)
-    return settings
-
-
 @pytest.fixture
 def settings(redis_conn: redis.Redis, redis_server: RedisProcess) -> Settings:
     """Settings pointing at the private Redis."""
@@ -78,18 +76,3 @@ def app(settings: Settings) -> Iterator[Flask]:
 def client(app: Flask) -> FlaskClient:
     """A test client of the receiver app."""
     return app.test_client()
-
-
-def load_fixture(name: str) -> dict[str, Any]:
-    """A recorded callback body from tests/fixtures/."""
-    data: dict[str, Any] = json.loads((FIXTURES / f"{name}.json").read_text())
-    return data
-
-
-def poison_body(depth: int = 1000) -> str:
-    """A categorization callback whose response nests ``depth`` arrays: it parses, but breaks the
-    identity's encoder (RecursionError), so the receiver quarantines it and a replay must keep it."""
-    body = load_fixture("categorization")
-    body["response"]["extra"] = []
-    body["task"]["response"] = body["response"]
-    return json.dumps(body).replace('"extra": []', '"extra": ' + "[" * depth + "]" * depth)

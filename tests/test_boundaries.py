@@ -9,7 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.processes import ROOT
+from tests.support.processes import ROOT
 
 CORE = [
     ".".join(path.relative_to(ROOT).with_suffix("").parts)

@@ -14,8 +14,9 @@ import requests
 
 from callback_server.devserver import DEV_API_KEY, DEV_CALLBACK_KEY, REDIS_URL_FILE
 from callback_server.embedded import free_port
-from tests.conftest import load_fixture
-from tests.processes import ROOT, answers, child_env, dev_args, kill_tree, process, run_cli, wait_for
+from tests.support.fixtures import load_fixture
+from tests.support.http import answers
+from tests.support.processes import ROOT, child_env, dev_args, kill_tree, process, run_cli, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -22,13 +22,15 @@ from callback_server.embedded import RedisProcess, free_port
 from callback_server.quarantine import Quarantine
 from callback_server.reconcile import Reconciler
 from callback_server.scale_api import ScaleAPI
+from callback_server.schemas import REFERENCE_TYPES
 from scale_sim.config import Secret, SimSettings
 from scale_sim.server import SimServer
-from tests.conftest import LIVE_KEY, REFERENCE_TYPES, make_settings
-from tests.processes import gunicorn, process, prompt_sim_settings, run_cli, stack_env, wait_for, worker_args
-from tests.scale_sim.support import json_body
-from tests.scale_sim.test_client import CLIENT_TYPES
-from tests.workers.conftest import effects
+from tests.support.handlers import effects
+from tests.support.keys import LIVE_KEY
+from tests.support.processes import gunicorn, process, run_cli, stack_env, wait_for, worker_args
+from tests.support.settings import make_settings
+from tests.support.sims import prompt_sim_settings
+from tests.support.tasks import CLIENT_TYPES, json_body
 
 pytestmark = pytest.mark.slow
 

@@ -15,9 +15,10 @@ from scaleapi import ScaleClient
 
 from callback_server.embedded import RedisProcess, free_port
 from scale_sim.server import SimServer
-from tests.conftest import LIVE_KEY
-from tests.events_support import categorization_life
-from tests.processes import gunicorn, process, prompt_sim_settings, stack_env, wait_for, worker_args
+from tests.support.events import categorization_life
+from tests.support.keys import LIVE_KEY
+from tests.support.processes import gunicorn, process, stack_env, wait_for, worker_args
+from tests.support.sims import prompt_sim_settings
 
 pytestmark = pytest.mark.slow
 
@@ -119,6 +120,6 @@ def test_a_whole_life_driven_by_the_simulator(sim_stack: ScaleClient, redis_conn
 
 
 def _categorization() -> object:
-    from tests.scale_sim.test_client import CLIENT_TYPES
+    from tests.support.tasks import CLIENT_TYPES
 
     return CLIENT_TYPES["categorization"]

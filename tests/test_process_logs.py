@@ -22,19 +22,10 @@ import requests
 
 from callback_server import stats
 from callback_server.embedded import RedisProcess, free_port
-from tests.conftest import load_fixture
-from tests.logfmt import parse
-from tests.processes import (
-    answers,
-    child_env,
-    dev_args,
-    gunicorn,
-    post_callback,
-    process,
-    stack_env,
-    wait_for,
-    worker_args,
-)
+from tests.support.fixtures import load_fixture
+from tests.support.http import answers, post_callback
+from tests.support.logfmt import parse
+from tests.support.processes import child_env, dev_args, gunicorn, process, stack_env, wait_for, worker_args
 
 pytestmark = pytest.mark.slow
 

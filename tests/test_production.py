@@ -38,8 +38,11 @@ from callback_server import defaults, stats
 from callback_server.config import Settings
 from callback_server.embedded import free_port
 from scale_sim.server import SimServer
-from tests.conftest import LIVE_KEY, load_fixture
-from tests.processes import ROOT, answers, post_callback, prompt_sim_settings, wait_for
+from tests.support.fixtures import load_fixture
+from tests.support.http import answers, post_callback
+from tests.support.keys import LIVE_KEY
+from tests.support.processes import ROOT, wait_for
+from tests.support.sims import prompt_sim_settings
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,7 @@ or quarantined, no callback was answered 500, and a handler ran twice for one de
 once per worker kill (only a worker that dies between a handler's return and its record may
 repeat it). The figures are printed; docs/benchmarks.md's "Soak" section reports them.
 
-Marked ``soak`` and left out of the default run (pyproject's addopts); ``make soak`` runs it.
+Marked ``soak``, and skipped unless pytest is given ``--soak`` (tests/conftest.py); ``make soak`` gives it.
 ``SOAK_TASKS`` sets the number of tasks (default 300).
 """
 
@@ -52,9 +52,9 @@ from callback_server.schemas import load_callback
 from scale_sim.config import Secret, SimSettings
 from scale_sim.server import SimServer
 from scale_sim.validation import SIM_TYPES
-from tests.conftest import LIVE_KEY
-from tests.processes import ROOT, kill_tree, run_cli, stack_env, wait_for, wait_for_gunicorn, worker_args
-from tests.scale_sim.support import json_body
+from tests.support.keys import LIVE_KEY
+from tests.support.processes import ROOT, kill_tree, run_cli, stack_env, wait_for, wait_for_gunicorn, worker_args
+from tests.support.tasks import json_body
 
 pytestmark = pytest.mark.soak
 

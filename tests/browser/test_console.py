@@ -15,7 +15,6 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import redis
@@ -28,18 +27,16 @@ from scaleapi import ScaleClient
 from callback_server.embedded import RedisProcess, free_port
 from scale_sim.config import Secret, SimSettings
 from scale_sim.server import SimServer
-from tests.conftest import LIVE_KEY, load_fixture
-from tests.processes import gunicorn, process, stack_env, wait_for, worker_args
-from tests.scale_sim.support import json_body
-from tests.scale_sim.test_client import CLIENT_TYPES
+from tests.support.browser import CHROMIUM, TIMEOUT_MS, confirm, shoot
+from tests.support.fixtures import load_fixture
+from tests.support.keys import LIVE_KEY
+from tests.support.processes import gunicorn, process, stack_env, wait_for, worker_args
+from tests.support.tasks import CLIENT_TYPES, json_body
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "console-browser-test-password"
 API_KEY = "live_console_browser_account"
-SCREENSHOTS = os.environ.get("SCREENSHOT_DIR", "")
-TIMEOUT_MS = 20_000
 
 
 @dataclass
@@ -126,18 +123,6 @@ def page(browser: Browser, stack: Stack) -> Iterator[Page]:
     # No CSP violation or script error in any page the tests opened.
     assert errors == []
     context.close()
-
-
-def shoot(page: Page, name: str) -> None:
-    if SCREENSHOTS:
-        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(SCREENSHOTS) / name), full_page=True)
-
-
-def confirm(page: Page) -> None:
-    """Every action asks first: the confirmation page, then its button."""
-    expect(page.locator("h1")).to_contain_text("Confirm")
-    page.locator("#confirm").click()
 
 
 def test_login_is_required(browser: Browser, stack: Stack) -> None:

@@ -21,11 +21,10 @@ from scaleapi import ScaleClient
 from callback_server.embedded import RedisProcess, free_port
 from scale_sim.config import Secret, SimSettings
 from scale_sim.server import SimServer
-from tests.browser.test_console import CHROMIUM, TIMEOUT_MS, confirm, shoot
-from tests.conftest import LIVE_KEY
-from tests.processes import gunicorn, process, stack_env, wait_for, worker_args
-from tests.scale_sim.support import json_body
-from tests.scale_sim.test_client import CLIENT_TYPES
+from tests.support.browser import CHROMIUM, TIMEOUT_MS, confirm, shoot
+from tests.support.keys import LIVE_KEY
+from tests.support.processes import gunicorn, process, stack_env, wait_for, worker_args
+from tests.support.tasks import CLIENT_TYPES, json_body
 
 pytestmark = pytest.mark.slow
 

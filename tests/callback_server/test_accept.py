@@ -22,8 +22,8 @@ from callback_server.config import Settings
 from callback_server.embedded import RedisProcess
 from callback_server.exceptions import UnkeepableError
 from callback_server.quarantine import Quarantine
-from tests.callback_server.test_ingest import queued_jobs
-from tests.conftest import load_fixture, poison_body
+from tests.support.fixtures import load_fixture, poison_body
+from tests.support.jobs import queued_jobs
 
 
 @pytest.fixture

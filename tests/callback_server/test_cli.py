@@ -12,8 +12,10 @@ from flask.testing import FlaskClient
 from callback_server.cli import cli
 from callback_server.config import Settings
 from callback_server.quarantine import Quarantine
-from tests.callback_server.test_ingest import post, queued_jobs
-from tests.conftest import LIVE_KEY, load_fixture, poison_body
+from tests.support.fixtures import load_fixture, poison_body
+from tests.support.http import post
+from tests.support.jobs import queued_jobs
+from tests.support.keys import LIVE_KEY
 
 
 @pytest.fixture

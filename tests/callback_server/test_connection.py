@@ -14,9 +14,11 @@ from flask.testing import FlaskClient
 from callback_server.config import Settings
 from callback_server.connection import ConnectionStack, connect, eviction_policy, warn_if_evicting
 from callback_server.deliveries import Delivery, DeliveryQueue
-from tests.callback_server.test_ingest import post
-from tests.conftest import LIVE_KEY, OLD_LIVE_KEY, load_fixture, make_settings
-from tests.processes import wait_for
+from tests.support.fixtures import load_fixture
+from tests.support.http import post
+from tests.support.keys import LIVE_KEY, OLD_LIVE_KEY
+from tests.support.processes import wait_for
+from tests.support.settings import make_settings
 
 
 def test_warns_loudly_when_redis_may_evict(

@@ -3,7 +3,6 @@ every action, each action does what it says and is audited, hostile text is rend
 
 from __future__ import annotations
 
-import base64
 import copy
 import hashlib
 import json
@@ -18,7 +17,6 @@ from typing import Any
 
 import pytest
 import redis
-from flask import Flask
 from flask.testing import FlaskClient
 from rq import Queue
 from rq.job import Job
@@ -33,22 +31,13 @@ from callback_server.reconcile_request import COOLDOWN_KEY, REQUEST_KEY, RunRequ
 from callback_server.schemas import load_callback
 from callback_server.web import create_app
 from callback_server.web.dashboard import actions, guard
-from tests.callback_server.test_ingest import post
-from tests.conftest import load_fixture, poison_body
-from tests.processes import wait_for
+from tests.support.console import PASSWORD, act, auth, dashboard_app, fetch, page
+from tests.support.fixtures import load_fixture, poison_body
+from tests.support.http import post
+from tests.support.jobs import accept
+from tests.support.processes import wait_for
 
-PASSWORD = "s3cret-console-password"
 HOSTILE = "<script>alert(1)</script>\"'\nx"
-
-
-def auth(user: str = "ops", password: str = PASSWORD) -> dict[str, str]:
-    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
-
-
-def dashboard_app(settings: Settings) -> Flask:
-    app = create_app(replace(settings, dashboard_password=Secret(PASSWORD)))
-    app.config["TESTING"] = True
-    return app
 
 
 @pytest.fixture
@@ -56,51 +45,6 @@ def console(settings: Settings) -> Iterator[FlaskClient]:
     app = dashboard_app(settings)
     yield app.test_client()
     app.extensions["callback_server"].tally.stop()
-
-
-def fetch(client: FlaskClient, path: str, headers: dict[str, str] | None = None) -> Any:
-    """A GET whose answer is read and closed (a static file is streamed from an open file)."""
-    with client.get(path, headers=headers or {}) as answer:
-        answer.get_data()
-    return answer
-
-
-def page(client: FlaskClient, path: str, status: int = 200) -> str:
-    answer = fetch(client, path, auth())
-    assert answer.status_code == status, (path, answer.status_code, answer.get_data(as_text=True)[:500])
-    return str(answer.get_data(as_text=True))
-
-
-def csrf_of(html: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert found, "no CSRF token on the page"
-    return found.group(1)
-
-
-def act(
-    client: FlaskClient,
-    name: str,
-    *,
-    confirm: bool = True,
-    token: str | None = None,
-    headers: dict[str, str] | None = None,
-    **fields: Any,
-) -> Any:
-    token = token if token is not None else csrf_of(page(client, "/dashboard/reconciliation"))
-    form: dict[str, Any] = {"csrf": token, "next": "/dashboard/", **fields}
-    if confirm:
-        form["confirm"] = "yes"
-    return client.post(f"/dashboard/action/{name}", data=form, headers={**auth(), **(headers or {})})
-
-
-def accept(conn: redis.Redis, settings: Settings, task_id: str, category: str = "red") -> str:
-    """A delivery through the real accept path (job on the queue, the ledger's accept entry); its id."""
-    body = load_fixture("categorization")
-    body["task_id"] = body["task"]["task_id"] = task_id
-    body["response"] = body["task"]["response"] = {"category": category}
-    delivery = Delivery.from_body(body, mode="live")
-    assert DeliveryQueue.from_settings(settings, conn).accept(delivery)
-    return delivery.delivery_id
 
 
 def outcome(conn: redis.Redis, delivery_id: str, failures: dict[str, str] | None = None, final: bool = True) -> None:
@@ -605,7 +549,7 @@ def slow_api(seconds: float) -> Iterator[str]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)  # a quick shutdown
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}/v1"

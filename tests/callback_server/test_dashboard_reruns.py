@@ -19,7 +19,8 @@ from callback_server import ledger
 from callback_server.config import Secret, Settings
 from callback_server.rerun import INCOMPLETE, PLANNER_FUNCTION, REQUESTED, RunStore
 from callback_server.web.dashboard import actions
-from tests.callback_server.test_dashboard import accept, act, auth, dashboard_app, page
+from tests.support.console import act, auth, dashboard_app, page
+from tests.support.jobs import accept
 
 STORE = "myapp.scale_handlers.store_boxes"
 LABEL = "myapp.scale_handlers.label_items"

@@ -13,7 +13,7 @@ from rq.serializers import JSONSerializer
 from rq.utils import utcformat
 
 from callback_server.deliveries import Delivery, DeliveryQueue, delivery_id, rq_timestamp
-from tests.conftest import load_fixture
+from tests.support.fixtures import load_fixture
 
 
 def test_identity_ignores_key_order_and_unrelated_fields() -> None:

@@ -17,8 +17,8 @@ from callback_server.reconcile import build_reconciler
 from scale_sim.config import Secret as SimSecret
 from scale_sim.config import SimSettings
 from scale_sim.server import SimServer
-from tests.conftest import LIVE_KEY, TEST_KEY
-from tests.processes import gunicorn, process, run_cli, stack_env, wait_for, worker_args
+from tests.support.keys import LIVE_KEY, TEST_KEY
+from tests.support.processes import gunicorn, process, run_cli, stack_env, wait_for, worker_args
 from workers.registry import registry
 
 API_KEY = "live_doctor_simulator_key_4c2e"
@@ -26,6 +26,16 @@ API_KEY = "live_doctor_simulator_key_4c2e"
 # What the worker's test handlers record (tests/workers/*_handlers.py). Named here, not imported:
 # importing those modules would register their handlers in this process too.
 STARTED, EFFECTS, SEEN = "test:started", "test:effects", "test:events"
+
+
+@pytest.fixture(autouse=True)
+def registrations() -> Iterator[None]:
+    """Doctor imports CALLBACK_HANDLERS in this process: what they register is removed after each test, or
+    a later test that loads the recording handlers for a while would find them registered already."""
+    importlib.import_module("workers.handlers")  # the examples stay registered, as the worker fixtures expect
+    saved = registry.snapshot()
+    yield
+    registry.restore(saved)
 
 
 @pytest.fixture
@@ -38,18 +48,6 @@ def sim(tmp_path: Path) -> Iterator[SimServer]:
     )
     with SimServer(settings, start_scheduler=False) as server:
         yield server
-
-
-@pytest.fixture(autouse=True)
-def handlers_registered_for_the_test_only() -> Iterator[None]:
-    """doctor imports CALLBACK_HANDLERS into this process, as a worker would: the registrations are
-    undone after each test, so a later test that registers the same handlers does not find them.
-    The example handlers (the default CALLBACK_HANDLERS) are imported first and stay registered, as
-    the workers' fixture keeps them."""
-    importlib.import_module("workers.handlers")
-    saved = registry.snapshot()
-    yield
-    registry.restore(saved)
 
 
 def doctor_env(redis_url: str, sim: SimServer, **overrides: str) -> dict[str, str]:

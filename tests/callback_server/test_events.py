@@ -15,9 +15,10 @@ from callback_server.deliveries import delivery_id
 from callback_server.events import AUDIT, CANCELED, COMPLETED, ERROR, RECALLED, Event, UnknownStatusError, derive_event
 from callback_server.schemas import validate_callback
 from callback_server.times import parse_instant
-from tests.callback_server.test_ingest import post, queued_jobs
-from tests.conftest import FIXTURES, load_fixture
-from tests.events_support import callback, categorization_life, error_callback
+from tests.support.events import callback, categorization_life, error_callback
+from tests.support.fixtures import FIXTURES, load_fixture
+from tests.support.http import post
+from tests.support.jobs import queued_jobs
 
 EVENT_FIXTURES = sorted((FIXTURES / "events").glob("*.json"))
 

@@ -16,9 +16,9 @@ from callback_server.embedded import RedisProcess, free_port
 from callback_server.exceptions import ConfigError
 from callback_server.fetch import FETCH, fetch_tasks
 from callback_server.ledger import Ledger
-from tests.callback_server.dropping_sim import Sim, dropping_sim
-from tests.callback_server.test_ingest import queued_jobs
-from tests.processes import run_cli, stack_env
+from tests.support.jobs import queued_jobs
+from tests.support.processes import run_cli, stack_env
+from tests.support.sims import Sim, dropping_sim
 
 API_KEY = "live_fetch_simulator_key_7f3a9c"
 

@@ -9,9 +9,9 @@ import redis
 from flask.testing import FlaskClient
 
 from callback_server.connection import memory, memory_is_high, warn_if_memory_high
-from tests.callback_server.test_ingest import post
-from tests.conftest import load_fixture
-from tests.processes import wait_for
+from tests.support.fixtures import load_fixture
+from tests.support.http import post
+from tests.support.processes import wait_for
 
 
 @pytest.fixture

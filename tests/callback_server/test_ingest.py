@@ -12,29 +12,16 @@ from typing import Any
 import pytest
 import redis
 from flask.testing import FlaskClient
-from rq import Queue
-from rq.job import Job
-from rq.serializers import JSONSerializer
 
 from callback_server.deliveries import SEEN_PERIOD, delivery_id, seen_period_key
 from callback_server.embedded import RedisProcess
 from callback_server.quarantine import Quarantine
-from tests.conftest import LIVE_KEY, OLD_LIVE_KEY, REFERENCE_TYPES, TEST_KEY, load_fixture
+from callback_server.schemas import REFERENCE_TYPES
+from tests.support.fixtures import load_fixture
+from tests.support.http import post
+from tests.support.jobs import queued_jobs
+from tests.support.keys import LIVE_KEY, OLD_LIVE_KEY, TEST_KEY
 from workers.payloads import build_task
-
-
-def post(client: FlaskClient, body: Any, key: str | None = LIVE_KEY, **kwargs: Any) -> Any:
-    headers = {"scale-callback-auth": key} if key is not None else {}
-    headers.update(kwargs.pop("headers", {}))
-    data = body if isinstance(body, bytes | str) else json.dumps(body)
-    return client.post(
-        "/callback", data=data, headers=headers, content_type=kwargs.pop("content_type", "application/json"), **kwargs
-    )
-
-
-def queued_jobs(conn: redis.Redis) -> list[Job]:
-    queue = Queue("callbacks", connection=conn, serializer=JSONSerializer)
-    return queue.get_jobs()
 
 
 @pytest.mark.parametrize(

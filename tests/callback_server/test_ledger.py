@@ -14,9 +14,10 @@ from flask.testing import FlaskClient
 from callback_server import ledger, stats
 from callback_server.embedded import RedisProcess
 from callback_server.ledger import Ledger
-from tests.callback_server.test_ingest import post
-from tests.conftest import load_fixture
-from tests.events_support import categorization_life
+from tests.support.connections import unreachable_redis
+from tests.support.events import categorization_life
+from tests.support.fixtures import load_fixture
+from tests.support.http import post
 
 SHIPPED_TYPE_CODES = "3e62cd4fdbe52da2"
 """sha256 (first 16 hex) of the first 27 ledger type codes, joined by commas, as first shipped."""
@@ -163,7 +164,7 @@ def test_quantiles_from_bucket_counts() -> None:
 def test_a_tally_gives_back_what_a_failed_write_did_not_deliver(redis_server: RedisProcess) -> None:
     tally = stats.Tally()
     tally.add({"x": 1.0}, {"y": 2.0}, now=time.time())
-    dead = redis.Redis(port=1, socket_connect_timeout=0.2)
+    dead = unreachable_redis()
     with pytest.raises(redis.ConnectionError):
         stats.flush(dead, tally)
     assert tally

@@ -22,7 +22,7 @@ from callback_server.logs import (
     logfmt_value,
     logging_config,
 )
-from tests.logfmt import LogfmtError, parse
+from tests.support.logfmt import LogfmtError, parse
 
 NASTY = 'abc\n2026-01-01T00:00:00.000Z level=error msg="forged" task_id=x\r\t "q" \\ a=b \x00\x1b[31m\u2028\u202e\ud800'
 """A task id with every way to break or forge a line: newlines, quotes, key=value, controls, a lone surrogate."""
@@ -241,7 +241,8 @@ def test_logging_config_refuses_an_unknown_format() -> None:
 def test_the_router_s_request_id_is_in_the_ack_line_and_the_job(
     client: Any, redis_conn: Any, caplog: pytest.LogCaptureFixture, header: str | None, kept: bool
 ) -> None:
-    from tests.conftest import LIVE_KEY, load_fixture
+    from tests.support.fixtures import load_fixture
+    from tests.support.keys import LIVE_KEY
 
     headers = {"scale-callback-auth": LIVE_KEY}
     if header is not None:

@@ -21,7 +21,8 @@ from callback_server.embedded import RedisProcess
 from callback_server.reconcile import RUNS_KEY
 from callback_server.status import read_status
 from callback_server.web import create_app
-from tests.conftest import LIVE_KEY, TEST_KEY, load_fixture
+from tests.support.fixtures import load_fixture
+from tests.support.keys import LIVE_KEY, TEST_KEY
 
 TOKEN = "metrics-token-0123456789abcdef"
 

@@ -19,9 +19,10 @@ from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 
 from callback_server import schemas
-from callback_server.schemas import _ENVELOPE, _RESPONSES, FAST_RESPONSES, fast_envelope
-from tests.conftest import LIVE_KEY, REFERENCE_TYPES, load_fixture
-from tests.events_support import callback, categorization_life, error_callback
+from callback_server.schemas import _ENVELOPE, _RESPONSES, FAST_RESPONSES, REFERENCE_TYPES, fast_envelope
+from tests.support.events import callback, categorization_life, error_callback
+from tests.support.fixtures import load_fixture
+from tests.support.keys import LIVE_KEY
 
 EXAMPLES = 40
 """Examples per body: bounded so the suite stays fast; derandomized so CI sees the same ones."""

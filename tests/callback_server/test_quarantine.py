@@ -17,9 +17,9 @@ from callback_server.quarantine import (
     _leaves,
     cap_details,
 )
-from tests.callback_server.test_ingest import post
-from tests.conftest import load_fixture
-from tests.processes import wait_for
+from tests.support.fixtures import load_fixture
+from tests.support.http import post
+from tests.support.processes import wait_for
 
 
 def box_errors(n: int) -> dict[str, object]:

@@ -37,9 +37,9 @@ from callback_server.reconcile import (
 )
 from callback_server.scale_api import ScaleAPI
 from callback_server.times import parse_instant
-from tests.callback_server.test_ingest import queued_jobs
-from tests.conftest import load_fixture
-from tests.events_support import ATTACHMENT_ERROR
+from tests.support.events import ATTACHMENT_ERROR
+from tests.support.fixtures import load_fixture
+from tests.support.jobs import queued_jobs
 
 API_KEY = "live_reconcile_key_123"
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -183,7 +183,8 @@ class FakeScale:
             return jsonify(answer)
 
         self.server = make_server("127.0.0.1", 0, app, threaded=True)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # A short poll: shutdown() waits up to one poll interval (0.5 s by default) after every test.
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True)
 
     @property
     def url(self) -> str:

@@ -22,10 +22,10 @@ from callback_server.deliveries import Delivery, DeliveryQueue
 from callback_server.embedded import RedisProcess
 from callback_server.reconcile import Marks, build_reconciler
 from callback_server.times import parse_instant
-from tests.callback_server.dropping_sim import Sim, dropping_sim
-from tests.callback_server.test_ingest import queued_jobs
-from tests.conftest import make_settings
-from tests.processes import process, run_cli, stack_env, wait_for, worker_args
+from tests.support.jobs import queued_jobs
+from tests.support.processes import process, run_cli, stack_env, wait_for, worker_args
+from tests.support.settings import make_settings
+from tests.support.sims import Sim, dropping_sim
 
 API_KEY = "live_reconcile_simulator_key"
 MONTH = 30 * 24 * 3600

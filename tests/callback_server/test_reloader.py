@@ -11,7 +11,7 @@ import pytest
 
 from callback_server.devserver import API_URL_FILE, REDIS_URL_FILE, forget_local_stack, write_local_stack
 from callback_server.reloader import HandlerFiles, handler_roots
-from tests.processes import ROOT
+from tests.support.processes import ROOT
 
 
 @pytest.fixture

@@ -55,10 +55,9 @@ from callback_server.scale_api import ScaleAPI
 from callback_server.times import parse_instant
 from callback_server.web.metrics import counter_families
 from scale_sim.ratelimit import RateLimiter
-from tests.callback_server.dropping_sim import Sim, dropping_sim
-from tests.callback_server.rerun_sim import make_tasks
-from tests.conftest import make_settings
-from tests.processes import ROOT, kill_tree, process, run_cli, stack_env, wait_for
+from tests.support.processes import ROOT, kill_tree, process, run_cli, stack_env, wait_for
+from tests.support.settings import make_settings
+from tests.support.sims import Sim, dropping_sim, make_tasks
 from workers.registry import registry
 
 API_KEY = "live_rerun_simulator_key"

@@ -14,7 +14,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from callback_server.deliveries import DISPATCH_FUNCTION, Delivery, DeliveryQueue
-from tests.conftest import load_fixture
+from tests.support.fixtures import load_fixture
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -14,7 +14,7 @@ import redis
 from callback_server import ledger, scripts, stats
 from callback_server.deliveries import Delivery, DeliveryQueue
 from callback_server.probe import handle_probe, notice_key, probe_body
-from tests.conftest import load_fixture
+from tests.support.fixtures import load_fixture
 
 
 def accept_with(queue: DeliveryQueue, delivery: Delivery) -> int:

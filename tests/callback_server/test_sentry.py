@@ -24,7 +24,9 @@ from callback_server.config import Secret, Settings
 from callback_server.deliveries import Delivery, DeliveryQueue
 from callback_server.exceptions import ConfigError
 from callback_server.web import create_app
-from tests.conftest import LIVE_KEY, load_fixture, make_settings
+from tests.support.fixtures import load_fixture
+from tests.support.keys import LIVE_KEY
+from tests.support.settings import make_settings
 
 DSN = "https://0123456789abcdef0123456789abcdef@sentry.invalid/42"
 """A well-formed DSN; the local transport means nothing is ever sent to it."""

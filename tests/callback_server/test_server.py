@@ -17,9 +17,11 @@ import requests
 
 from callback_server.devserver import web_command
 from callback_server.embedded import RedisProcess, free_port
-from tests.conftest import LIVE_KEY, REFERENCE_TYPES, load_fixture
-from tests.processes import ROOT, child_env, gunicorn, process, stack_env, wait_for, worker_args
-from tests.workers.conftest import effects
+from callback_server.schemas import REFERENCE_TYPES
+from tests.support.fixtures import load_fixture
+from tests.support.handlers import effects
+from tests.support.keys import LIVE_KEY
+from tests.support.processes import ROOT, child_env, gunicorn, process, stack_env, wait_for, worker_args
 
 pytestmark = pytest.mark.slow
 

@@ -1,6 +1,6 @@
 """Fixtures for the simulator's tests: settings on a temporary SQLite file, the app, servers and receivers.
 
-Self-contained: nothing here depends on the project's root conftest (no Redis is needed).
+Nothing here depends on the project's root conftest (no Redis is needed).
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from scale_sim import create_app
 from scale_sim.config import Secret, SimSettings
 from scale_sim.server import SimServer
 from scale_sim.simulator import Simulator
-from tests.scale_sim.support import CALLBACK_KEY, Receiver
+from tests.support.keys import CALLBACK_KEY
+from tests.support.receiver import Receiver
 
 FAST_TIME_SCALE = 0.0001
 """Retry schedule x 0.0001: the 20 tries of 24 hours take under 9 seconds."""

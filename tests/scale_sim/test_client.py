@@ -17,26 +17,11 @@ from scaleapi.exceptions import (
 from scaleapi.tasks import Task, TaskStatus, TaskType
 
 from scale_sim.server import SimServer
-from tests.scale_sim.support import OTHER_TEST_KEY, REFERENCE_TYPES, TEST_KEY, Receiver, json_body, wait_for
-
-
-class _Type:
-    """Stands in for a TaskType member: 2.x's enum has no phonecall or audiotranscription, and
-    create_task only reads `.value` to build `task/{type}`."""
-
-    def __init__(self, value: str) -> None:
-        self.value = value
-
-
-CLIENT_TYPES: dict[str, Any] = {
-    "categorization": TaskType.Categorization,
-    "transcription": TaskType.Transcription,
-    "comparison": TaskType.Comparison,
-    "annotation": TaskType.Annotation,
-    "datacollection": TaskType.DataCollection,
-    "phonecall": _Type("phonecall"),
-    "audiotranscription": _Type("audiotranscription"),
-}
+from scale_sim.validation import REFERENCE_TYPES
+from tests.support.keys import API_OTHER_TEST_KEY, API_TEST_KEY
+from tests.support.processes import wait_for
+from tests.support.receiver import Receiver
+from tests.support.tasks import CLIENT_TYPES, json_body
 
 CB = "http://127.0.0.1:9/callback"
 
@@ -47,7 +32,7 @@ def pending_sim(start_sim: Callable[..., SimServer]) -> SimServer:
     return start_sim(completion_delay=3600.0)
 
 
-def client_for(sim: SimServer, key: str = TEST_KEY) -> ScaleClient:
+def client_for(sim: SimServer, key: str = API_TEST_KEY) -> ScaleClient:
     return ScaleClient(key, api_instance_url=sim.api_url)
 
 
@@ -78,7 +63,7 @@ def test_get_unknown_and_other_accounts_tasks(pending_sim: SimServer) -> None:
     with pytest.raises(ScaleResourceNotFound):
         client_for(pending_sim).get_task("000000000000000000000000")
     with pytest.raises(ScaleResourceNotFound):
-        client_for(pending_sim, OTHER_TEST_KEY).get_task(task.id)
+        client_for(pending_sim, API_OTHER_TEST_KEY).get_task(task.id)
 
 
 def test_cancel_a_pending_task(pending_sim: SimServer) -> None:

@@ -14,21 +14,15 @@ from scale_sim.delivery import AUTH_HEADER
 from scale_sim.server import SimServer
 from scale_sim.simulator import Simulator
 from scale_sim.tasks import timestamp_ms
-from tests.scale_sim.support import (
-    CALLBACK_KEY,
-    LIVE_KEY,
-    MIB,
-    TEST_KEY,
-    Receiver,
-    basic_auth,
-    json_body,
-    wait_for,
-)
+from tests.support.keys import API_LIVE_KEY, API_TEST_KEY, CALLBACK_KEY
+from tests.support.processes import wait_for
+from tests.support.receiver import MIB, Receiver
+from tests.support.tasks import basic_auth, json_body
 
 StartSim = Callable[..., SimServer]
 
 
-def create(sim: SimServer, url: str, task_type: str = "categorization", key: str = TEST_KEY, **extra: Any) -> str:
+def create(sim: SimServer, url: str, task_type: str = "categorization", key: str = API_TEST_KEY, **extra: Any) -> str:
     answer = requests.post(
         f"{sim.api_url}/task/{task_type}",
         json={**json_body(url, task_type), **extra},
@@ -40,7 +34,7 @@ def create(sim: SimServer, url: str, task_type: str = "categorization", key: str
     return task_id
 
 
-def get(sim: SimServer, path: str, key: str = TEST_KEY) -> dict[str, Any]:
+def get(sim: SimServer, path: str, key: str = API_TEST_KEY) -> dict[str, Any]:
     answer = requests.get(f"{sim.api_url}/{path}", auth=(key, ""), timeout=10)
     assert answer.status_code == 200, answer.text
     body: dict[str, Any] = answer.json()
@@ -256,7 +250,7 @@ def test_completed_by_hand_sends_that_response(start_sim: StartSim, receiver: Re
     task_id = create(sim, receiver.url, "transcription")
     response = {"fields": {"title": "Hacker News", "top_result": "Show HN"}}
     answer = requests.post(
-        f"{sim.api_url}/task/{task_id}/complete", json={"response": response}, auth=(TEST_KEY, ""), timeout=10
+        f"{sim.api_url}/task/{task_id}/complete", json={"response": response}, auth=(API_TEST_KEY, ""), timeout=10
     )
     assert answer.status_code == 200
     [callback] = receiver.wait_for(1, task_id)
@@ -265,7 +259,7 @@ def test_completed_by_hand_sends_that_response(start_sim: StartSim, receiver: Re
 
 def test_live_tasks_complete_and_call_back_too(start_sim: StartSim, receiver: Receiver) -> None:
     sim = start_sim()
-    task_id = create(sim, receiver.url, "audiotranscription", key=LIVE_KEY)
+    task_id = create(sim, receiver.url, "audiotranscription", key=API_LIVE_KEY)
     [callback] = receiver.wait_for(1, task_id)
     assert callback.body is not None
     assert callback.body["task"]["is_test"] is False
@@ -335,7 +329,7 @@ def test_run_pending_does_the_work_without_threads(
         answer = client.post(
             "/v1/task/datacollection",
             json=json_body(receiver.url, "datacollection"),
-            headers=basic_auth(TEST_KEY),
+            headers=basic_auth(API_TEST_KEY),
         )
         task_id = answer.get_json()["task_id"]
         assert not sim.running

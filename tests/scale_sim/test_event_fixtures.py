@@ -23,7 +23,8 @@ from scale_sim.responses import generate_response
 from scale_sim.simulator import Simulator
 from scale_sim.tasks import timestamp_ms
 from scale_sim.validation import validate_task
-from tests.scale_sim.support import TEST_KEY, assert_event_body
+from tests.support.events import assert_event_body
+from tests.support.keys import API_TEST_KEY
 
 EVENTS_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "events"
 EVENTS = ("completed", "error", "audit_accepted", "audit_fixed", "audit_rejected", "recalled")
@@ -94,7 +95,7 @@ def record(data_path: str) -> dict[str, dict[str, Any]]:
         clock=clock,
         new_id=lambda created_ms: ids.pop(0),
     )
-    account = account_for_key(TEST_KEY)
+    account = account_for_key(API_TEST_KEY)
     bodies: dict[str, dict[str, Any]] = {}
     try:
         for offset, (task_type, (main_id, error_id, params)) in enumerate(REQUESTS.items()):

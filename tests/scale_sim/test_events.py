@@ -16,27 +16,23 @@ from scale_sim import create_app
 from scale_sim.config import Secret, SimSettings
 from scale_sim.delivery import AUTH_HEADER
 from scale_sim.simulator import Simulator
-from tests.scale_sim.support import (
-    CALLBACK_KEY,
-    LIVE_KEY,
-    OTHER_TEST_KEY,
-    TEST_KEY,
-    Receiver,
-    assert_event_body,
-    basic_auth,
-    json_body,
-    wait_for,
-)
+from tests.support.events import assert_event_body
+from tests.support.keys import API_LIVE_KEY, API_OTHER_TEST_KEY, API_TEST_KEY, CALLBACK_KEY
+from tests.support.processes import wait_for
+from tests.support.receiver import Receiver
+from tests.support.tasks import basic_auth, json_body
 
 TEST_CALLBACK_KEY = "sim-test-mode-callback-key-for-tests"
 
 
-def api(client: FlaskClient, path: str, key: str = TEST_KEY, **body: Any) -> Any:
+def api(client: FlaskClient, path: str, key: str = API_TEST_KEY, **body: Any) -> Any:
     answer = client.post(f"/v1/{path}", json=body, headers=basic_auth(key))
     return answer.get_json(), answer.status_code
 
 
-def create(client: FlaskClient, url: str, task_type: str = "categorization", key: str = TEST_KEY, **extra: Any) -> str:
+def create(
+    client: FlaskClient, url: str, task_type: str = "categorization", key: str = API_TEST_KEY, **extra: Any
+) -> str:
     task, status = api(client, f"task/{task_type}", key, **{**json_body(url, task_type), **extra})
     assert status == 200, task
     task_id: str = task["task_id"]
@@ -55,7 +51,7 @@ def bodies(receiver: Receiver, sim: Simulator, task_id: str) -> list[dict[str, A
     return [r.body for r in receiver.for_task(task_id) if r.body is not None]
 
 
-def get(client: FlaskClient, task_id: str, key: str = TEST_KEY) -> dict[str, Any]:
+def get(client: FlaskClient, task_id: str, key: str = API_TEST_KEY) -> dict[str, Any]:
     task: dict[str, Any] = client.get(f"/v1/task/{task_id}", headers=basic_auth(key)).get_json()
     return task
 
@@ -126,7 +122,7 @@ def test_error_endpoint_bad_input(
     url = "http://127.0.0.1:9/cb"
     task_id = completed(client, sim, url) if setup == "completed" else create(client, url)
     answer, code = api(
-        client, f"task/{task_id}/error", OTHER_TEST_KEY if setup == "other_account" else TEST_KEY, **body
+        client, f"task/{task_id}/error", API_OTHER_TEST_KEY if setup == "other_account" else API_TEST_KEY, **body
     )
     assert code == status and message in answer["error"]
 
@@ -198,7 +194,7 @@ def test_audit_bad_input(
     url = "http://127.0.0.1:9/cb"
     task_id = create(client, url) if setup == "pending" else completed(client, sim, url)
     answer, code = api(
-        client, f"task/{task_id}/audit", OTHER_TEST_KEY if setup == "other_account" else TEST_KEY, **body
+        client, f"task/{task_id}/audit", API_OTHER_TEST_KEY if setup == "other_account" else API_TEST_KEY, **body
     )
     assert code == status and message in answer["error"]
     if setup == "completed":
@@ -232,7 +228,7 @@ def test_a_tasks_whole_life_sends_one_callback_per_event(
     assert got[5]["task"]["completed_at"] == again["completed_at"] > got[3]["task"]["updated_at"]
     assert len(got[5]["task"]["audits"]) == 3 and got[5]["response"] == {"category": "private"}
     assert len({b["task"]["updated_at"] for b in got}) == 6
-    log = client.get(f"/v1/task/{task_id}/deliveries", headers=basic_auth(TEST_KEY)).get_json()
+    log = client.get(f"/v1/task/{task_id}/deliveries", headers=basic_auth(API_TEST_KEY)).get_json()
     assert [d["event"] for d in log["deliveries"]] == [
         "completed",
         "audit_accepted",
@@ -275,7 +271,7 @@ def test_recall_bad_input(
     url = "http://127.0.0.1:9/cb"
     task_id = create(client, url) if setup == "pending" else completed(client, sim, url)
     answer, code = api(
-        client, f"task/{task_id}/recall", OTHER_TEST_KEY if setup == "other_account" else TEST_KEY, **body
+        client, f"task/{task_id}/recall", API_OTHER_TEST_KEY if setup == "other_account" else API_TEST_KEY, **body
     )
     assert code == status and message in answer["error"]
 
@@ -299,7 +295,7 @@ def test_event_callbacks_go_through_the_tasks_faults(client: FlaskClient, sim: S
     dropped = completed(client, sim, receiver.url, metadata={"sim_faults": ["drop"]})
     api(client, f"task/{dropped}/audit", result="rejected")
     assert bodies(receiver, sim, dropped) == []
-    log = client.get(f"/v1/task/{dropped}/deliveries", headers=basic_auth(TEST_KEY)).get_json()
+    log = client.get(f"/v1/task/{dropped}/deliveries", headers=basic_auth(API_TEST_KEY)).get_json()
     assert [(d["event"], d["state"]) for d in log["deliveries"]] == [
         ("completed", "dropped"),
         ("audit_rejected", "dropped"),
@@ -328,7 +324,7 @@ def test_a_retried_event_keeps_its_own_body_after_a_later_event(
 
 
 @pytest.mark.parametrize(
-    ("key", "expected", "is_test"), [(TEST_KEY, TEST_CALLBACK_KEY, True), (LIVE_KEY, CALLBACK_KEY, False)]
+    ("key", "expected", "is_test"), [(API_TEST_KEY, TEST_CALLBACK_KEY, True), (API_LIVE_KEY, CALLBACK_KEY, False)]
 )
 def test_test_tasks_call_back_with_the_test_key(
     make_settings: Callable[..., SimSettings], receiver: Receiver, key: str, expected: str, is_test: bool

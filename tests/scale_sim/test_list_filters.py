@@ -17,27 +17,29 @@ from scaleapi.tasks import TaskReviewStatus, TaskType
 
 from scale_sim.server import SimServer
 from scale_sim.tasks import timestamp_ms
-from tests.scale_sim.support import TEST_KEY, basic_auth, create, json_body, wait_for
+from tests.support.keys import API_TEST_KEY
+from tests.support.processes import wait_for
+from tests.support.tasks import basic_auth, create, json_body
 
 CB = "http://127.0.0.1:9/callback"
 
 
 def post(client: FlaskClient, path: str, **body: Any) -> dict[str, Any]:
-    answer = client.post(f"/v1/{path}", json=body, headers=basic_auth(TEST_KEY))
+    answer = client.post(f"/v1/{path}", json=body, headers=basic_auth(API_TEST_KEY))
     assert answer.status_code == 200, answer.get_json()
     result: dict[str, Any] = answer.get_json()
     return result
 
 
 def listed(client: FlaskClient, query: Any) -> list[str]:
-    answer = client.get("/v1/tasks", query_string=query, headers=basic_auth(TEST_KEY))
+    answer = client.get("/v1/tasks", query_string=query, headers=basic_auth(API_TEST_KEY))
     assert answer.status_code == 200, answer.get_json()
     return [doc["task_id"] for doc in answer.get_json()["docs"]]
 
 
 def test_the_answer_has_todays_keys(client: FlaskClient) -> None:
     create(client)
-    body = client.get("/v1/tasks?limit=1", headers=basic_auth(TEST_KEY)).get_json()
+    body = client.get("/v1/tasks?limit=1", headers=basic_auth(API_TEST_KEY)).get_json()
     assert {"docs", "total", "limit", "has_more"} <= set(body) and "offset" in body  # the 2.x client reads offset
 
 
@@ -109,7 +111,7 @@ def test_filters_on_review_status_unique_id_tags_project_batch(client: FlaskClie
 def test_bad_list_queries_are_400_with_the_parameter_named(
     client: FlaskClient, query: dict[str, str], message: str
 ) -> None:
-    answer = client.get("/v1/tasks", query_string=query, headers=basic_auth(TEST_KEY))
+    answer = client.get("/v1/tasks", query_string=query, headers=basic_auth(API_TEST_KEY))
     assert answer.status_code == 400
     assert message in answer.get_json()["error"]
 
@@ -120,7 +122,7 @@ def test_next_token_pages_through_a_filtered_list(client: FlaskClient) -> None:
     seen: list[str] = []
     query: dict[str, Any] = {"tags": "paged", "limit": 2}
     while True:
-        body = client.get("/v1/tasks", query_string=query, headers=basic_auth(TEST_KEY)).get_json()
+        body = client.get("/v1/tasks", query_string=query, headers=basic_auth(API_TEST_KEY)).get_json()
         seen += [doc["task_id"] for doc in body["docs"]]
         assert body["total"] == 5
         if not body["has_more"]:
@@ -161,10 +163,10 @@ def test_backdate_moves_created_at_back(client: FlaskClient) -> None:
 )
 def test_backdate_bad_input(client: FlaskClient, body: dict[str, Any], status: int, message: str) -> None:
     task_id = create(client)
-    answer = client.post(f"/v1/task/{task_id}/backdate", json=body, headers=basic_auth(TEST_KEY))
+    answer = client.post(f"/v1/task/{task_id}/backdate", json=body, headers=basic_auth(API_TEST_KEY))
     assert answer.status_code == status and message in answer.get_json()["error"]
     unknown = client.post(
-        "/v1/task/000000000000000000000000/backdate", json={"seconds": 1}, headers=basic_auth(TEST_KEY)
+        "/v1/task/000000000000000000000000/backdate", json={"seconds": 1}, headers=basic_auth(API_TEST_KEY)
     )
     assert unknown.status_code == 404
 
@@ -174,7 +176,7 @@ def test_backdate_bad_input(client: FlaskClient, body: dict[str, Any], status: i
 
 def test_get_tasks_with_project_completed_after_and_updated_after(start_sim: Callable[..., SimServer]) -> None:
     sim = start_sim(completion_delay=3600.0)
-    client = ScaleClient(TEST_KEY, api_instance_url=sim.api_url)
+    client = ScaleClient(API_TEST_KEY, api_instance_url=sim.api_url)
     body = {**json_body(CB, "imageannotation"), "project": "recon"}
     late = client.create_task(TaskType.ImageAnnotation, **body)
     audited = client.create_task(TaskType.ImageAnnotation, **body)

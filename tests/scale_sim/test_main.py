@@ -11,7 +11,10 @@ from pathlib import Path
 
 import requests
 
-from tests.scale_sim.support import CALLBACK_KEY, TEST_KEY, Receiver, json_body, wait_for
+from tests.support.keys import API_TEST_KEY, CALLBACK_KEY
+from tests.support.processes import wait_for
+from tests.support.receiver import Receiver
+from tests.support.tasks import json_body
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -58,7 +61,7 @@ def test_serves_completes_and_calls_back(tmp_path: Path, receiver: Receiver) -> 
         answer = requests.post(
             f"{base}/v1/task/categorization",
             json=json_body(receiver.url, "categorization"),
-            auth=(TEST_KEY, ""),
+            auth=(API_TEST_KEY, ""),
         )
         assert answer.status_code == 200
         [callback] = receiver.wait_for(1, answer.json()["task_id"])
@@ -69,7 +72,7 @@ def test_serves_completes_and_calls_back(tmp_path: Path, receiver: Receiver) -> 
     assert process.returncode == 0
     log = output.decode()
     assert "listening on" in log and "stopped" in log
-    assert CALLBACK_KEY not in log and TEST_KEY not in log
+    assert CALLBACK_KEY not in log and API_TEST_KEY not in log
     assert (tmp_path / "var" / "sim.sqlite3").exists()
 
 

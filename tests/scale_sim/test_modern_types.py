@@ -18,7 +18,9 @@ from scale_sim.exceptions import InvalidRequestError
 from scale_sim.responses import generate_response
 from scale_sim.server import SimServer
 from scale_sim.validation import COMMON_TYPES, validate_task
-from tests.scale_sim.support import FORM, MODERN_BODIES, TEST_KEY, basic_auth, json_body, wait_for
+from tests.support.keys import API_TEST_KEY
+from tests.support.processes import wait_for
+from tests.support.tasks import FORM, MODERN_BODIES, basic_auth, json_body
 
 CB = "http://127.0.0.1:9/callback"
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -41,7 +43,7 @@ def task_of(task_type: str, **changes: Any) -> dict[str, Any]:
 
 @pytest.mark.parametrize("task_type", COMMON_TYPES)
 def test_each_modern_type_is_created_with_its_params(client: FlaskClient, task_type: str) -> None:
-    answer = client.post(f"/v1/task/{task_type}", json=spec_for(task_type), headers=basic_auth(TEST_KEY))
+    answer = client.post(f"/v1/task/{task_type}", json=spec_for(task_type), headers=basic_auth(API_TEST_KEY))
     assert answer.status_code == 200, answer.get_json()
     task = answer.get_json()
     assert task["type"] == task_type and task["status"] == "pending"
@@ -132,7 +134,9 @@ def test_project_batch_unique_id_and_tags_from_a_form(client: FlaskClient) -> No
         ("tags", "red,blue"),
         ("tags", "green"),
     ]
-    task = client.post("/v1/task/categorization", data=urlencode(form), content_type=FORM, headers=basic_auth(TEST_KEY))
+    task = client.post(
+        "/v1/task/categorization", data=urlencode(form), content_type=FORM, headers=basic_auth(API_TEST_KEY)
+    )
     assert task.status_code == 200, task.get_json()
     body = task.get_json()
     assert (body["project"], body["batch"], body["unique_id"]) == ("p", "b1", "u-1")
@@ -141,7 +145,7 @@ def test_project_batch_unique_id_and_tags_from_a_form(client: FlaskClient) -> No
         "/v1/task/categorization",
         data=urlencode([*form[:6], ("tags", "red, blue")]),
         content_type=FORM,
-        headers=basic_auth(TEST_KEY),
+        headers=basic_auth(API_TEST_KEY),
     ).get_json()
     assert single["tags"] == ["red", "blue"]
 
@@ -155,7 +159,7 @@ def test_imageannotation_from_a_form_with_brackets(client: FlaskClient) -> None:
         ("geometries[point][objects_to_annotate]", "wheel"),
     ]
     task = client.post(
-        "/v1/task/imageannotation", data=urlencode(form), content_type=FORM, headers=basic_auth(TEST_KEY)
+        "/v1/task/imageannotation", data=urlencode(form), content_type=FORM, headers=basic_auth(API_TEST_KEY)
     )
     assert task.status_code == 200, task.get_json()
     assert task.get_json()["params"]["geometries"] == {
@@ -166,10 +170,14 @@ def test_imageannotation_from_a_form_with_brackets(client: FlaskClient) -> None:
 
 def test_a_unique_id_is_unique_per_account(client: FlaskClient) -> None:
     first = client.post(
-        "/v1/task/imageannotation", json=spec_for("imageannotation", unique_id="img-1"), headers=basic_auth(TEST_KEY)
+        "/v1/task/imageannotation",
+        json=spec_for("imageannotation", unique_id="img-1"),
+        headers=basic_auth(API_TEST_KEY),
     )
     again = client.post(
-        "/v1/task/imageannotation", json=spec_for("imageannotation", unique_id="img-1"), headers=basic_auth(TEST_KEY)
+        "/v1/task/imageannotation",
+        json=spec_for("imageannotation", unique_id="img-1"),
+        headers=basic_auth(API_TEST_KEY),
     )
     assert first.status_code == 200 and again.status_code == 409
     assert "unique_id 'img-1' already exists" in again.get_json()["error"]
@@ -254,7 +262,7 @@ CLIENT_MODERN_TYPES = {
 @pytest.mark.parametrize("task_type", COMMON_TYPES)
 def test_the_official_client_creates_each_modern_type(start_sim: Callable[..., SimServer], task_type: str) -> None:
     sim = start_sim(completion_delay=0.0)
-    client = ScaleClient(TEST_KEY, api_instance_url=sim.api_url)
+    client = ScaleClient(API_TEST_KEY, api_instance_url=sim.api_url)
     task = client.create_task(
         CLIENT_MODERN_TYPES[task_type],
         **{**MODERN_BODIES[task_type], "callback_url": CB},

@@ -9,12 +9,13 @@ import pytest
 from flask.testing import FlaskClient
 
 from scale_sim.simulator import Simulator
-from tests.scale_sim.support import LIVE_KEY, TEST_KEY, basic_auth, json_body
+from tests.support.keys import API_LIVE_KEY, API_TEST_KEY
+from tests.support.tasks import basic_auth, json_body
 
 CB = "http://www.example.com/callback"
 
 
-def create(client: FlaskClient, task_type: str = "categorization", key: str = TEST_KEY, **extra: Any) -> str:
+def create(client: FlaskClient, task_type: str = "categorization", key: str = API_TEST_KEY, **extra: Any) -> str:
     answer = client.post(f"/v1/task/{task_type}", json={**json_body(CB, task_type), **extra}, headers=basic_auth(key))
     task_id: str = answer.get_json()["task_id"]
     return task_id
@@ -27,13 +28,13 @@ def task_of(sim: Simulator, task_id: str) -> dict[str, Any]:
 @pytest.mark.parametrize("path", ["/", "/sim/"])
 def test_the_page_lists_pending_tasks_of_every_account(client: FlaskClient, path: str) -> None:
     ours = create(client)
-    theirs = create(client, "annotation", key=LIVE_KEY)
+    theirs = create(client, "annotation", key=API_LIVE_KEY)
     page = client.get(path)
     assert page.status_code == 200
     html = page.get_data(as_text=True)
     assert ours in html and theirs in html
     assert f"/sim/task/{ours}/complete" in html
-    assert TEST_KEY not in html and LIVE_KEY not in html
+    assert API_TEST_KEY not in html and API_LIVE_KEY not in html
 
 
 def test_the_page_escapes_task_content(client: FlaskClient) -> None:

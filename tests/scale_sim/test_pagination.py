@@ -11,7 +11,8 @@ from scale_sim.auth import account_for_key
 from scale_sim.pagination import Cursor, ListQuery, page_body
 from scale_sim.simulator import Simulator
 from scale_sim.tasks import iso_ms
-from tests.scale_sim.support import OTHER_TEST_KEY, TEST_KEY, basic_auth, json_body
+from tests.support.keys import API_OTHER_TEST_KEY, API_TEST_KEY
+from tests.support.tasks import basic_auth, json_body
 
 CB = "http://www.example.com/callback"
 
@@ -20,13 +21,13 @@ def make_tasks(client: FlaskClient, count: int, task_type: str = "categorization
     ids = []
     for _ in range(count):
         answer = client.post(
-            f"/v1/task/{task_type}", json={**json_body(CB, task_type), **extra}, headers=basic_auth(TEST_KEY)
+            f"/v1/task/{task_type}", json={**json_body(CB, task_type), **extra}, headers=basic_auth(API_TEST_KEY)
         )
         ids.append(answer.get_json()["task_id"])
     return ids
 
 
-def list_tasks(client: FlaskClient, key: str = TEST_KEY, **query: Any) -> dict[str, Any]:
+def list_tasks(client: FlaskClient, key: str = API_TEST_KEY, **query: Any) -> dict[str, Any]:
     answer = client.get("/v1/tasks", query_string=query, headers=basic_auth(key))
     assert answer.status_code == 200, answer.get_data(as_text=True)
     body: dict[str, Any] = answer.get_json()
@@ -84,7 +85,7 @@ def insert(sim: Simulator, task_id: str, created_ms: int) -> None:
     """Store a task with a chosen created_at (the API would stamp the current time)."""
     task: dict[str, Any] = {"task_id": task_id, "created_at": iso_ms(created_ms), "callback_url": CB}
     task.update(type="comparison", params={}, metadata={})
-    sim.store.insert_task(task, account=account_for_key(TEST_KEY).id, complete_at=None, faults={})
+    sim.store.insert_task(task, account=account_for_key(API_TEST_KEY).id, complete_at=None, faults={})
 
 
 def test_ties_on_created_at_are_broken_by_task_id(sim: Simulator, client: FlaskClient) -> None:
@@ -114,7 +115,7 @@ def test_filters_status_and_type(client: FlaskClient, sim: Simulator) -> None:
     categorizations = make_tasks(client, 3)
     annotations = make_tasks(client, 2, "annotation")
     sim.complete_task(categorizations[0], {"category": "public"})
-    client.post(f"/v1/task/{categorizations[1]}/cancel", headers=basic_auth(TEST_KEY))
+    client.post(f"/v1/task/{categorizations[1]}/cancel", headers=basic_auth(API_TEST_KEY))
     assert ids_of(list_tasks(client, status="completed")) == [categorizations[0]]
     assert ids_of(list_tasks(client, status="canceled")) == [categorizations[1]]
     assert set(ids_of(list_tasks(client, status="pending"))) == {categorizations[2], *annotations}
@@ -134,7 +135,7 @@ def test_filters_on_completed_at_and_project(client: FlaskClient, sim: Simulator
 
 def test_each_account_lists_only_its_own(client: FlaskClient) -> None:
     make_tasks(client, 2)
-    assert list_tasks(client, key=OTHER_TEST_KEY)["total"] == 0
+    assert list_tasks(client, key=API_OTHER_TEST_KEY)["total"] == 0
 
 
 def test_unknown_query_parameters_are_ignored(client: FlaskClient) -> None:
@@ -161,7 +162,7 @@ def test_unknown_query_parameters_are_ignored(client: FlaskClient) -> None:
     ],
 )
 def test_bad_queries_are_400_naming_the_parameter(client: FlaskClient, query: dict[str, Any], name: str) -> None:
-    answer = client.get("/v1/tasks", query_string=query, headers=basic_auth(TEST_KEY))
+    answer = client.get("/v1/tasks", query_string=query, headers=basic_auth(API_TEST_KEY))
     assert answer.status_code == 400
     assert answer.get_json()["status_code"] == 400
     assert name in answer.get_json()["error"]

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from scale_sim.responses import IMAGE_SIZES, PHONECALL_OUTCOMES, generate_response
-from scale_sim.validation import validate_task
-from tests.scale_sim.support import MIB, REFERENCE_TYPES, json_body
+from scale_sim.validation import REFERENCE_TYPES, validate_task
+from tests.support.receiver import MIB
+from tests.support.tasks import json_body
 
 TASK_ID = "5774cc78b01249ab09f089dd"
 

@@ -17,7 +17,8 @@ from scale_sim.origin import CrossOriginError, check_same_origin
 from scale_sim.server import SimServer
 from scale_sim.simulator import Simulator
 from scale_sim.store import SCHEMA_VERSION, Store
-from tests.scale_sim.support import TEST_KEY, basic_auth, create, json_body
+from tests.support.keys import API_TEST_KEY
+from tests.support.tasks import basic_auth, create, json_body
 
 CB = "http://127.0.0.1:9/callback"
 HOSTILE = " autofocus onfocus=alert(document.domain) x="
@@ -101,7 +102,7 @@ def test_the_json_api_refuses_a_foreign_origin_and_serves_scripts(client: FlaskC
     foreign = client.post(
         "/v1/task/categorization",
         json=json_body(CB, "categorization"),
-        headers={**basic_auth(TEST_KEY), "Origin": "http://evil.example"},
+        headers={**basic_auth(API_TEST_KEY), "Origin": "http://evil.example"},
     )
     assert foreign.status_code == 403
     assert foreign.get_json() == {
@@ -109,7 +110,10 @@ def test_the_json_api_refuses_a_foreign_origin_and_serves_scripts(client: FlaskC
         "error": "Cross-origin form posts are refused: the request came from http://evil.example, not from http://localhost",
     }
     assert create(client)  # no Origin header: allowed
-    assert client.get("/v1/tasks", headers={**basic_auth(TEST_KEY), "Origin": "http://evil.example"}).status_code == 200
+    assert (
+        client.get("/v1/tasks", headers={**basic_auth(API_TEST_KEY), "Origin": "http://evil.example"}).status_code
+        == 200
+    )
 
 
 def test_check_same_origin_is_a_plain_function() -> None:
@@ -122,7 +126,7 @@ def test_check_same_origin_is_a_plain_function() -> None:
 def test_the_page_action_works_through_a_real_browser_like_post(start_sim: Callable[..., SimServer]) -> None:
     sim = start_sim(completion_delay=3600.0)
     created = requests.post(
-        f"{sim.api_url}/task/categorization", json=json_body(CB, "categorization"), auth=(TEST_KEY, ""), timeout=10
+        f"{sim.api_url}/task/categorization", json=json_body(CB, "categorization"), auth=(API_TEST_KEY, ""), timeout=10
     ).json()
     url = f"{sim.url}/sim/task/{created['task_id']}/error"
     refused = requests.post(url, data={}, headers={"Origin": "http://evil.example"}, timeout=10, allow_redirects=False)
@@ -130,7 +134,7 @@ def test_the_page_action_works_through_a_real_browser_like_post(start_sim: Calla
     ok = requests.post(url, data={"message": "boom"}, headers={"Origin": sim.url}, timeout=10, allow_redirects=False)
     assert ok.status_code == 303
     assert (
-        requests.get(f"{sim.api_url}/task/{created['task_id']}", auth=(TEST_KEY, ""), timeout=10).json()["status"]
+        requests.get(f"{sim.api_url}/task/{created['task_id']}", auth=(API_TEST_KEY, ""), timeout=10).json()["status"]
         == "error"
     )
 
@@ -199,9 +203,9 @@ def test_only_localhost_names_are_answered_against_dns_rebinding(client: FlaskCl
     created = client.post(
         "/v1/task/categorization",
         json=json_body("http://attacker.example/", "categorization"),
-        headers={**basic_auth(TEST_KEY), "Host": host},
+        headers={**basic_auth(API_TEST_KEY), "Host": host},
     )
-    api = client.get("/v1/tasks", headers={**basic_auth(TEST_KEY), "Host": host})
+    api = client.get("/v1/tasks", headers={**basic_auth(API_TEST_KEY), "Host": host})
     assert (page.status_code, created.status_code, api.status_code) == (400, 400, 400)
     for name in ("localhost:8090", "127.0.0.1:8090", "sim.localhost"):
         assert client.get("/", headers={"Host": name}).status_code == 200, name

@@ -8,8 +8,8 @@ import pytest
 
 from scale_sim.exceptions import InvalidRequestError
 from scale_sim.forms import parse_form
-from scale_sim.validation import TaskSpec, canonical_type, validate_task
-from tests.scale_sim.support import REFERENCE_TYPES, json_body, reference_bodies
+from scale_sim.validation import REFERENCE_TYPES, TaskSpec, canonical_type, validate_task
+from tests.support.tasks import json_body, reference_bodies
 
 CB = "http://www.example.com/callback"
 

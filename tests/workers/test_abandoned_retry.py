@@ -20,8 +20,9 @@ from rq.serializers import JSONSerializer
 
 from callback_server.config import Settings
 from callback_server.ledger import Ledger
-from tests.processes import kill_tree, process, stack_env, wait_for, worker_args
-from tests.workers.conftest import effects, enqueue
+from tests.support.handlers import effects
+from tests.support.jobs import enqueue
+from tests.support.processes import kill_tree, process, stack_env, wait_for, worker_args
 
 pytestmark = pytest.mark.slow
 

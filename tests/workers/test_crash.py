@@ -31,9 +31,11 @@ from callback_server.deliveries import Delivery, DeliveryQueue
 from callback_server.embedded import RedisProcess
 from callback_server.jobs import failure_text
 from callback_server.ledger import Ledger
-from tests.conftest import LIVE_KEY, load_fixture
-from tests.processes import child_env, kill_tree, process, stack_env, wait_for, worker_args
-from tests.workers.conftest import effects, enqueue
+from tests.support.fixtures import load_fixture
+from tests.support.handlers import effects
+from tests.support.jobs import enqueue
+from tests.support.keys import LIVE_KEY
+from tests.support.processes import child_env, kill_tree, process, stack_env, wait_for, worker_args
 from workers.effects import effects_key
 
 pytestmark = pytest.mark.slow

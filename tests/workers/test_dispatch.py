@@ -22,9 +22,11 @@ from callback_server.config import Settings
 from callback_server.deliveries import Delivery, DeliveryQueue
 from callback_server.jobs import failure_line, failure_text
 from callback_server.ledger import Ledger
-from callback_server.schemas import load_callback
-from tests.conftest import LIVE_KEY, REFERENCE_TYPES, load_fixture
-from tests.workers.conftest import effects, enqueue
+from callback_server.schemas import REFERENCE_TYPES, load_callback
+from tests.support.fixtures import load_fixture
+from tests.support.handlers import effects
+from tests.support.jobs import enqueue
+from tests.support.keys import LIVE_KEY
 from workers.effects import effects_key
 from workers.registry import registry
 from workers.worker import build_worker
@@ -191,7 +193,7 @@ def test_a_finished_job_leaves_its_outcome_in_the_ledger_and_no_rq_result(
 def test_an_event_no_handler_asked_for_is_listed_by_the_cli(
     fast_settings: Settings, redis_conn: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.events_support import categorization_life
+    from tests.support.events import categorization_life
 
     _, body = categorization_life()[1]  # an accepted audit: the example handlers take results only
     delivery = Delivery.from_body(body, mode="live")

@@ -23,8 +23,9 @@ from rq.serializers import JSONSerializer
 
 from callback_server.deliveries import delivery_id
 from callback_server.embedded import RedisProcess, free_port
-from tests.conftest import load_fixture
-from tests.processes import gunicorn, post_callback, process, stack_env, wait_for, worker_args
+from tests.support.fixtures import load_fixture
+from tests.support.http import post_callback
+from tests.support.processes import gunicorn, process, stack_env, wait_for, worker_args
 
 pytestmark = pytest.mark.slow
 

@@ -18,7 +18,8 @@ import pytest
 
 from callback_server.deliveries import Delivery
 from callback_server.events import Event
-from tests.conftest import REFERENCE_TYPES, load_fixture
+from callback_server.schemas import REFERENCE_TYPES
+from tests.support.fixtures import load_fixture
 from workers.payloads import Task, build_task
 from workers.registry import registry
 from workers.testing import load_fixture as load_packaged

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from callback_server.embedded import RedisProcess
-from tests.processes import child_env, run_cli, stack_env, worker_args
+from tests.support.processes import child_env, run_cli, stack_env, worker_args
 from workers.listing import EVERY_EVENT_TEXT, RESULTS_TEXT, events_text, handler_rows, table
 from workers.registry import HandlerRegistry, Registration
 
@@ -86,6 +86,7 @@ def test_a_module_that_does_not_import_is_named_without_a_traceback(modules: str
     assert "Traceback" not in done.stderr and done.stdout == ""
 
 
+@pytest.mark.slow  # starts a worker process (a --burst one, that exits once the queue is empty)
 def test_the_worker_logs_the_same_list_at_start(redis_server: RedisProcess) -> None:
     env = stack_env(redis_server.url, CALLBACK_HANDLERS="tests.workers.event_handlers")
     done = subprocess.run([*worker_args("--burst")], env=env, capture_output=True, text=True, timeout=120)

@@ -28,7 +28,8 @@ from scale_sim.responses import generate_response
 from scale_sim.simulator import Simulator
 from scale_sim.tasks import callback_body, timestamp_ms
 from scale_sim.validation import validate_task
-from tests.scale_sim.support import LIVE_KEY, json_body
+from tests.support.keys import API_LIVE_KEY
+from tests.support.tasks import json_body
 from workers import testing
 
 FIXTURES_DIR = Path(testing.__file__).resolve().parent / "fixtures"
@@ -72,7 +73,7 @@ def record(data_path: str) -> dict[str, dict[str, Any]]:
         clock=clock,
         new_id=lambda created_ms: ids.pop(0),
     )
-    account = account_for_key(LIVE_KEY)
+    account = account_for_key(API_LIVE_KEY)
     bodies: dict[str, dict[str, Any]] = {}
     try:
         for offset, task_type in enumerate(TYPES):

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from callback_server.deliveries import Delivery
-from tests.conftest import REFERENCE_TYPES, load_fixture
+from callback_server.schemas import REFERENCE_TYPES
+from tests.support.fixtures import load_fixture
 from workers import payloads
 
 
@@ -96,7 +97,7 @@ def wrap(body: dict[str, Any], **envelope: Any) -> dict[str, Any]:
 
 
 def test_audit_fields_and_event_are_typed() -> None:
-    from tests.events_support import categorization_life
+    from tests.support.events import categorization_life
 
     _, body = categorization_life()[2]
     task = payloads.build_task(wrap(body))
@@ -112,7 +113,7 @@ def test_audit_fields_and_event_are_typed() -> None:
 
 
 def test_the_event_written_in_the_job_is_the_one_a_handler_sees() -> None:
-    from tests.events_support import categorization_life
+    from tests.support.events import categorization_life
 
     _, body = categorization_life()[1]
     assert payloads.build_task(wrap(body)).event == "audit"
@@ -120,7 +121,7 @@ def test_the_event_written_in_the_job_is_the_one_a_handler_sees() -> None:
 
 
 def test_error_event_is_typed_and_has_no_response() -> None:
-    from tests.events_support import error_callback
+    from tests.support.events import error_callback
 
     task = payloads.build_task(wrap(error_callback("annotation")))
     assert isinstance(task, payloads.AnnotationTask)
@@ -132,7 +133,7 @@ def test_error_event_is_typed_and_has_no_response() -> None:
 
 
 def test_recall_has_no_response() -> None:
-    from tests.events_support import categorization_life
+    from tests.support.events import categorization_life
 
     _, body = categorization_life()[4]
     task = payloads.build_task(wrap(body))

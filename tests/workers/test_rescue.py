@@ -11,7 +11,7 @@ from rq.serializers import JSONSerializer
 
 from callback_server.config import Settings
 from callback_server.exceptions import FailureNotRecordedError
-from tests.workers.conftest import enqueue
+from tests.support.jobs import enqueue
 from workers.rescue import LOCK_KEY, ORPHAN_GRACE, rescue_orphans, sweep_if_due
 from workers.worker import CallbackWorker, build_worker
 

@@ -16,7 +16,7 @@ import pytest
 from callback_server.deliveries import Delivery
 from callback_server.events import EVENTS, REVIEW_RESULTS
 from callback_server.exceptions import HandlerRegistrationError, InvalidCallbackError, NoSuchFixtureError
-from tests.processes import ROOT
+from tests.support.processes import ROOT
 from workers.payloads import TASK_CLASSES, FileResultTask, ImageannotationTask, Task, UnknownTask, build_task
 from workers.registry import registry
 from workers.testing import FIXTURE_TYPES, Outcome, load_fixture, make_task, run_handlers

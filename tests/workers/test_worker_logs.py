@@ -14,9 +14,9 @@ from rq.serializers import JSONSerializer
 
 from callback_server.config import Settings
 from callback_server.deliveries import DISPATCH_FUNCTION
-from tests.logfmt import parse
-from tests.processes import stack_env, worker_args
-from tests.workers.conftest import enqueue
+from tests.support.jobs import enqueue
+from tests.support.logfmt import parse
+from tests.support.processes import stack_env, worker_args
 
 pytestmark = pytest.mark.slow
 

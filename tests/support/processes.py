@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -11,14 +10,16 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import psutil
-import requests
 
 from callback_server.devserver import web_command
+from tests.support.http import answers
+from tests.support.keys import LIVE_KEY
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
+"""The repository's root: child processes run there."""
 T = TypeVar("T")
 
 
@@ -43,8 +44,6 @@ def child_env(**overrides: str) -> dict[str, str]:
 
 def stack_env(redis_url: str, **overrides: str) -> dict[str, str]:
     """The environment of a test receiver or worker: our key, the recording handlers, fast heartbeats and cleanups."""
-    from tests.conftest import LIVE_KEY
-
     base = {
         "REDIS_URL": redis_url,
         "SCALE_CALLBACK_AUTH_KEY": LIVE_KEY,
@@ -130,27 +129,6 @@ def gunicorn(env: dict[str, str], port: int, log: Path, *extra: str) -> Iterator
         yield base
 
 
-def post_callback(
-    base: str, body: object, *, key: str | None = None, request_id: str | None = None
-) -> requests.Response:
-    """POST a callback (a dict, or text as it is) to a running receiver at ``base``, with our live key by default."""
-    from tests.conftest import LIVE_KEY
-
-    headers = {"scale-callback-auth": key or LIVE_KEY, "Content-Type": "application/json"}
-    if request_id is not None:
-        headers["X-Request-ID"] = request_id
-    data = body if isinstance(body, str) else json.dumps(body)
-    return requests.post(f"{base}/callback", data=data, headers=headers, timeout=10)
-
-
-def answers(url: str) -> bool:
-    """True once the URL answers 200 (a refused connection is just "not yet")."""
-    try:
-        return requests.get(url, timeout=1).status_code == 200
-    except requests.ConnectionError:
-        return False
-
-
 def dev_args(port: int, sim_port: int, data: Path) -> list[str]:
     """The command line of ``make run`` (``python -m callback_server dev``) on the given ports and data folder."""
     return [
@@ -165,18 +143,3 @@ def dev_args(port: int, sim_port: int, data: Path) -> list[str]:
         "--data",
         str(data),
     ]
-
-
-def prompt_sim_settings(callback_url: str, data: Path) -> Any:
-    """A simulator that completes tasks at once and compresses Scale's 24 h of retries to seconds."""
-    from scale_sim.config import Secret, SimSettings
-    from tests.conftest import LIVE_KEY
-
-    return SimSettings(
-        callback_auth_key=Secret(LIVE_KEY),
-        completion_delay=0.0,
-        time_scale=0.0001,
-        default_callback_url=callback_url,
-        data_path=str(data),
-        callback_timeout=2.0,
-    )
