@@ -266,15 +266,25 @@ class DeliveryQueue:
             redis_timeout=settings.redis_timeout,
         )
 
-    def build_job(self, delivery: Delivery) -> Job:
-        """The RQ job for a delivery, as ``Queue.enqueue`` would make it (not saved); the slow, exact path."""
+    def build_job(
+        self,
+        delivery: Delivery,
+        *,
+        argument: dict[str, Any] | None = None,
+        job_id: str | None = None,
+        description: str | None = None,
+    ) -> Job:
+        """The RQ job for a delivery, as ``Queue.enqueue`` would make it (not saved); the slow, exact path.
+
+        A rerun's job carries another ``argument`` under its own ``job_id`` and ``description``.
+        """
         job = Job.create(
             DISPATCH_FUNCTION,
-            args=(delivery.as_job_arg(),),
+            args=(argument if argument is not None else delivery.as_job_arg(),),
             connection=self.connection,
             serializer=JSONSerializer,
-            id=delivery.delivery_id,
-            description=describe(delivery),
+            id=job_id if job_id is not None else delivery.delivery_id,
+            description=description if description is not None else describe(delivery),
             timeout=self.job_timeout,
             result_ttl=defaults.RESULT_TTL,
             failure_ttl=defaults.FAILURE_TTL,

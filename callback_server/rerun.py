@@ -29,7 +29,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
-from datetime import UTC, datetime
 from itertools import product
 from typing import Any
 
@@ -41,7 +40,7 @@ from rq.serializers import JSONSerializer
 from callback_server import defaults, ledger, scripts, stats
 from callback_server.accept import callback_body, task_mode
 from callback_server.config import Settings
-from callback_server.deliveries import DISPATCH_FUNCTION, Delivery, DeliveryQueue, describe
+from callback_server.deliveries import Delivery, DeliveryQueue, describe
 from callback_server.events import EVENTS, Event, UnknownStatusError, derive_event
 from callback_server.exceptions import CallbackServerError, RerunError
 from callback_server.render import printable, shorten
@@ -514,23 +513,12 @@ class Rerunner:
     def job(self, run_id: str, delivery: Delivery, handlers: list[str]) -> Job:
         """The rerun job of a delivery, as RQ would write it: the delivery's own id inside, a job id of its own."""
         argument = {**delivery.as_job_arg(), "rerun": {"run_id": run_id, "handlers": handlers}}
-        queue = self.deliveries
-        job = Job.create(
-            DISPATCH_FUNCTION,
-            args=(argument,),
-            connection=self.connection,
-            serializer=JSONSerializer,
-            id=rerun_job_id(run_id, delivery.delivery_id),
+        return self.deliveries.build_job(
+            delivery,
+            argument=argument,
+            job_id=rerun_job_id(run_id, delivery.delivery_id),
             description=f"{describe(delivery)} run {run_id}",
-            timeout=queue.job_timeout,
-            result_ttl=defaults.RESULT_TTL,
-            failure_ttl=defaults.FAILURE_TTL,
-            retry=queue.retry,
-            origin=queue.queue.name,
-            status=JobStatus.QUEUED,
         )
-        job.enqueued_at = datetime.now(UTC)
-        return job
 
     def enqueue(self, run_id: str, delivery: Delivery, handlers: list[str]) -> bool:
         """Queue the delivery's rerun job unless this run queued its task before: one script call."""
