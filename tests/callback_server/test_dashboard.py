@@ -716,3 +716,14 @@ def test_the_overview_warns_when_redis_memory_is_high(console: FlaskClient, redi
     finally:
         redis_conn.config_set("maxmemory", "0")
     assert "MEMORY HIGH: at the limit every callback is answered 503" in overview
+
+
+def test_the_overview_shows_the_newest_reconciliation_run(console: FlaskClient, redis_conn: redis.Redis) -> None:
+    from callback_server.reconcile import RunLog, RunSummary
+
+    log = RunLog(redis_conn)
+    log.add(RunSummary("run-older", "2026-12-01T00:00:00.000Z", "", "", seen=1, complete=True))
+    log.add(RunSummary("run-newer", "2026-12-02T00:00:00.000Z", "", "", seen=7, queued=3, errors=["x"]))
+    html = page(console, "/dashboard/")
+    assert "2026-12-02T00:00:00.000Z</a>:" in html and "2026-12-01T00:00:00.000Z" not in html
+    assert "INCOMPLETE, seen 7, queued 3, errors 1" in " ".join(html.split())

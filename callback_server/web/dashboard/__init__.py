@@ -23,6 +23,7 @@ from markupsafe import Markup
 
 from callback_server.exceptions import NotFoundError, RerunError
 from callback_server.ledger import Entry, Ledger
+from callback_server.reconcile import RunSummary
 from callback_server.rerun import RunStore
 from callback_server.status import read_status
 from callback_server.web.dashboard import actions, charts, data, guard
@@ -182,13 +183,12 @@ def overview() -> str:
             (f"Ack latency, {label}", charts.latency_lines(f"Ack latency, {label}", bars)),
         ]
     status = read_status(conn, settings)
-    runs = data.reconciliation(conn, 1)["runs"]
     return _page(
         "overview.html",
         "overview",
         counts=data.counts(status),
         status=status,
-        last_run=runs[0] if runs else None,
+        last_run=RunSummary.from_dict(status.runs[0]) if status.runs else None,  # the snapshot read them
         charts=chart_list,
     )
 
